@@ -1,0 +1,185 @@
+//! The one decision core. The reverse proxy (and any decision endpoint) hands it the
+//! request's method, raw path and headers; it answers with the canonical path to
+//! forward, the rule that decided, and either the caller's identity or why not.
+
+use std::borrow::Cow;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use http::header::AUTHORIZATION;
+use http::{HeaderMap, Method};
+
+use crate::error::AuthError;
+use crate::jwks::KeyStore;
+use crate::path;
+use crate::policy::{Policy, RuleId};
+use crate::verify::{Identity, TokenError, Verifier};
+
+/// Where "now" comes from. Injected so that tests can verify tokens that Cognito
+/// issued years ago, at an instant inside their validity window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Clock {
+    System,
+    /// A fixed instant, in seconds since the Unix epoch.
+    Fixed(f64),
+}
+
+impl Clock {
+    pub fn now(&self) -> f64 {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default(),
+            Clock::Fixed(t) => *t,
+        }
+    }
+}
+
+/// What `authorize` needs to know about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub method: &'a Method,
+    /// The path as received, without the query.
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+/// An allowed request: the path to forward and, unless the rule admits anyone, who.
+#[derive(Debug)]
+pub struct Allowed<'a> {
+    pub path: Cow<'a, str>,
+    pub identity: Option<Identity>,
+}
+
+/// The outcome, with the rule that produced it when one matched.
+#[derive(Debug)]
+pub struct Decision<'a> {
+    pub rule: Option<RuleId>,
+    pub outcome: Result<Allowed<'a>, AuthError>,
+}
+
+pub struct Authorizer {
+    policy: Policy,
+    verifier: Verifier,
+    keys: KeyStore,
+    clock: Clock,
+}
+
+impl Authorizer {
+    pub fn new(policy: Policy, verifier: Verifier, keys: KeyStore, clock: Clock) -> Self {
+        Authorizer {
+            policy,
+            verifier,
+            keys,
+            clock,
+        }
+    }
+
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    /// Canonicalizes the path (refusing doubtful ones), finds the first matching rule,
+    /// and, if that rule needs a token, verifies it and checks the rule's grant.
+    pub async fn authorize<'a>(&self, req: RequestFacts<'a>) -> Decision<'a> {
+        let path = match path::canonicalize(req.path) {
+            Ok(p) => p,
+            Err(e) => {
+                return Decision {
+                    rule: None,
+                    outcome: Err(AuthError::BadPath(e)),
+                }
+            }
+        };
+        let Some(rule) = self.policy.route(req.method, &path) else {
+            return Decision {
+                rule: None,
+                outcome: Err(AuthError::NoMatchingRule),
+            };
+        };
+        let outcome = if rule.grant().needs_token() {
+            self.identify(req.headers)
+                .await
+                .and_then(|identity| {
+                    if rule.grant().admits(Some(&identity)) {
+                        Ok(Some(identity))
+                    } else {
+                        Err(AuthError::GroupNotAllowed)
+                    }
+                })
+                .map(|identity| Allowed { path, identity })
+        } else {
+            Ok(Allowed {
+                path,
+                identity: None,
+            })
+        };
+        Decision {
+            rule: Some(rule.id().clone()),
+            outcome,
+        }
+    }
+
+    async fn identify(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
+        let token = bearer_token(headers)?;
+        self.verifier
+            .verify(token, &self.keys, self.clock.now())
+            .await
+            .map_err(AuthError::InvalidToken)
+    }
+}
+
+/// The token of the request's single `Authorization: Bearer <token>` header. The
+/// scheme is case-insensitive (RFC 9110 §11.1); any other scheme counts as no token.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(AuthError::MissingToken);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::AmbiguousCredentials);
+    }
+    let Ok(text) = value.to_str() else {
+        return Err(AuthError::InvalidToken(TokenError::Malformed(
+            "authorization header is not ASCII",
+        )));
+    };
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::MissingToken);
+    }
+    match rest.trim_matches(' ') {
+        "" => Err(AuthError::InvalidToken(TokenError::Malformed("empty bearer token"))),
+        token => Ok(token),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn bearer_token_extraction() {
+        let cases: &[(&[&str], Result<&str, AuthError>)] = &[
+            (&[], Err(AuthError::MissingToken)),
+            (&["Bearer abc.def.ghi"], Ok("abc.def.ghi")),
+            (&["bearer abc"], Ok("abc")),
+            (&["BEARER   abc  "], Ok("abc")),
+            (&["Basic dXNlcjpwYXNz"], Err(AuthError::MissingToken)),
+            (&["Bearerabc"], Err(AuthError::MissingToken)),
+            (
+                &["Bearer "],
+                Err(AuthError::InvalidToken(TokenError::Malformed("empty bearer token"))),
+            ),
+            (&["Bearer a", "Bearer b"], Err(AuthError::AmbiguousCredentials)),
+        ];
+        for (values, want) in cases {
+            let mut h = HeaderMap::new();
+            for v in *values {
+                h.append(AUTHORIZATION, HeaderValue::from_static(v));
+            }
+            assert_eq!(bearer_token(&h), *want, "{values:?}");
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! `cognito-gate demo`: the whole product on loopback in one process — a local issuer
+//! with a fresh RSA key and a Cognito-shaped JWKS path, an echo upstream, and the gate
+//! running the real verifier and the real policy between them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use serde_json::{json, Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::error::full_body;
+use crate::issuer::{DevIssuer, IssuerError};
+use crate::server::{self, ServerOptions};
+use crate::{Clock, Config, Listeners, Policy};
+
+/// The policy the demo uses when `config/policy.toml` is not in the working directory.
+pub const EMBEDDED_POLICY: &str = include_str!("../config/policy.toml");
+const POOL_ID: &str = "us-east-1_DemoPool1";
+const CLIENT_ID: &str = "demo-client";
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub policy: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Start(#[from] crate::StartError),
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, DemoError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| DemoError::Bind(addr, e))
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<crate::error::GateBody> {
+    let mut response = Response::new(full_body(body.to_string()));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Runs the demo until `shutdown` completes. What to try is printed on stdout.
+pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> Result<(), DemoError> {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let issuer = Arc::new(DevIssuer::new(POOL_ID, CLIENT_ID)?);
+    let (policy, policy_source) = match &options.policy {
+        Some(file) => (Policy::load(file)?, file.display().to_string()),
+        None if std::path::Path::new("config/policy.toml").is_file() => (
+            Policy::load(std::path::Path::new("config/policy.toml"))?,
+            "config/policy.toml".to_owned(),
+        ),
+        None => (
+            Policy::from_toml(EMBEDDED_POLICY)?,
+            "embedded copy of config/policy.toml".to_owned(),
+        ),
+    };
+
+    let options_small = ServerOptions {
+        header_read_timeout: Duration::from_secs(10),
+        max_header_bytes: 16 * 1024,
+        shutdown_timeout: Duration::from_secs(1),
+    };
+    let (stop, stopped) = watch::channel(false);
+
+    let jwks_listener = bind(loopback).await?;
+    let jwks_addr = jwks_listener.local_addr().map_err(|e| DemoError::Bind(loopback, e))?;
+    let jwks_issuer = issuer.clone();
+    let jwks_task = tokio::spawn(server::serve(
+        jwks_listener,
+        options_small,
+        move |req, _| {
+            let response = if req.uri().path() == jwks_issuer.jwks_path() {
+                let mut r = Response::new(full_body(jwks_issuer.jwks_json()));
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            } else {
+                json_response(StatusCode::NOT_FOUND, &json!({ "error": "not_found" }))
+            };
+            async move { response }
+        },
+        stopped.clone(),
+    ));
+
+    let echo_listener = bind(loopback).await?;
+    let echo_addr = echo_listener.local_addr().map_err(|e| DemoError::Bind(loopback, e))?;
+    let echo_task = tokio::spawn(server::serve(
+        echo_listener,
+        options_small,
+        move |req, _| {
+            let mut headers = Map::new();
+            for (name, value) in req.headers() {
+                headers.insert(
+                    name.as_str().to_owned(),
+                    Value::String(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+                );
+            }
+            let body = json!({
+                "echo": "this is what the upstream app received",
+                "method": req.method().as_str(),
+                "uri": req.uri().to_string(),
+                "headers": headers,
+            });
+            async move { json_response(StatusCode::OK, &body) }
+        },
+        stopped,
+    ));
+
+    let config = Config::from_toml(&format!(
+        r#"
+        listen = "{listen}"
+        admin_listen = "{admin}"
+        shutdown_timeout = "2s"
+        [upstream]
+        url = "http://{echo_addr}"
+        [[pools]]
+        user_pool_id = "{POOL_ID}"
+        client_ids = ["{CLIENT_ID}"]
+        token_use = "any"
+        jwks_url = "http://{jwks_addr}{path}"
+        "#,
+        listen = options.listen,
+        admin = options.admin_listen,
+        path = issuer.jwks_path(),
+    ))?;
+    let proxy_listener = bind(config.listen).await?;
+    let admin_listener = bind(config.admin_listen).await?;
+    let gate = proxy_listener
+        .local_addr()
+        .map_err(|e| DemoError::Bind(config.listen, e))?;
+    let admin = admin_listener
+        .local_addr()
+        .map_err(|e| DemoError::Bind(config.admin_listen, e))?;
+
+    let admin_token = issuer.mint("alice", &["admins"], 3600)?;
+    let plain_token = issuer.mint("bob", &[], 3600)?;
+    let expired_token = issuer.mint("carol", &["admins"], -600)?;
+    let base = format!("http://{gate}");
+    println!(
+        r#"cognito-gate demo: everything below runs in this process, on loopback.
+
+  gate (reverse proxy)  {base}
+  admin                 http://{admin}/healthz  http://{admin}/readyz
+  echo upstream         http://{echo_addr}
+  local issuer (JWKS)   http://{jwks_addr}{jwks_path}
+  issuer (iss)          {iss}
+  policy                {policy_source}
+
+The local issuer exists only in demo mode. Try these (tokens are valid for 1 hour):
+
+# 200: alice is in group admins, and the app sees X-User-Sub and X-User-Groups
+curl -i -H 'Authorization: Bearer {admin_token}' {base}/admin/reports
+# 403: bob has a valid token but is in no group
+curl -i -H 'Authorization: Bearer {plain_token}' {base}/admin/reports
+# 401: carol's token has expired
+curl -i -H 'Authorization: Bearer {expired_token}' {base}/admin/reports
+# 401: no token at all
+curl -i {base}/admin/reports
+# 200: public paths need no token, and a forged identity header is removed
+curl -i -H 'X-User-Sub: forged' {base}/public/hello
+# 400: path tricks are refused before any rule is read
+curl -i --path-as-is {base}/public/../admin/reports
+
+Press Ctrl-C to stop."#,
+        jwks_path = issuer.jwks_path(),
+        iss = issuer.issuer(),
+    );
+
+    let listeners = Listeners {
+        proxy: proxy_listener,
+        admin: admin_listener,
+    };
+    let result = crate::run(config, policy, listeners, Clock::System, shutdown).await;
+    let _ = stop.send(true);
+    let _ = tokio::join!(jwks_task, echo_task);
+    Ok(result?)
+}

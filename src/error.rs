@@ -1,0 +1,241 @@
+//! Every way a request can be refused, and the one place that maps each to its answer.
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+use crate::path::PathError;
+use crate::verify::TokenError;
+
+/// The body type of every response the gate writes or relays.
+pub type GateBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+
+pub fn full_body(bytes: impl Into<Bytes>) -> GateBody {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// The realm of every `WWW-Authenticate` challenge.
+pub const REALM: &str = "cognito-gate";
+
+/// Why `authorize` refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("{0}")]
+    BadPath(PathError),
+    #[error("more than one Authorization header")]
+    AmbiguousCredentials,
+    #[error("no bearer token")]
+    MissingToken,
+    #[error("{0}")]
+    InvalidToken(TokenError),
+    #[error("the token's groups are not allowed by the rule")]
+    GroupNotAllowed,
+    #[error("no policy rule matches this request")]
+    NoMatchingRule,
+}
+
+/// Anything that ends a request with an error answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    #[error("the upstream could not be reached")]
+    UpstreamUnreachable,
+    #[error("the upstream did not answer in time")]
+    UpstreamTimeout,
+    #[error("internal error")]
+    Internal,
+}
+
+/// Whose fault a rejection is, which sets its log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    Client,
+    Upstream,
+    Ours,
+}
+
+/// What the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub error: &'static str,
+    /// The RFC 6750 challenge, for 400/401/403 answers about the bearer token.
+    pub challenge: Option<String>,
+    pub fault: Fault,
+}
+
+fn bearer(error: Option<&str>, description: Option<&str>) -> Option<String> {
+    let mut c = format!("Bearer realm=\"{REALM}\"");
+    if let Some(e) = error {
+        c.push_str(&format!(", error=\"{e}\""));
+    }
+    if let Some(d) = description {
+        c.push_str(&format!(", error_description=\"{d}\""));
+    }
+    Some(c)
+}
+
+impl Rejection {
+    /// The single mapping from rejection to answer (RFC 6750 §3.1 for the challenges).
+    pub fn answer(&self) -> Answer {
+        use StatusCode as S;
+        let (status, error, challenge, fault) = match self {
+            Rejection::Auth(AuthError::BadPath(_)) => (S::BAD_REQUEST, "invalid_path", None, Fault::Client),
+            Rejection::Auth(AuthError::AmbiguousCredentials) => (
+                S::BAD_REQUEST,
+                "invalid_request",
+                bearer(Some("invalid_request"), None),
+                Fault::Client,
+            ),
+            Rejection::Auth(AuthError::MissingToken) => {
+                (S::UNAUTHORIZED, "unauthorized", bearer(None, None), Fault::Client)
+            }
+            Rejection::Auth(AuthError::InvalidToken(e)) => match e {
+                TokenError::KeysUnavailable => {
+                    (S::SERVICE_UNAVAILABLE, "keys_unavailable", None, Fault::Ours)
+                }
+                TokenError::TooLarge
+                | TokenError::Malformed(_)
+                | TokenError::UnsupportedAlgorithm
+                | TokenError::MissingKeyId
+                | TokenError::CriticalHeader
+                | TokenError::UnknownIssuer
+                | TokenError::UnknownKeyId
+                | TokenError::KeyNotUsable
+                | TokenError::AlgorithmMismatch
+                | TokenError::InvalidSignature
+                | TokenError::Expired
+                | TokenError::NotYetValid
+                | TokenError::MissingClaim(_)
+                | TokenError::InvalidClaimType(_)
+                | TokenError::InvalidTokenUse
+                | TokenError::TokenUseNotAccepted
+                | TokenError::ClientNotAllowed => (
+                    S::UNAUTHORIZED,
+                    "invalid_token",
+                    bearer(Some("invalid_token"), Some(&e.to_string())),
+                    Fault::Client,
+                ),
+            },
+            Rejection::Auth(AuthError::GroupNotAllowed) => (
+                S::FORBIDDEN,
+                "insufficient_scope",
+                bearer(Some("insufficient_scope"), None),
+                Fault::Client,
+            ),
+            Rejection::Auth(AuthError::NoMatchingRule) => {
+                (S::FORBIDDEN, "no_matching_rule", None, Fault::Client)
+            }
+            Rejection::UpstreamUnreachable => (S::BAD_GATEWAY, "bad_gateway", None, Fault::Upstream),
+            Rejection::UpstreamTimeout => {
+                (S::GATEWAY_TIMEOUT, "gateway_timeout", None, Fault::Upstream)
+            }
+            Rejection::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error", None, Fault::Ours),
+        };
+        Answer {
+            status,
+            error,
+            challenge,
+            fault,
+        }
+    }
+
+    /// The response: the status, the challenge if any, and a small JSON body that
+    /// names the problem without echoing the token or internals.
+    pub fn response(&self) -> Response<GateBody> {
+        let answer = self.answer();
+        let body = serde_json::json!({ "error": answer.error, "message": self.to_string() });
+        let mut response = Response::new(full_body(body.to_string()));
+        *response.status_mut() = answer.status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(value) = answer.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            headers.insert(WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_rejection_maps_to_its_status_and_challenge() {
+        let r = |e: AuthError| Rejection::Auth(e);
+        let cases = [
+            (r(AuthError::BadPath(PathError::DotSegment)), 400, None),
+            (
+                r(AuthError::AmbiguousCredentials),
+                400,
+                Some(r#"Bearer realm="cognito-gate", error="invalid_request""#),
+            ),
+            (r(AuthError::MissingToken), 401, Some(r#"Bearer realm="cognito-gate""#)),
+            (
+                r(AuthError::InvalidToken(TokenError::Expired)),
+                401,
+                Some(r#"Bearer realm="cognito-gate", error="invalid_token", error_description="token has expired""#),
+            ),
+            (
+                r(AuthError::InvalidToken(TokenError::MissingClaim("sub"))),
+                401,
+                Some(r#"Bearer realm="cognito-gate", error="invalid_token", error_description="token has no sub claim""#),
+            ),
+            (r(AuthError::InvalidToken(TokenError::KeysUnavailable)), 503, None),
+            (
+                r(AuthError::GroupNotAllowed),
+                403,
+                Some(r#"Bearer realm="cognito-gate", error="insufficient_scope""#),
+            ),
+            (r(AuthError::NoMatchingRule), 403, None),
+            (Rejection::UpstreamUnreachable, 502, None),
+            (Rejection::UpstreamTimeout, 504, None),
+            (Rejection::Internal, 500, None),
+        ];
+        for (rejection, status, challenge) in cases {
+            let a = rejection.answer();
+            assert_eq!(a.status.as_u16(), status, "{rejection:?}");
+            assert_eq!(a.challenge.as_deref(), challenge, "{rejection:?}");
+        }
+    }
+
+    #[test]
+    fn key_trouble_is_our_fault_and_upstream_trouble_the_upstreams() {
+        let keys = Rejection::Auth(AuthError::InvalidToken(TokenError::KeysUnavailable));
+        assert_eq!(keys.answer().fault, Fault::Ours);
+        assert_eq!(Rejection::UpstreamTimeout.answer().fault, Fault::Upstream);
+        assert_eq!(Rejection::Auth(AuthError::MissingToken).answer().fault, Fault::Client);
+    }
+
+    #[test]
+    fn every_error_description_is_a_valid_quoted_string() {
+        // RFC 6750 §3: error_description must not contain '"' or '\'.
+        let all = [
+            TokenError::TooLarge,
+            TokenError::Malformed("x"),
+            TokenError::UnsupportedAlgorithm,
+            TokenError::MissingKeyId,
+            TokenError::CriticalHeader,
+            TokenError::UnknownIssuer,
+            TokenError::UnknownKeyId,
+            TokenError::KeyNotUsable,
+            TokenError::AlgorithmMismatch,
+            TokenError::InvalidSignature,
+            TokenError::Expired,
+            TokenError::NotYetValid,
+            TokenError::MissingClaim("x"),
+            TokenError::InvalidClaimType("x"),
+            TokenError::InvalidTokenUse,
+            TokenError::TokenUseNotAccepted,
+            TokenError::ClientNotAllowed,
+        ];
+        for e in all {
+            let text = e.to_string();
+            assert!(!text.contains(['"', '\\']), "{text}");
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! Header hygiene on the request path: strip forged identity headers, inject ours, and
+//! drop hop-by-hop headers.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::HeadersConfig;
+use crate::verify::Identity;
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), plus the non-standard ones proxies also drop.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Removes hop-by-hop headers and every header named in `Connection`. When
+/// `keep_upgrade` is set (an authorised upgrade such as WebSocket), `Upgrade` and a
+/// `Connection: upgrade` survive, because the next hop must see the upgrade request.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        if !(keep_upgrade && name == header::UPGRADE) {
+            headers.remove(name);
+        }
+    }
+    let upgrade = if keep_upgrade {
+        headers.remove(header::UPGRADE)
+    } else {
+        None
+    };
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if let Some(protocol) = upgrade {
+        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Whether a client's request asks for a protocol upgrade (RFC 9110 §7.8).
+pub fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Whether two header names are the same identity header for stripping purposes:
+/// case-insensitive, with `-`, `_` and `.` treated as one character. Servers such as
+/// nginx, WSGI and Rack turn `X_User_Sub` into the same variable as `X-User-Sub`
+/// (the root of oauth2-proxy GHSA-vjrc-mh2v-45x6).
+pub fn same_identity_name(a: &str, b: &str) -> bool {
+    fn fold(b: u8) -> u8 {
+        match b {
+            b'_' | b'.' => b'-',
+            other => other.to_ascii_lowercase(),
+        }
+    }
+    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// The identity header names in use, and how to write them.
+#[derive(Debug, Clone)]
+pub struct IdentityHeaders {
+    pub sub: HeaderName,
+    pub groups: HeaderName,
+}
+
+impl IdentityHeaders {
+    pub fn new(config: &HeadersConfig) -> Self {
+        IdentityHeaders {
+            sub: config.user_sub.clone(),
+            groups: config.user_groups.clone(),
+        }
+    }
+
+    /// Every header name in `headers` that is, or would be read as, an identity header.
+    pub fn forged_names(&self, headers: &HeaderMap) -> Vec<HeaderName> {
+        headers
+            .keys()
+            .filter(|k| {
+                same_identity_name(k.as_str(), self.sub.as_str())
+                    || same_identity_name(k.as_str(), self.groups.as_str())
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Removes every client-sent identity header, in any spelling.
+    pub fn strip(&self, headers: &mut HeaderMap) {
+        for name in self.forged_names(headers) {
+            headers.remove(name);
+        }
+    }
+
+    /// Writes the identity headers. Call [`IdentityHeaders::strip`] first.
+    pub fn inject(&self, headers: &mut HeaderMap, identity: &Identity) {
+        headers.insert(self.sub.clone(), encode_value(std::iter::once(&identity.sub)));
+        headers.insert(self.groups.clone(), encode_value(identity.groups.iter()));
+    }
+}
+
+/// Joins `items` with `,`, percent-encoding `,`, `%` and every byte outside visible
+/// ASCII in each item so that the list splits unambiguously and is a valid header value.
+/// No items gives an empty value.
+pub fn encode_value<'a>(items: impl Iterator<Item = &'a String>) -> HeaderValue {
+    let mut out = String::new();
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for b in item.bytes() {
+            if b == b',' || b == b'%' || !(0x21..0x7f).contains(&b) {
+                out.push_str(&format!("%{b:02X}"));
+            } else {
+                out.push(char::from(b));
+            }
+        }
+    }
+    // Only visible ASCII remains, which is always a valid header value.
+    HeaderValue::from_str(&out).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(items: &[&str]) -> String {
+        let owned: Vec<String> = items.iter().map(|s| s.to_string()).collect();
+        encode_value(owned.iter()).to_str().expect("ascii").to_owned()
+    }
+
+    #[test]
+    fn group_values_are_unambiguous() {
+        let cases: &[(&[&str], &str)] = &[
+            (&[], ""),
+            (&["admins"], "admins"),
+            (&["admins", "ops"], "admins,ops"),
+            (&["a,b", "c"], "a%2Cb,c"),
+            (&["100%"], "100%25"),
+            (&["Team Leads"], "Team%20Leads"),
+            (&["équipe"], "%C3%A9quipe"),
+            (&["tab\there"], "tab%09here"),
+            (&["us-east-1_iWcTPhZBA_adfs"], "us-east-1_iWcTPhZBA_adfs"),
+        ];
+        for (items, want) in cases {
+            assert_eq!(encode(items), *want, "{items:?}");
+        }
+    }
+
+    #[test]
+    fn identity_names_fold_case_dash_underscore_and_dot() {
+        for forged in ["x-user-sub", "X_User_Sub", "x.user.sub", "X-USER_SUB"] {
+            assert!(same_identity_name(forged, "x-user-sub"), "{forged}");
+        }
+        for other in ["x-user-subx", "x-user", "xuser-sub", "x-user-sub2"] {
+            assert!(!same_identity_name(other, "x-user-sub"), "{other}");
+        }
+    }
+
+    #[test]
+    fn strip_removes_every_spelling() {
+        let ids = IdentityHeaders {
+            sub: HeaderName::from_static("x-user-sub"),
+            groups: HeaderName::from_static("x-user-groups"),
+        };
+        let mut h = HeaderMap::new();
+        for name in ["x-user-sub", "x_user_sub", "x.user.groups", "x-user-groups", "x-other"] {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_static("forged"),
+            );
+        }
+        ids.strip(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-other"]);
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        let mut plain = h.clone();
+        remove_hop_by_hop(&mut plain, false);
+        assert_eq!(plain.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(header::UPGRADE).map(|v| v.as_bytes()), Some(&b"websocket"[..]));
+        assert_eq!(h.get(header::CONNECTION).map(|v| v.as_bytes()), Some(&b"upgrade"[..]));
+        assert!(!h.contains_key("x-secret"));
+    }
+
+    #[test]
+    fn upgrade_requests_are_recognized() {
+        let mut h = HeaderMap::new();
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(!wants_upgrade(&h));
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        assert!(wants_upgrade(&h));
+    }
+}

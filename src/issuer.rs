@@ -1,0 +1,136 @@
+//! A local, development-only token issuer: an in-memory RSA key that signs
+//! Cognito-shaped tokens and publishes its JWKS. `cognito-gate demo` uses it, and so do
+//! the tests; the `run` command never does.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
+use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error("RSA key generation failed")]
+    KeyGeneration,
+    #[error("RSA signing failed")]
+    Signing,
+}
+
+/// An RSA-2048 key pair with a key id.
+pub struct SigningKey {
+    kid: String,
+    pair: KeyPair,
+}
+
+impl SigningKey {
+    pub fn generate(kid: &str) -> Result<SigningKey, IssuerError> {
+        let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| IssuerError::KeyGeneration)?;
+        Ok(SigningKey {
+            kid: kid.to_owned(),
+            pair,
+        })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as a JWK, shaped like Cognito's (`alg`, `e`, `kid`, `kty`, `n`, `use`).
+    pub fn jwk(&self) -> Value {
+        let public = PublicKeyComponents::<Vec<u8>>::from(self.pair.public_key());
+        json!({
+            "alg": "RS256",
+            "e": URL_SAFE_NO_PAD.encode(&public.e),
+            "kid": self.kid,
+            "kty": "RSA",
+            "n": URL_SAFE_NO_PAD.encode(&public.n),
+            "use": "sig",
+        })
+    }
+
+    /// Signs `claims` under `header` as a compact JWS with RS256. The header is used as
+    /// given, so tests can also produce deliberately wrong tokens.
+    pub fn sign(&self, header: &Value, claims: &Value) -> Result<String, IssuerError> {
+        let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let mut signature = vec![0; self.pair.public_modulus_len()];
+        self.pair
+            .sign(
+                &RSA_PKCS1_SHA256,
+                &SystemRandom::new(),
+                token.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|_| IssuerError::Signing)?;
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(token)
+    }
+}
+
+/// Mints Cognito-shaped access tokens for one made-up user pool.
+pub struct DevIssuer {
+    key: SigningKey,
+    pub pool_id: String,
+    pub client_id: String,
+}
+
+impl DevIssuer {
+    pub fn new(pool_id: &str, client_id: &str) -> Result<DevIssuer, IssuerError> {
+        Ok(DevIssuer {
+            key: SigningKey::generate("dev-key-1")?,
+            pool_id: pool_id.to_owned(),
+            client_id: client_id.to_owned(),
+        })
+    }
+
+    /// The `iss` these tokens carry: the real Cognito form for this pool id.
+    pub fn issuer(&self) -> String {
+        let region = self.pool_id.split('_').next().unwrap_or_default();
+        format!(
+            "https://cognito-idp.{region}.amazonaws.com/{}",
+            self.pool_id
+        )
+    }
+
+    /// The path Cognito serves the JWKS at, relative to the issuer's host.
+    pub fn jwks_path(&self) -> String {
+        format!("/{}/.well-known/jwks.json", self.pool_id)
+    }
+
+    pub fn jwks_json(&self) -> String {
+        json!({ "keys": [self.key.jwk()] }).to_string()
+    }
+
+    /// An access token for `sub` in `groups`, valid from now for `lifetime_secs`
+    /// (negative for one that has already expired).
+    pub fn mint(&self, sub: &str, groups: &[&str], lifetime_secs: i64) -> Result<String, IssuerError> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        let issued = if lifetime_secs < 0 { now + 2 * lifetime_secs } else { now };
+        let mut claims = json!({
+            "sub": sub,
+            "iss": self.issuer(),
+            "client_id": self.client_id,
+            "token_use": "access",
+            "scope": "openid profile",
+            "auth_time": issued,
+            "iat": issued,
+            "exp": now + lifetime_secs,
+            "jti": format!("{sub}-{issued}"),
+            "username": sub,
+            "version": 2,
+        });
+        if !groups.is_empty() {
+            claims["cognito:groups"] = json!(groups);
+        }
+        self.key
+            .sign(&json!({ "kid": self.key.kid(), "alg": "RS256" }), &claims)
+    }
+}

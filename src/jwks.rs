@@ -1,0 +1,411 @@
+//! Each pool's signing keys: fetched at start-up, refreshed periodically, refetched on
+//! an unknown `kid` at most once per cooldown, and cached with moka.
+//!
+//! Two moka caches do the work, and neither needs a lock held across an `.await`:
+//! - `current` maps a pool to its last good [`KeySet`]. A refresh replaces the whole
+//!   set at once, and only after it parsed completely, so a bad download is never
+//!   half-applied and a failed refresh leaves the old keys serving.
+//! - `refetched` is the penalty box, like aws-jwt-verify's: an entry per pool that
+//!   lives for the cooldown. `get_with` runs one refetch for all concurrent misses,
+//!   and while the entry lives, further misses reuse its outcome instead of fetching.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use http::{header, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use jsonwebtoken::DecodingKey;
+use moka::future::Cache;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tokio::task::JoinHandle;
+
+use crate::client::Connector;
+use crate::config::{JwksConfig, PoolConfig};
+
+/// RSA moduli below 2048 bits are refused (NIST SP 800-131A); Cognito uses 2048.
+const MIN_RSA_MODULUS_BYTES: usize = 256;
+
+/// One key of a JWKS, with what the verifier must check before using it.
+#[derive(Debug)]
+pub struct Key {
+    pub kty: String,
+    /// The JWK's `use`, if it has one. Only "sig" may verify tokens.
+    pub use_: Option<String>,
+    /// The JWK's `alg`, if it has one. It must equal the token header's `alg`.
+    pub alg: Option<String>,
+    /// The RSA public key, or `None` when the key is not an RSA key of usable size.
+    pub rsa: Option<DecodingKey>,
+}
+
+/// A complete, validated key set, keyed by `kid`.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: HashMap<String, Arc<Key>>,
+}
+
+impl KeySet {
+    pub fn get(&self, kid: &str) -> Option<Arc<Key>> {
+        self.keys.get(kid).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// Why a JWKS download was not applied.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JwksError {
+    #[error("request failed: {0}")]
+    Request(String),
+    #[error("no complete answer within {0:?}")]
+    Timeout(Duration),
+    #[error("answered HTTP {0}")]
+    Status(StatusCode),
+    #[error("response is larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("malformed key set: {0}")]
+    Malformed(String),
+}
+
+/// Why no key could be found for a token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyLookupError {
+    /// The pool's current keys are fresh and none has this `kid`.
+    UnknownKeyId,
+    /// The pool has no keys, or the refetch that might have found this `kid` failed.
+    Unavailable,
+}
+
+#[derive(Deserialize)]
+struct RawKeySet {
+    keys: Vec<Map<String, Value>>,
+}
+
+/// Parses and validates a JWKS document. Any malformed key rejects the whole set.
+pub fn parse_key_set(body: &[u8]) -> Result<KeySet, JwksError> {
+    let malformed = |m: String| JwksError::Malformed(m);
+    let raw: RawKeySet =
+        serde_json::from_slice(body).map_err(|e| malformed(format!("not a JWKS: {e}")))?;
+    let mut keys = HashMap::with_capacity(raw.keys.len());
+    for (i, jwk) in raw.keys.iter().enumerate() {
+        let text = |name: &str| -> Result<Option<String>, JwksError> {
+            match jwk.get(name) {
+                None => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(malformed(format!("keys[{i}].{name} is not a string"))),
+            }
+        };
+        let Some(kid) = text("kid")? else {
+            // A key without a kid can never be selected by a Cognito token.
+            continue;
+        };
+        let kty = text("kty")?.ok_or_else(|| malformed(format!("keys[{i}] has no kty")))?;
+        let rsa = if kty == "RSA" {
+            let n = text("n")?.ok_or_else(|| malformed(format!("keys[{i}] has no n")))?;
+            let e = text("e")?.ok_or_else(|| malformed(format!("keys[{i}] has no e")))?;
+            rsa_key(&n, &e).map_err(|m| malformed(format!("keys[{i}]: {m}")))?
+        } else {
+            None
+        };
+        let key = Key {
+            kty,
+            use_: text("use")?,
+            alg: text("alg")?,
+            rsa,
+        };
+        if keys.insert(kid.clone(), Arc::new(key)).is_some() {
+            return Err(malformed(format!("kid {kid:?} appears twice")));
+        }
+    }
+    if !keys.values().any(|k| k.rsa.is_some()) {
+        return Err(malformed("no usable RSA key".into()));
+    }
+    Ok(KeySet { keys })
+}
+
+/// Builds an RSA key from base64url `n` and `e`. `Ok(None)` is a well-formed key too
+/// small to trust; `Err` is a malformed one.
+fn rsa_key(n: &str, e: &str) -> Result<Option<DecodingKey>, String> {
+    let n = URL_SAFE_NO_PAD
+        .decode(n)
+        .map_err(|_| "n is not unpadded base64url".to_owned())?;
+    let e = URL_SAFE_NO_PAD
+        .decode(e)
+        .map_err(|_| "e is not unpadded base64url".to_owned())?;
+    let n = strip_leading_zeros(&n);
+    let e = strip_leading_zeros(&e);
+    if n.is_empty() || e.is_empty() || e.len() > 8 {
+        return Err("n or e is out of range".into());
+    }
+    if n.len() < MIN_RSA_MODULUS_BYTES {
+        return Ok(None);
+    }
+    Ok(Some(DecodingKey::from_rsa_raw_components(n, e)))
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[first..]
+}
+
+/// The key store for every configured pool (by index in `Config::pools`).
+#[derive(Clone)]
+pub struct KeyStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sources: Vec<Uri>,
+    client: Client<Connector, Empty<Bytes>>,
+    settings: JwksConfig,
+    current: Cache<usize, Arc<KeySet>>,
+    refetched: Cache<usize, Result<(), JwksError>>,
+}
+
+/// Stops the background refresh tasks when dropped.
+pub struct Refreshers(Vec<JoinHandle<()>>);
+
+impl Drop for Refreshers {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+impl KeyStore {
+    /// Creates the store and starts one refresh task per pool; the first fetch runs at
+    /// once. Start-up never waits for Cognito: until keys arrive, `is_ready` is false.
+    pub fn start(
+        pools: &[PoolConfig],
+        settings: &JwksConfig,
+        client: Client<Connector, Empty<Bytes>>,
+    ) -> (KeyStore, Refreshers) {
+        let store = KeyStore {
+            inner: Arc::new(Inner {
+                sources: pools.iter().map(|p| p.jwks_url.clone()).collect(),
+                client,
+                settings: settings.clone(),
+                current: Cache::builder().build(),
+                refetched: Cache::builder()
+                    .time_to_live(settings.unknown_kid_cooldown)
+                    .build(),
+            }),
+        };
+        let tasks = (0..pools.len())
+            .map(|pool| tokio::spawn(refresh_loop(store.inner.clone(), pool)))
+            .collect();
+        (store, Refreshers(tasks))
+    }
+
+    /// Whether the pool has ever received a good key set.
+    pub fn has_keys(&self, pool: usize) -> bool {
+        self.inner.current.contains_key(&pool)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        (0..self.inner.sources.len()).all(|p| self.has_keys(p))
+    }
+
+    /// The key `kid` of `pool`. A miss triggers at most one refetch per cooldown.
+    pub async fn find(&self, pool: usize, kid: &str) -> Result<Arc<Key>, KeyLookupError> {
+        if let Some(key) = self.cached(pool, kid).await {
+            return Ok(key);
+        }
+        let inner = &self.inner;
+        let refetch = inner
+            .refetched
+            .get_with(pool, async {
+                tracing::info!(pool, "unknown key id or no keys yet; refetching the JWKS");
+                inner.fetch_and_store(pool).await
+            })
+            .await;
+        // Look again: this refetch, or the periodic refresh, may have brought the key.
+        if let Some(key) = self.cached(pool, kid).await {
+            return Ok(key);
+        }
+        match (self.has_keys(pool), refetch) {
+            (true, Ok(())) => Err(KeyLookupError::UnknownKeyId),
+            _ => Err(KeyLookupError::Unavailable),
+        }
+    }
+
+    async fn cached(&self, pool: usize, kid: &str) -> Option<Arc<Key>> {
+        self.inner.current.get(&pool).await?.get(kid)
+    }
+}
+
+impl Inner {
+    async fn fetch_and_store(&self, pool: usize) -> Result<(), JwksError> {
+        let Some(url) = self.sources.get(pool) else {
+            return Err(JwksError::Request(format!("no pool {pool}")));
+        };
+        match tokio::time::timeout(self.settings.fetch_timeout, self.fetch(url)).await {
+            Ok(Ok(set)) => {
+                tracing::debug!(pool, %url, keys = set.len(), "JWKS loaded");
+                self.current.insert(pool, Arc::new(set)).await;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                tracing::error!(pool, %url, error = %e, "JWKS fetch failed; keeping the last good keys");
+                Err(e)
+            }
+            Err(_) => {
+                let e = JwksError::Timeout(self.settings.fetch_timeout);
+                tracing::error!(pool, %url, error = %e, "JWKS fetch failed; keeping the last good keys");
+                Err(e)
+            }
+        }
+    }
+
+    async fn fetch(&self, url: &Uri) -> Result<KeySet, JwksError> {
+        let request = Request::get(url.clone())
+            .header(header::ACCEPT, "application/json")
+            .header(
+                header::USER_AGENT,
+                concat!("cognito-gate/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Empty::new())
+            .map_err(|e| JwksError::Request(e.to_string()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| JwksError::Request(error_chain(&e)))?;
+        if response.status() != StatusCode::OK {
+            return Err(JwksError::Status(response.status()));
+        }
+        let limit = self.settings.max_response_bytes;
+        let declared = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > limit as u64) {
+            return Err(JwksError::TooLarge(limit));
+        }
+        let body = Limited::new(response.into_body(), limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    JwksError::TooLarge(limit)
+                } else {
+                    JwksError::Request(e.to_string())
+                }
+            })?
+            .to_bytes();
+        parse_key_set(&body)
+    }
+}
+
+/// An error with its sources, since hyper-util's client error alone says only
+/// "client error (Connect)".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+async fn refresh_loop(inner: Arc<Inner>, pool: usize) {
+    const FIRST_RETRY: Duration = Duration::from_secs(1);
+    const MAX_RETRY: Duration = Duration::from_secs(30);
+    let mut retry = FIRST_RETRY;
+    loop {
+        match inner.fetch_and_store(pool).await {
+            Ok(()) => {
+                retry = FIRST_RETRY;
+                tokio::time::sleep(inner.settings.refresh_interval).await;
+            }
+            Err(_) => {
+                tokio::time::sleep(retry.min(inner.settings.refresh_interval)).await;
+                retry = (retry * 2).min(MAX_RETRY);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwk(kid: &str, extra: &str) -> String {
+        // A 2048-bit modulus: 256 bytes of 0xC5 encoded as base64url.
+        let n = URL_SAFE_NO_PAD.encode([0xC5u8; 256]);
+        format!(r#"{{"kid":"{kid}","kty":"RSA","n":"{n}","e":"AQAB"{extra}}}"#)
+    }
+
+    #[test]
+    fn parses_keys_with_their_use_and_alg() {
+        let body = format!(
+            r#"{{"keys":[{},{},{{"kid":"ec","kty":"EC","crv":"P-256"}}]}}"#,
+            jwk("a", r#","use":"sig","alg":"RS256""#),
+            jwk("b", r#","use":"enc""#)
+        );
+        let set = parse_key_set(body.as_bytes()).expect("valid");
+        assert_eq!(set.len(), 3);
+        let a = set.get("a").expect("a");
+        assert_eq!((a.use_.as_deref(), a.alg.as_deref()), (Some("sig"), Some("RS256")));
+        assert!(a.rsa.is_some());
+        assert_eq!(set.get("b").expect("b").use_.as_deref(), Some("enc"));
+        let ec = set.get("ec").expect("ec");
+        assert!(ec.rsa.is_none());
+        assert_eq!(ec.kty, "EC");
+    }
+
+    #[test]
+    fn the_real_cognito_jwks_parses() {
+        let body = include_str!("../tests/fixtures/real-cognito/jwks.json");
+        let set = parse_key_set(body.as_bytes()).expect("valid");
+        assert!(set.get("Ob3sVovGdh62Pp9TLNibzCEhRwbhLjhkxygoCJzoYWQ=").is_some());
+        assert!(set.get("gQpiUD80i1clqVSTeCVFv9QqAFqLTMfsxqmOfhF6B5Q=").is_some());
+    }
+
+    #[test]
+    fn malformed_sets_are_rejected_whole() {
+        let good = jwk("a", "");
+        let small_n = URL_SAFE_NO_PAD.encode([0xC5u8; 128]);
+        let cases = [
+            ("not json".to_owned(), "not a JWKS"),
+            (r#"{"nokeys":[]}"#.to_owned(), "not a JWKS"),
+            (r#"{"keys":[]}"#.to_owned(), "no usable RSA key"),
+            (format!(r#"{{"keys":[{good},{good}]}}"#), "appears twice"),
+            (
+                format!(r#"{{"keys":[{good},{{"kid":"x","kty":"RSA","n":"AQAB=","e":"AQAB"}}]}}"#),
+                "n is not unpadded base64url",
+            ),
+            (
+                format!(r#"{{"keys":[{good},{{"kid":"x","kty":"RSA","e":"AQAB"}}]}}"#),
+                "has no n",
+            ),
+            (format!(r#"{{"keys":[{good},{{"kid":"x"}}]}}"#), "has no kty"),
+            (format!(r#"{{"keys":[{good},{{"kid":7,"kty":"RSA"}}]}}"#), "kid is not a string"),
+            (
+                format!(r#"{{"keys":[{{"kid":"s","kty":"RSA","n":"{small_n}","e":"AQAB"}}]}}"#),
+                "no usable RSA key",
+            ),
+        ];
+        for (body, want) in cases {
+            match parse_key_set(body.as_bytes()) {
+                Err(JwksError::Malformed(m)) => assert!(m.contains(want), "{body}: {m}"),
+                other => panic!("{body}: expected Malformed({want}), got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! cognito-gate: an authorization sidecar that verifies Amazon Cognito tokens and
+//! enforces a path policy in front of an unmodified HTTP app.
+//!
+//! A request flows: [`server`] accepts it → [`proxy`] hands method, path and headers
+//! to [`authorize`] → [`path`] canonicalizes the path → [`policy`] picks the rule →
+//! [`verify`] checks the token with keys from [`jwks`] → [`proxy`] strips and injects
+//! [`headers`] and streams the request to the upstream through [`client`].
+
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod admin;
+pub mod authorize;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod headers;
+pub mod issuer;
+pub mod jwks;
+pub mod logging;
+pub mod path;
+pub mod policy;
+pub mod proxy;
+pub mod server;
+pub mod verify;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use authorize::Clock;
+pub use config::Config;
+pub use policy::Policy;
+
+use crate::authorize::Authorizer;
+use crate::headers::IdentityHeaders;
+use crate::jwks::KeyStore;
+use crate::proxy::Proxy;
+use crate::server::ServerOptions;
+use crate::verify::Verifier;
+
+/// The sockets the gate serves on, bound by the caller (port 0 in tests).
+pub struct Listeners {
+    pub proxy: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// Why the gate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("TLS set-up failed: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// Runs the gate until `shutdown` completes, then drains in-flight requests for at
+/// most `config.shutdown_timeout` and returns.
+pub async fn run(
+    config: Config,
+    policy: Policy,
+    listeners: Listeners,
+    clock: Clock,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let connector = client::connector(config.upstream.connect_timeout)?;
+    let jwks_connector = client::connector(config.jwks.fetch_timeout)?;
+    let (keys, _refreshers) = KeyStore::start(
+        &config.pools,
+        &config.jwks,
+        client::client(jwks_connector, config.upstream.idle_timeout),
+    );
+    let verifier = Verifier::new(&config.pools, config.max_token_bytes);
+    let authz = Arc::new(Authorizer::new(policy, verifier, keys.clone(), clock));
+    let proxy = Arc::new(Proxy::new(
+        authz,
+        client::client(connector, config.upstream.idle_timeout),
+        config.upstream.clone(),
+        IdentityHeaders::new(&config.headers),
+        config.headers.forward_authorization,
+    ));
+    let options = ServerOptions {
+        header_read_timeout: config.header_read_timeout,
+        max_header_bytes: config.max_header_bytes,
+        shutdown_timeout: config.shutdown_timeout,
+    };
+    let (stop, stopped) = watch::channel(false);
+
+    let pools = Arc::new(config.pools.clone());
+    let admin = tokio::spawn(server::serve(
+        listeners.admin,
+        options,
+        move |req, _peer| {
+            let response = admin::answer(&req, &keys, &pools);
+            async move { response }
+        },
+        stopped.clone(),
+    ));
+    let proxied = tokio::spawn(server::serve(
+        listeners.proxy,
+        options,
+        move |req, peer| {
+            let proxy = proxy.clone();
+            async move { proxy.handle(req, peer).await }
+        },
+        stopped,
+    ));
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    let _ = stop.send(true);
+    let _ = tokio::join!(admin, proxied);
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! The `cognito-gate` command: `run` (the default), `check` and `demo`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use cognito_gate::config::{LogConfig, LogFormat};
+use cognito_gate::demo::{self, DemoOptions};
+use cognito_gate::policy::Grant;
+use cognito_gate::{logging, Clock, Config, Listeners, Policy};
+
+#[derive(Parser)]
+#[command(name = "cognito-gate", version, about = "Verifies Amazon Cognito tokens and enforces a path policy in front of an HTTP app")]
+struct Cli {
+    /// The configuration file (TOML). Environment variables COGNITO_GATE_* override it.
+    #[arg(long, short, global = true, env = "COGNITO_GATE_CONFIG", default_value = "config/cognito-gate.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gate (the default).
+    Run,
+    /// Validate the configuration and the policy, print a summary, exit non-zero on problems.
+    Check,
+    /// Run a self-contained demo on loopback: local issuer, echo app and the gate.
+    Demo {
+        /// Where the gate listens.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where /healthz and /readyz are served.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_listen: SocketAddr,
+        /// The policy file (default: config/policy.toml, or the embedded copy of it).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cognito-gate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Run => runtime.block_on(run(cli.config)),
+        Command::Check => check(&cli.config),
+        Command::Demo {
+            listen,
+            admin_listen,
+            policy,
+        } => {
+            logging::init(&LogConfig {
+                level: "info".into(),
+                format: LogFormat::Pretty,
+            });
+            let options = DemoOptions {
+                listen,
+                admin_listen,
+                policy,
+            };
+            runtime
+                .block_on(demo::run(options, shutdown_signal()))
+                .map_err(|e| e.to_string())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("cognito-gate: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(config_file: &PathBuf) -> Result<(Config, Policy), String> {
+    let config = Config::load(config_file).map_err(|e| format!("{}: {e}", config_file.display()))?;
+    let policy = Policy::load(&config.policy_file)
+        .map_err(|e| format!("{}: {e}", config.policy_file.display()))?;
+    Ok((config, policy))
+}
+
+async fn run(config_file: PathBuf) -> Result<(), String> {
+    let (config, policy) = load(&config_file)?;
+    logging::init(&config.log);
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))
+    };
+    let listeners = Listeners {
+        proxy: bind(config.listen).await?,
+        admin: bind(config.admin_listen).await?,
+    };
+    tracing::info!(
+        listen = %config.listen,
+        admin = %config.admin_listen,
+        upstream = %config.upstream.url,
+        pools = config.pools.len(),
+        rules = policy.rules().len(),
+        "cognito-gate started"
+    );
+    cognito_gate::run(config, policy, listeners, Clock::System, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn check(config_file: &PathBuf) -> Result<(), String> {
+    let (config, policy) = load(config_file)?;
+    println!("config {}: ok", config_file.display());
+    println!("  listen {}, admin {}", config.listen, config.admin_listen);
+    println!("  upstream {}", config.upstream.url);
+    for pool in &config.pools {
+        println!(
+            "  pool {} ({:?} tokens, clients {}), keys from {}",
+            pool.user_pool_id,
+            pool.token_use,
+            pool.client_ids.join(", "),
+            pool.jwks_url
+        );
+    }
+    println!("policy {}: ok, {} rules", config.policy_file.display(), policy.rules().len());
+    for rule in policy.rules() {
+        let grant = match rule.grant() {
+            Grant::Anyone => "anyone".to_owned(),
+            Grant::Authenticated => "authenticated".to_owned(),
+            Grant::AnyGroup(g) => format!("any of groups {}", g.join(", ")),
+            Grant::AllGroups(g) => format!("all of groups {}", g.join(", ")),
+        };
+        println!("  {:>3}. {} -> {grant}", rule.id().number, rule.id());
+    }
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,261 @@
+//! The reverse proxy: authorize, rewrite headers, stream to the upstream and back.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Uri};
+use http::{Request, Response, StatusCode, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioIo;
+
+use crate::authorize::{Allowed, Authorizer, RequestFacts};
+use crate::client::Connector;
+use crate::config::UpstreamConfig;
+use crate::error::{Fault, GateBody, Rejection};
+use crate::headers::{remove_hop_by_hop, wants_upgrade, IdentityHeaders};
+use crate::jwks::error_chain;
+use crate::policy::RuleId;
+use crate::verify::Identity;
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+
+pub struct Proxy {
+    authz: Arc<Authorizer>,
+    client: Client<Connector, Incoming>,
+    upstream: UpstreamConfig,
+    identity: IdentityHeaders,
+    forward_authorization: bool,
+}
+
+impl Proxy {
+    pub fn new(
+        authz: Arc<Authorizer>,
+        client: Client<Connector, Incoming>,
+        upstream: UpstreamConfig,
+        identity: IdentityHeaders,
+        forward_authorization: bool,
+    ) -> Self {
+        Proxy {
+            authz,
+            client,
+            upstream,
+            identity,
+            forward_authorization,
+        }
+    }
+
+    /// Handles one request end to end and writes its access-log line.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<GateBody> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let (response, rule, sub) = match self.forward(req, peer).await {
+            Ok((response, rule, sub)) => (response, rule, sub),
+            Err((rejection, rule)) => (rejection.response(), rule, None),
+        };
+        access_log(&AccessLine {
+            method: method.as_str(),
+            path: &path,
+            status: response.status(),
+            rule: rule.as_ref(),
+            sub: sub.as_deref(),
+            started,
+        });
+        response
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<(Response<GateBody>, Option<RuleId>, Option<String>), (Rejection, Option<RuleId>)>
+    {
+        let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let decision = self
+            .authz
+            .authorize(RequestFacts {
+                method: &parts.method,
+                path: parts.uri.path(),
+                headers: &parts.headers,
+            })
+            .await;
+        let rule = decision.rule;
+        let Allowed { path, identity } = match decision.outcome {
+            Ok(allowed) => allowed,
+            Err(e) => return Err((Rejection::Auth(e), rule)),
+        };
+        let uri = self.upstream_uri(&path, parts.uri.query());
+        drop(path);
+        let Some(uri) = uri else {
+            return Err((Rejection::Internal, rule));
+        };
+
+        // HTTP/2 clients send no Host header; the app gets the :authority instead.
+        if !parts.headers.contains_key(header::HOST) {
+            if let Some(host) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            {
+                parts.headers.insert(header::HOST, host);
+            }
+        }
+        self.rewrite_headers(&mut parts.headers, peer, identity.as_ref(), upgrade.is_some());
+        parts.uri = uri;
+        parts.version = Version::HTTP_11;
+        let sub = identity.map(|i| i.sub);
+
+        let sent = tokio::time::timeout(
+            self.upstream.request_timeout,
+            self.client.request(Request::from_parts(parts, body)),
+        )
+        .await;
+        let mut response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %error_chain(&e), upstream = %self.upstream.url, "upstream request failed");
+                return Err((Rejection::UpstreamUnreachable, rule));
+            }
+            Err(_) => {
+                tracing::warn!(upstream = %self.upstream.url, timeout = ?self.upstream.request_timeout, "upstream timed out");
+                return Err((Rejection::UpstreamTimeout, rule));
+            }
+        };
+
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_side) = upgrade else {
+                tracing::warn!("upstream switched protocols without being asked");
+                return Err((Rejection::UpstreamUnreachable, rule));
+            };
+            let upstream_side = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                match tokio::try_join!(client_side, upstream_side) {
+                    Ok((client, upstream)) => {
+                        let mut client = TokioIo::new(client);
+                        let mut upstream = TokioIo::new(upstream);
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                            tracing::debug!(error = %e, "upgraded connection ended with an error");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+                }
+            });
+            return Ok((response.map(BodyExt::boxed), rule, sub));
+        }
+        remove_hop_by_hop(response.headers_mut(), false);
+        Ok((response.map(BodyExt::boxed), rule, sub))
+    }
+
+    /// The upstream URI: the configured scheme and authority, the canonical path the
+    /// policy judged, and the query exactly as received.
+    fn upstream_uri(&self, path: &str, query: Option<&str>) -> Option<Uri> {
+        let pq = match query {
+            Some(q) => PathAndQuery::try_from(format!("{path}?{q}")).ok()?,
+            None => PathAndQuery::try_from(path).ok()?,
+        };
+        let mut parts = self.upstream.url.clone().into_parts();
+        parts.path_and_query = Some(pq);
+        Uri::from_parts(parts).ok()
+    }
+
+    /// Strip first, then inject: hop-by-hop headers and every spelling of the identity
+    /// headers go, then `X-Forwarded-*` and our identity headers are written.
+    fn rewrite_headers(
+        &self,
+        headers: &mut http::HeaderMap,
+        peer: SocketAddr,
+        identity: Option<&Identity>,
+        upgrade: bool,
+    ) {
+        remove_hop_by_hop(headers, upgrade);
+        self.identity.strip(headers);
+        if !self.forward_authorization {
+            headers.remove(header::AUTHORIZATION);
+        }
+
+        let prior: Vec<&str> = headers
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let peer_ip = peer.ip().to_string();
+        let forwarded_for = if prior.is_empty() {
+            peer_ip
+        } else {
+            format!("{}, {peer_ip}", prior.join(", "))
+        };
+        if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        match headers.get(header::HOST).cloned() {
+            Some(host) => {
+                headers.insert(X_FORWARDED_HOST, host);
+            }
+            None => {
+                headers.remove(X_FORWARDED_HOST);
+            }
+        }
+        if let Some(identity) = identity {
+            self.identity.inject(headers, identity);
+        }
+    }
+}
+
+/// The fields of the one structured line written per request.
+pub struct AccessLine<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub status: StatusCode,
+    pub rule: Option<&'a RuleId>,
+    pub sub: Option<&'a str>,
+    pub started: Instant,
+}
+
+/// Writes the access-log line. Denials by the client's own doing stay at info like
+/// every access line; our own faults are errors, the upstream's warnings.
+pub fn access_log(line: &AccessLine<'_>) {
+    let decision = if line.status.is_success()
+        || line.status.is_redirection()
+        || line.status.is_informational()
+    {
+        "allow"
+    } else {
+        "deny"
+    };
+    let rule = line.rule.map(|r| r.to_string());
+    let latency_ms = line.started.elapsed().as_secs_f64() * 1000.0;
+    let fault = match line.status.as_u16() {
+        500 | 503 => Fault::Ours,
+        502 | 504 => Fault::Upstream,
+        _ => Fault::Client,
+    };
+    macro_rules! emit {
+        ($level:expr) => {
+            tracing::event!(
+                target: "cognito_gate::access",
+                $level,
+                method = line.method,
+                path = line.path,
+                status = line.status.as_u16(),
+                decision,
+                rule = rule.as_deref().unwrap_or("-"),
+                sub = line.sub.unwrap_or("-"),
+                latency_ms = format_args!("{latency_ms:.3}"),
+                "request"
+            )
+        };
+    }
+    match fault {
+        Fault::Client => emit!(tracing::Level::INFO),
+        Fault::Upstream => emit!(tracing::Level::WARN),
+        Fault::Ours => emit!(tracing::Level::ERROR),
+    }
+}

@@ -44,18 +44,24 @@ pub struct RequestFacts<'a> {
     pub headers: &'a HeaderMap,
 }
 
-/// An allowed request: the path to forward and, unless the rule admits anyone, who.
-#[derive(Debug)]
-pub struct Allowed<'a> {
-    pub path: Cow<'a, str>,
-    pub identity: Option<Identity>,
-}
-
-/// The outcome, with the rule that produced it when one matched.
+/// The outcome, with the rule that produced it when one matched, and the verified
+/// identity whenever a token was verified (also when the rule then refused it).
 #[derive(Debug)]
 pub struct Decision<'a> {
     pub rule: Option<RuleId>,
-    pub outcome: Result<Allowed<'a>, AuthError>,
+    pub identity: Option<Identity>,
+    /// On success, the canonical path: the one the policy judged and the one to forward.
+    pub outcome: Result<Cow<'a, str>, AuthError>,
+}
+
+impl Decision<'_> {
+    fn refused(rule: Option<RuleId>, error: AuthError) -> Self {
+        Decision {
+            rule,
+            identity: None,
+            outcome: Err(error),
+        }
+    }
 }
 
 pub struct Authorizer {
@@ -84,38 +90,31 @@ impl Authorizer {
     pub async fn authorize<'a>(&self, req: RequestFacts<'a>) -> Decision<'a> {
         let path = match path::canonicalize(req.path) {
             Ok(p) => p,
-            Err(e) => {
-                return Decision {
-                    rule: None,
-                    outcome: Err(AuthError::BadPath(e)),
-                }
-            }
+            Err(e) => return Decision::refused(None, AuthError::BadPath(e)),
         };
         let Some(rule) = self.policy.route(req.method, &path) else {
-            return Decision {
-                rule: None,
-                outcome: Err(AuthError::NoMatchingRule),
-            };
+            return Decision::refused(None, AuthError::NoMatchingRule);
         };
-        let outcome = if rule.grant().needs_token() {
-            self.identify(req.headers)
-                .await
-                .and_then(|identity| {
-                    if rule.grant().admits(Some(&identity)) {
-                        Ok(Some(identity))
-                    } else {
-                        Err(AuthError::GroupNotAllowed)
-                    }
-                })
-                .map(|identity| Allowed { path, identity })
-        } else {
-            Ok(Allowed {
-                path,
+        let rule_id = Some(rule.id().clone());
+        if !rule.grant().needs_token() {
+            return Decision {
+                rule: rule_id,
                 identity: None,
-            })
+                outcome: Ok(path),
+            };
+        }
+        let identity = match self.identify(req.headers).await {
+            Ok(identity) => identity,
+            Err(e) => return Decision::refused(rule_id, e),
+        };
+        let outcome = if rule.grant().admits(Some(&identity)) {
+            Ok(path)
+        } else {
+            Err(AuthError::GroupNotAllowed)
         };
         Decision {
-            rule: Some(rule.id().clone()),
+            rule: rule_id,
+            identity: Some(identity),
             outcome,
         }
     }
@@ -149,7 +148,9 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
         return Err(AuthError::MissingToken);
     }
     match rest.trim_matches(' ') {
-        "" => Err(AuthError::InvalidToken(TokenError::Malformed("empty bearer token"))),
+        "" => Err(AuthError::InvalidToken(TokenError::Malformed(
+            "empty bearer token",
+        ))),
         token => Ok(token),
     }
 }
@@ -170,9 +171,14 @@ mod tests {
             (&["Bearerabc"], Err(AuthError::MissingToken)),
             (
                 &["Bearer "],
-                Err(AuthError::InvalidToken(TokenError::Malformed("empty bearer token"))),
+                Err(AuthError::InvalidToken(TokenError::Malformed(
+                    "empty bearer token",
+                ))),
             ),
-            (&["Bearer a", "Bearer b"], Err(AuthError::AmbiguousCredentials)),
+            (
+                &["Bearer a", "Bearer b"],
+                Err(AuthError::AmbiguousCredentials),
+            ),
         ];
         for (values, want) in cases {
             let mut h = HeaderMap::new();

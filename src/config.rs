@@ -329,7 +329,11 @@ impl RawDuration {
             "ms" => 1,
             "m" => 60_000,
             "h" => 3_600_000,
-            other => return Err(format!("{text:?} has an unknown unit {other:?} (ms, s, m, h)")),
+            other => {
+                return Err(format!(
+                    "{text:?} has an unknown unit {other:?} (ms, s, m, h)"
+                ))
+            }
         };
         n.checked_mul(per_unit)
             .map(Duration::from_millis)
@@ -410,13 +414,18 @@ impl TryFrom<RawConfig> for Config {
         let second = Duration::from_secs(1);
         let header_read_timeout =
             p.duration("header_read_timeout", &raw.header_read_timeout, second);
-        let shutdown_timeout = p.duration("shutdown_timeout", &raw.shutdown_timeout, Duration::ZERO);
+        let shutdown_timeout =
+            p.duration("shutdown_timeout", &raw.shutdown_timeout, Duration::ZERO);
 
         let upstream = convert_upstream(&mut p, raw.upstream);
         let pools = convert_pools(&mut p, raw.pools);
 
         let jwks = JwksConfig {
-            refresh_interval: p.duration("jwks.refresh_interval", &raw.jwks.refresh_interval, second),
+            refresh_interval: p.duration(
+                "jwks.refresh_interval",
+                &raw.jwks.refresh_interval,
+                second,
+            ),
             unknown_kid_cooldown: p.duration(
                 "jwks.unknown_kid_cooldown",
                 &raw.jwks.unknown_kid_cooldown,
@@ -430,7 +439,10 @@ impl TryFrom<RawConfig> for Config {
             max_response_bytes: raw.jwks.max_response_bytes,
         };
         if !(1024..=16 * 1024 * 1024).contains(&jwks.max_response_bytes) {
-            p.add("jwks.max_response_bytes", "must be between 1024 and 16777216");
+            p.add(
+                "jwks.max_response_bytes",
+                "must be between 1024 and 16777216",
+            );
         }
 
         let headers = convert_headers(&mut p, raw.headers);
@@ -439,7 +451,10 @@ impl TryFrom<RawConfig> for Config {
                 "pretty" => LogFormat::Pretty,
                 "json" => LogFormat::Json,
                 other => {
-                    p.add("log.format", format!("{other:?} must be \"pretty\" or \"json\""));
+                    p.add(
+                        "log.format",
+                        format!("{other:?} must be \"pretty\" or \"json\""),
+                    );
                     LogFormat::Pretty
                 }
             },
@@ -448,7 +463,10 @@ impl TryFrom<RawConfig> for Config {
         if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
             p.add(
                 "log.level",
-                format!("{:?} is not a level (error, warn, info, debug, trace) or filter", log.level),
+                format!(
+                    "{:?} is not a level (error, warn, info, debug, trace) or filter",
+                    log.level
+                ),
             );
         }
 
@@ -546,7 +564,8 @@ fn convert_pools(p: &mut Problems, raw: Vec<RawPool>) -> Vec<PoolConfig> {
         if pools.iter().any(|other| other.user_pool_id == id) {
             p.add(&key("user_pool_id"), format!("{id:?} is configured twice"));
         }
-        let default_jwks = format!("https://cognito-idp.{region}.amazonaws.com/{id}/.well-known/jwks.json");
+        let default_jwks =
+            format!("https://cognito-idp.{region}.amazonaws.com/{id}/.well-known/jwks.json");
         let jwks_text = rp.jwks_url.unwrap_or(default_jwks);
         let Some(jwks_url) = p.url(&key("jwks_url"), &jwks_text) else {
             continue;
@@ -578,7 +597,10 @@ fn region_of(pool_id: &str) -> Option<&str> {
 fn convert_headers(p: &mut Problems, raw: RawHeaders) -> HeadersConfig {
     let mut name = |key: &str, value: &str| match HeaderName::from_bytes(value.as_bytes()) {
         Ok(h) if is_reserved_header(&h) => {
-            p.add(key, format!("{value:?} is a header the gate manages itself"));
+            p.add(
+                key,
+                format!("{value:?} is a header the gate manages itself"),
+            );
             h
         }
         Ok(h) => h,
@@ -723,7 +745,10 @@ mod tests {
     fn unknown_keys_are_refused() {
         let err = Config::from_toml(&format!("{MINIMAL}\n[jwks]\nrefresh = \"1m\"\n"))
             .expect_err("unknown key");
-        assert!(err.problems[0].contains("unknown field: found `refresh`"), "{err}");
+        assert!(
+            err.problems[0].contains("unknown field: found `refresh`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -742,7 +767,10 @@ mod tests {
     fn identity_header_names_must_differ_in_normalized_form() {
         let text = format!("{MINIMAL}\n[headers]\nuser_sub = \"X-Who\"\nuser_groups = \"x_who\"\n");
         let err = Config::from_toml(&text).expect_err("same name");
-        assert_eq!(err.problems, ["headers.user_groups: must differ from headers.user_sub"]);
+        assert_eq!(
+            err.problems,
+            ["headers.user_groups: must differ from headers.user_sub"]
+        );
     }
 
     #[test]

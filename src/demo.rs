@@ -61,7 +61,10 @@ fn json_response(status: StatusCode, body: &Value) -> Response<crate::error::Gat
 }
 
 /// Runs the demo until `shutdown` completes. What to try is printed on stdout.
-pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> Result<(), DemoError> {
+pub async fn run(
+    options: DemoOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DemoError> {
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let issuer = Arc::new(DevIssuer::new(POOL_ID, CLIENT_ID)?);
     let (policy, policy_source) = match &options.policy {
@@ -84,7 +87,9 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> Re
     let (stop, stopped) = watch::channel(false);
 
     let jwks_listener = bind(loopback).await?;
-    let jwks_addr = jwks_listener.local_addr().map_err(|e| DemoError::Bind(loopback, e))?;
+    let jwks_addr = jwks_listener
+        .local_addr()
+        .map_err(|e| DemoError::Bind(loopback, e))?;
     let jwks_issuer = issuer.clone();
     let jwks_task = tokio::spawn(server::serve(
         jwks_listener,
@@ -104,7 +109,9 @@ pub async fn run(options: DemoOptions, shutdown: impl Future<Output = ()>) -> Re
     ));
 
     let echo_listener = bind(loopback).await?;
-    let echo_addr = echo_listener.local_addr().map_err(|e| DemoError::Bind(loopback, e))?;
+    let echo_addr = echo_listener
+        .local_addr()
+        .map_err(|e| DemoError::Bind(loopback, e))?;
     let echo_task = tokio::spawn(server::serve(
         echo_listener,
         options_small,

@@ -84,20 +84,28 @@ impl Rejection {
     pub fn answer(&self) -> Answer {
         use StatusCode as S;
         let (status, error, challenge, fault) = match self {
-            Rejection::Auth(AuthError::BadPath(_)) => (S::BAD_REQUEST, "invalid_path", None, Fault::Client),
+            Rejection::Auth(AuthError::BadPath(_)) => {
+                (S::BAD_REQUEST, "invalid_path", None, Fault::Client)
+            }
             Rejection::Auth(AuthError::AmbiguousCredentials) => (
                 S::BAD_REQUEST,
                 "invalid_request",
                 bearer(Some("invalid_request"), None),
                 Fault::Client,
             ),
-            Rejection::Auth(AuthError::MissingToken) => {
-                (S::UNAUTHORIZED, "unauthorized", bearer(None, None), Fault::Client)
-            }
+            Rejection::Auth(AuthError::MissingToken) => (
+                S::UNAUTHORIZED,
+                "unauthorized",
+                bearer(None, None),
+                Fault::Client,
+            ),
             Rejection::Auth(AuthError::InvalidToken(e)) => match e {
-                TokenError::KeysUnavailable => {
-                    (S::SERVICE_UNAVAILABLE, "keys_unavailable", None, Fault::Ours)
-                }
+                TokenError::KeysUnavailable => (
+                    S::SERVICE_UNAVAILABLE,
+                    "keys_unavailable",
+                    None,
+                    Fault::Ours,
+                ),
                 TokenError::TooLarge
                 | TokenError::Malformed(_)
                 | TokenError::UnsupportedAlgorithm
@@ -130,11 +138,18 @@ impl Rejection {
             Rejection::Auth(AuthError::NoMatchingRule) => {
                 (S::FORBIDDEN, "no_matching_rule", None, Fault::Client)
             }
-            Rejection::UpstreamUnreachable => (S::BAD_GATEWAY, "bad_gateway", None, Fault::Upstream),
+            Rejection::UpstreamUnreachable => {
+                (S::BAD_GATEWAY, "bad_gateway", None, Fault::Upstream)
+            }
             Rejection::UpstreamTimeout => {
                 (S::GATEWAY_TIMEOUT, "gateway_timeout", None, Fault::Upstream)
             }
-            Rejection::Internal => (S::INTERNAL_SERVER_ERROR, "internal_error", None, Fault::Ours),
+            Rejection::Internal => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                None,
+                Fault::Ours,
+            ),
         };
         Answer {
             status,
@@ -153,7 +168,10 @@ impl Rejection {
         *response.status_mut() = answer.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Some(value) = answer.challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        if let Some(value) = answer
+            .challenge
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
             headers.insert(WWW_AUTHENTICATE, value);
         }
         response
@@ -174,18 +192,30 @@ mod tests {
                 400,
                 Some(r#"Bearer realm="cognito-gate", error="invalid_request""#),
             ),
-            (r(AuthError::MissingToken), 401, Some(r#"Bearer realm="cognito-gate""#)),
+            (
+                r(AuthError::MissingToken),
+                401,
+                Some(r#"Bearer realm="cognito-gate""#),
+            ),
             (
                 r(AuthError::InvalidToken(TokenError::Expired)),
                 401,
-                Some(r#"Bearer realm="cognito-gate", error="invalid_token", error_description="token has expired""#),
+                Some(
+                    r#"Bearer realm="cognito-gate", error="invalid_token", error_description="token has expired""#,
+                ),
             ),
             (
                 r(AuthError::InvalidToken(TokenError::MissingClaim("sub"))),
                 401,
-                Some(r#"Bearer realm="cognito-gate", error="invalid_token", error_description="token has no sub claim""#),
+                Some(
+                    r#"Bearer realm="cognito-gate", error="invalid_token", error_description="token has no sub claim""#,
+                ),
             ),
-            (r(AuthError::InvalidToken(TokenError::KeysUnavailable)), 503, None),
+            (
+                r(AuthError::InvalidToken(TokenError::KeysUnavailable)),
+                503,
+                None,
+            ),
             (
                 r(AuthError::GroupNotAllowed),
                 403,
@@ -208,7 +238,10 @@ mod tests {
         let keys = Rejection::Auth(AuthError::InvalidToken(TokenError::KeysUnavailable));
         assert_eq!(keys.answer().fault, Fault::Ours);
         assert_eq!(Rejection::UpstreamTimeout.answer().fault, Fault::Upstream);
-        assert_eq!(Rejection::Auth(AuthError::MissingToken).answer().fault, Fault::Client);
+        assert_eq!(
+            Rejection::Auth(AuthError::MissingToken).answer().fault,
+            Fault::Client
+        );
     }
 
     #[test]

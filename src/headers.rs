@@ -114,7 +114,10 @@ impl IdentityHeaders {
 
     /// Writes the identity headers. Call [`IdentityHeaders::strip`] first.
     pub fn inject(&self, headers: &mut HeaderMap, identity: &Identity) {
-        headers.insert(self.sub.clone(), encode_value(std::iter::once(&identity.sub)));
+        headers.insert(
+            self.sub.clone(),
+            encode_value(std::iter::once(&identity.sub)),
+        );
         headers.insert(self.groups.clone(), encode_value(identity.groups.iter()));
     }
 }
@@ -146,7 +149,10 @@ mod tests {
 
     fn encode(items: &[&str]) -> String {
         let owned: Vec<String> = items.iter().map(|s| s.to_string()).collect();
-        encode_value(owned.iter()).to_str().expect("ascii").to_owned()
+        encode_value(owned.iter())
+            .to_str()
+            .expect("ascii")
+            .to_owned()
     }
 
     #[test]
@@ -184,7 +190,13 @@ mod tests {
             groups: HeaderName::from_static("x-user-groups"),
         };
         let mut h = HeaderMap::new();
-        for name in ["x-user-sub", "x_user_sub", "x.user.groups", "x-user-groups", "x-other"] {
+        for name in [
+            "x-user-sub",
+            "x_user_sub",
+            "x.user.groups",
+            "x-user-groups",
+            "x-other",
+        ] {
             h.append(
                 HeaderName::from_bytes(name.as_bytes()).expect("name"),
                 HeaderValue::from_static("forged"),
@@ -198,7 +210,10 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
@@ -206,11 +221,20 @@ mod tests {
         h.insert("x-kept", HeaderValue::from_static("1"));
         let mut plain = h.clone();
         remove_hop_by_hop(&mut plain, false);
-        assert_eq!(plain.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-kept"]);
+        assert_eq!(
+            plain.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["x-kept"]
+        );
 
         remove_hop_by_hop(&mut h, true);
-        assert_eq!(h.get(header::UPGRADE).map(|v| v.as_bytes()), Some(&b"websocket"[..]));
-        assert_eq!(h.get(header::CONNECTION).map(|v| v.as_bytes()), Some(&b"upgrade"[..]));
+        assert_eq!(
+            h.get(header::UPGRADE).map(|v| v.as_bytes()),
+            Some(&b"websocket"[..])
+        );
+        assert_eq!(
+            h.get(header::CONNECTION).map(|v| v.as_bytes()),
+            Some(&b"upgrade"[..])
+        );
         assert!(!h.contains_key("x-secret"));
     }
 
@@ -219,7 +243,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         assert!(!wants_upgrade(&h));
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, Upgrade"),
+        );
         assert!(wants_upgrade(&h));
     }
 }

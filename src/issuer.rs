@@ -108,12 +108,21 @@ impl DevIssuer {
 
     /// An access token for `sub` in `groups`, valid from now for `lifetime_secs`
     /// (negative for one that has already expired).
-    pub fn mint(&self, sub: &str, groups: &[&str], lifetime_secs: i64) -> Result<String, IssuerError> {
+    pub fn mint(
+        &self,
+        sub: &str,
+        groups: &[&str],
+        lifetime_secs: i64,
+    ) -> Result<String, IssuerError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or_default();
-        let issued = if lifetime_secs < 0 { now + 2 * lifetime_secs } else { now };
+        let issued = if lifetime_secs < 0 {
+            now + 2 * lifetime_secs
+        } else {
+            now
+        };
         let mut claims = json!({
             "sub": sub,
             "iss": self.issuer(),

@@ -361,7 +361,10 @@ mod tests {
         let set = parse_key_set(body.as_bytes()).expect("valid");
         assert_eq!(set.len(), 3);
         let a = set.get("a").expect("a");
-        assert_eq!((a.use_.as_deref(), a.alg.as_deref()), (Some("sig"), Some("RS256")));
+        assert_eq!(
+            (a.use_.as_deref(), a.alg.as_deref()),
+            (Some("sig"), Some("RS256"))
+        );
         assert!(a.rsa.is_some());
         assert_eq!(set.get("b").expect("b").use_.as_deref(), Some("enc"));
         let ec = set.get("ec").expect("ec");
@@ -373,8 +376,12 @@ mod tests {
     fn the_real_cognito_jwks_parses() {
         let body = include_str!("../tests/fixtures/real-cognito/jwks.json");
         let set = parse_key_set(body.as_bytes()).expect("valid");
-        assert!(set.get("Ob3sVovGdh62Pp9TLNibzCEhRwbhLjhkxygoCJzoYWQ=").is_some());
-        assert!(set.get("gQpiUD80i1clqVSTeCVFv9QqAFqLTMfsxqmOfhF6B5Q=").is_some());
+        assert!(set
+            .get("Ob3sVovGdh62Pp9TLNibzCEhRwbhLjhkxygoCJzoYWQ=")
+            .is_some());
+        assert!(set
+            .get("gQpiUD80i1clqVSTeCVFv9QqAFqLTMfsxqmOfhF6B5Q=")
+            .is_some());
     }
 
     #[test]
@@ -394,8 +401,14 @@ mod tests {
                 format!(r#"{{"keys":[{good},{{"kid":"x","kty":"RSA","e":"AQAB"}}]}}"#),
                 "has no n",
             ),
-            (format!(r#"{{"keys":[{good},{{"kid":"x"}}]}}"#), "has no kty"),
-            (format!(r#"{{"keys":[{good},{{"kid":7,"kty":"RSA"}}]}}"#), "kid is not a string"),
+            (
+                format!(r#"{{"keys":[{good},{{"kid":"x"}}]}}"#),
+                "has no kty",
+            ),
+            (
+                format!(r#"{{"keys":[{good},{{"kid":7,"kty":"RSA"}}]}}"#),
+                "kid is not a string",
+            ),
             (
                 format!(r#"{{"keys":[{{"kid":"s","kty":"RSA","n":"{small_n}","e":"AQAB"}}]}}"#),
                 "no usable RSA key",

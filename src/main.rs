@@ -1,7 +1,7 @@
 //! The `cognito-gate` command: `run` (the default), `check` and `demo`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -13,10 +13,20 @@ use cognito_gate::policy::Grant;
 use cognito_gate::{logging, Clock, Config, Listeners, Policy};
 
 #[derive(Parser)]
-#[command(name = "cognito-gate", version, about = "Verifies Amazon Cognito tokens and enforces a path policy in front of an HTTP app")]
+#[command(
+    name = "cognito-gate",
+    version,
+    about = "Verifies Amazon Cognito tokens and enforces a path policy in front of an HTTP app"
+)]
 struct Cli {
     /// The configuration file (TOML). Environment variables COGNITO_GATE_* override it.
-    #[arg(long, short, global = true, env = "COGNITO_GATE_CONFIG", default_value = "config/cognito-gate.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "COGNITO_GATE_CONFIG",
+        default_value = "config/cognito-gate.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
@@ -44,7 +54,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cognito-gate: cannot start the async runtime: {e}");
@@ -82,8 +95,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(config_file: &PathBuf) -> Result<(Config, Policy), String> {
-    let config = Config::load(config_file).map_err(|e| format!("{}: {e}", config_file.display()))?;
+fn load(config_file: &Path) -> Result<(Config, Policy), String> {
+    let config =
+        Config::load(config_file).map_err(|e| format!("{}: {e}", config_file.display()))?;
     let policy = Policy::load(&config.policy_file)
         .map_err(|e| format!("{}: {e}", config.policy_file.display()))?;
     Ok((config, policy))
@@ -116,7 +130,7 @@ async fn run(config_file: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-fn check(config_file: &PathBuf) -> Result<(), String> {
+fn check(config_file: &Path) -> Result<(), String> {
     let (config, policy) = load(config_file)?;
     println!("config {}: ok", config_file.display());
     println!("  listen {}, admin {}", config.listen, config.admin_listen);
@@ -130,7 +144,11 @@ fn check(config_file: &PathBuf) -> Result<(), String> {
             pool.jwks_url
         );
     }
-    println!("policy {}: ok, {} rules", config.policy_file.display(), policy.rules().len());
+    println!(
+        "policy {}: ok, {} rules",
+        config.policy_file.display(),
+        policy.rules().len()
+    );
     for rule in policy.rules() {
         let grant = match rule.grant() {
             Grant::Anyone => "anyone".to_owned(),

@@ -127,7 +127,9 @@ impl Policy {
     /// The first rule matching `method` and `canonical_path`, which must come from
     /// [`path::canonicalize`]. `None` means no rule matches, and the request is denied.
     pub fn route(&self, method: &Method, canonical_path: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.matches(method, canonical_path))
+        self.rules
+            .iter()
+            .find(|r| r.matches(method, canonical_path))
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -170,7 +172,12 @@ impl Policy {
 fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     match span {
         Some(s) => {
-            let line = text.get(..s.start).unwrap_or_default().matches('\n').count() + 1;
+            let line = text
+                .get(..s.start)
+                .unwrap_or_default()
+                .matches('\n')
+                .count()
+                + 1;
             format!(" (line {line})")
         }
         None => String::new(),
@@ -233,7 +240,10 @@ fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Opt
     let methods = match raw.methods {
         None => None,
         Some(list) if list.is_empty() => {
-            report("methods", "must not be empty (leave it out to match every method)".into());
+            report(
+                "methods",
+                "must not be empty (leave it out to match every method)".into(),
+            );
             None
         }
         Some(list) => {
@@ -325,7 +335,11 @@ fn parse_pattern(pattern: &str) -> Result<Vec<Segment>, String> {
     for (i, part) in parts.iter().enumerate() {
         let seg = match *part {
             "**" if i + 1 == parts.len() => Segment::Rest,
-            "**" => return Err(format!("{pattern:?}: '**' is only allowed as the last segment")),
+            "**" => {
+                return Err(format!(
+                    "{pattern:?}: '**' is only allowed as the last segment"
+                ))
+            }
             "*" => Segment::One,
             p if p.contains('*') => {
                 return Err(format!(
@@ -503,8 +517,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_and_empty_policies_are_refused() {
-        let err = Policy::from_toml("[[rule]]\npath = \"/\"\nallow = \"anyone\"\ngroup = [\"a\"]\n")
-            .expect_err("unknown key");
+        let err =
+            Policy::from_toml("[[rule]]\npath = \"/\"\nallow = \"anyone\"\ngroup = [\"a\"]\n")
+                .expect_err("unknown key");
         assert!(err.problems[0].contains("unknown field `group`"), "{err}");
         assert!(err.problems[0].contains("line 4"), "{err}");
         let err = Policy::from_toml("").expect_err("empty");

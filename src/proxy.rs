@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 
-use crate::authorize::{Allowed, Authorizer, RequestFacts};
+use crate::authorize::{Authorizer, RequestFacts};
 use crate::client::Connector;
 use crate::config::UpstreamConfig;
 use crate::error::{Fault, GateBody, Rejection};
@@ -24,6 +24,9 @@ use crate::verify::Identity;
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
+
+/// A relayed response, the rule that allowed it and the caller's `sub`.
+type Forwarded = (Response<GateBody>, Option<RuleId>, Option<String>);
 
 pub struct Proxy {
     authz: Arc<Authorizer>,
@@ -56,8 +59,8 @@ impl Proxy {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let (response, rule, sub) = match self.forward(req, peer).await {
-            Ok((response, rule, sub)) => (response, rule, sub),
-            Err((rejection, rule)) => (rejection.response(), rule, None),
+            Ok(done) => done,
+            Err((rejection, rule, sub)) => (rejection.response(), rule, sub),
         };
         access_log(&AccessLine {
             method: method.as_str(),
@@ -74,8 +77,7 @@ impl Proxy {
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
-    ) -> Result<(Response<GateBody>, Option<RuleId>, Option<String>), (Rejection, Option<RuleId>)>
-    {
+    ) -> Result<Forwarded, (Rejection, Option<RuleId>, Option<String>)> {
         let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let decision = self
@@ -87,14 +89,16 @@ impl Proxy {
             })
             .await;
         let rule = decision.rule;
-        let Allowed { path, identity } = match decision.outcome {
-            Ok(allowed) => allowed,
-            Err(e) => return Err((Rejection::Auth(e), rule)),
+        let identity = decision.identity;
+        let sub = identity.as_ref().map(|i| i.sub.clone());
+        let path = match decision.outcome {
+            Ok(path) => path,
+            Err(e) => return Err((Rejection::Auth(e), rule, sub)),
         };
         let uri = self.upstream_uri(&path, parts.uri.query());
         drop(path);
         let Some(uri) = uri else {
-            return Err((Rejection::Internal, rule));
+            return Err((Rejection::Internal, rule, sub));
         };
 
         // HTTP/2 clients send no Host header; the app gets the :authority instead.
@@ -107,10 +111,14 @@ impl Proxy {
                 parts.headers.insert(header::HOST, host);
             }
         }
-        self.rewrite_headers(&mut parts.headers, peer, identity.as_ref(), upgrade.is_some());
+        self.rewrite_headers(
+            &mut parts.headers,
+            peer,
+            identity.as_ref(),
+            upgrade.is_some(),
+        );
         parts.uri = uri;
         parts.version = Version::HTTP_11;
-        let sub = identity.map(|i| i.sub);
 
         let sent = tokio::time::timeout(
             self.upstream.request_timeout,
@@ -121,18 +129,18 @@ impl Proxy {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 tracing::warn!(error = %error_chain(&e), upstream = %self.upstream.url, "upstream request failed");
-                return Err((Rejection::UpstreamUnreachable, rule));
+                return Err((Rejection::UpstreamUnreachable, rule, sub));
             }
             Err(_) => {
                 tracing::warn!(upstream = %self.upstream.url, timeout = ?self.upstream.request_timeout, "upstream timed out");
-                return Err((Rejection::UpstreamTimeout, rule));
+                return Err((Rejection::UpstreamTimeout, rule, sub));
             }
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_side) = upgrade else {
                 tracing::warn!("upstream switched protocols without being asked");
-                return Err((Rejection::UpstreamUnreachable, rule));
+                return Err((Rejection::UpstreamUnreachable, rule, sub));
             };
             let upstream_side = hyper::upgrade::on(&mut response);
             tokio::spawn(async move {
@@ -140,7 +148,9 @@ impl Proxy {
                     Ok((client, upstream)) => {
                         let mut client = TokioIo::new(client);
                         let mut upstream = TokioIo::new(upstream);
-                        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                        if let Err(e) =
+                            tokio::io::copy_bidirectional(&mut client, &mut upstream).await
+                        {
                             tracing::debug!(error = %e, "upgraded connection ended with an error");
                         }
                     }

@@ -237,7 +237,7 @@ impl Verifier {
         let pool = self
             .pools
             .iter()
-            .position(|p| p.issuers.iter().any(|i| *i == iss))
+            .position(|p| p.issuers.contains(&iss))
             .ok_or(TokenError::UnknownIssuer)?;
         let signing_input_len = token.len() - signature.len() - 1;
         Ok(Unverified {
@@ -467,45 +467,237 @@ mod tests {
         let other_key = SigningKey::generate("kid-1").expect("keygen");
         let cases: Vec<(&str, String, TokenError)> = vec![
             ("too large", "a".repeat(9000), TooLarge),
-            ("two parts", format!("{h_b64}.{p_b64}"), Malformed("not a compact JWS of three parts")),
-            ("four parts", format!("{valid}.x"), Malformed("not a compact JWS of three parts")),
-            ("empty signature", format!("{h_b64}.{p_b64}."), Malformed("empty part")),
-            ("padded header", format!("{h_b64}=.{p_b64}.{s_b64}"), Malformed("header encoding")),
-            ("standard alphabet", format!("{h_b64}.{p_b64}.{}", s_b64.replace(['-', '_'], "+")), Malformed("signature encoding")),
-            ("header not json", format!("bm90IGpzb24.{p_b64}.{s_b64}"), Malformed("header is not a JSON object")),
-            ("alg none", sign(json!({"alg": "none", "kid": "kid-1"}), good.clone()), UnsupportedAlgorithm),
-            ("alg HS256", sign(json!({"alg": "HS256", "kid": "kid-1"}), good.clone()), UnsupportedAlgorithm),
-            ("alg missing", sign(json!({"kid": "kid-1"}), good.clone()), UnsupportedAlgorithm),
-            ("kid missing", sign(json!({"alg": "RS256"}), good.clone()), MissingKeyId),
-            ("kid not a string", sign(json!({"alg": "RS256", "kid": 1}), good.clone()), MissingKeyId),
-            ("crit", sign(json!({"alg": "RS256", "kid": "kid-1", "crit": ["exp"]}), good.clone()), CriticalHeader),
-            ("payload not claims", format!("{h_b64}.WzFd.{s_b64}"), Malformed("payload is not a JSON object of claims")),
-            ("duplicate claim", format!("{h_b64}.{}.{s_b64}", URL_SAFE_NO_PAD.encode(br#"{"sub":"a","sub":"b"}"#)), Malformed("payload is not a JSON object of claims")),
-            ("iss missing", sign(header(), with(good.clone(), "iss", Value::Null)), MissingClaim("iss")),
-            ("iss not string", sign(header(), with(good.clone(), "iss", json!(["x"]))), InvalidClaimType("iss")),
-            ("other pool", sign(header(), with(good.clone(), "iss", json!("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Other"))), UnknownIssuer),
-            ("unknown kid", sign(json!({"alg": "RS256", "kid": "kid-2"}), good.clone()), UnknownKeyId),
-            ("signed by another key", signed(&other_key, &header(), &good), InvalidSignature),
-            ("tampered payload", format!("{h_b64}.{}.{s_b64}", URL_SAFE_NO_PAD.encode(with(good.clone(), "sub", json!("root")).to_string())), InvalidSignature),
-            ("exp missing", sign(header(), with(good.clone(), "exp", Value::Null)), MissingClaim("exp")),
-            ("exp string", sign(header(), with(good.clone(), "exp", json!("9999999999"))), InvalidClaimType("exp")),
-            ("expired", sign(header(), with(good.clone(), "exp", json!(NOW - 1.0))), Expired),
-            ("expires now", sign(header(), with(good.clone(), "exp", json!(NOW))), Expired),
-            ("nbf future", sign(header(), with(good.clone(), "nbf", json!(NOW + 30.0))), NotYetValid),
-            ("nbf string", sign(header(), with(good.clone(), "nbf", json!("0"))), InvalidClaimType("nbf")),
-            ("iat string", sign(header(), with(good.clone(), "iat", json!("0"))), InvalidClaimType("iat")),
-            ("sub missing", sign(header(), with(good.clone(), "sub", Value::Null)), MissingClaim("sub")),
-            ("sub empty", sign(header(), with(good.clone(), "sub", json!(""))), MissingClaim("sub")),
-            ("sub number", sign(header(), with(good.clone(), "sub", json!(7))), InvalidClaimType("sub")),
-            ("token_use missing", sign(header(), with(good.clone(), "token_use", Value::Null)), MissingClaim("token_use")),
-            ("token_use refresh", sign(header(), with(good.clone(), "token_use", json!("refresh"))), InvalidTokenUse),
-            ("id token to access pool", sign(header(), with(with(good.clone(), "token_use", json!("id")), "aud", json!("client-a"))), TokenUseNotAccepted),
-            ("client_id missing", sign(header(), with(good.clone(), "client_id", Value::Null)), MissingClaim("client_id")),
-            ("client_id number", sign(header(), with(good.clone(), "client_id", json!(1))), InvalidClaimType("client_id")),
-            ("other client", sign(header(), with(good.clone(), "client_id", json!("client-z"))), ClientNotAllowed),
-            ("access token with aud only", sign(header(), with(with(good.clone(), "client_id", Value::Null), "aud", json!("client-a"))), MissingClaim("client_id")),
-            ("groups not array", sign(header(), with(good.clone(), "cognito:groups", json!("admins"))), InvalidClaimType("cognito:groups")),
-            ("groups not strings", sign(header(), with(good.clone(), "cognito:groups", json!(["a", 1]))), InvalidClaimType("cognito:groups")),
+            (
+                "two parts",
+                format!("{h_b64}.{p_b64}"),
+                Malformed("not a compact JWS of three parts"),
+            ),
+            (
+                "four parts",
+                format!("{valid}.x"),
+                Malformed("not a compact JWS of three parts"),
+            ),
+            (
+                "empty signature",
+                format!("{h_b64}.{p_b64}."),
+                Malformed("empty part"),
+            ),
+            (
+                "padded header",
+                format!("{h_b64}=.{p_b64}.{s_b64}"),
+                Malformed("header encoding"),
+            ),
+            (
+                "standard alphabet",
+                format!("{h_b64}.{p_b64}.{}", s_b64.replace(['-', '_'], "+")),
+                Malformed("signature encoding"),
+            ),
+            (
+                "header not json",
+                format!("bm90IGpzb24.{p_b64}.{s_b64}"),
+                Malformed("header is not a JSON object"),
+            ),
+            (
+                "alg none",
+                sign(json!({"alg": "none", "kid": "kid-1"}), good.clone()),
+                UnsupportedAlgorithm,
+            ),
+            (
+                "alg HS256",
+                sign(json!({"alg": "HS256", "kid": "kid-1"}), good.clone()),
+                UnsupportedAlgorithm,
+            ),
+            (
+                "alg missing",
+                sign(json!({"kid": "kid-1"}), good.clone()),
+                UnsupportedAlgorithm,
+            ),
+            (
+                "kid missing",
+                sign(json!({"alg": "RS256"}), good.clone()),
+                MissingKeyId,
+            ),
+            (
+                "kid not a string",
+                sign(json!({"alg": "RS256", "kid": 1}), good.clone()),
+                MissingKeyId,
+            ),
+            (
+                "crit",
+                sign(
+                    json!({"alg": "RS256", "kid": "kid-1", "crit": ["exp"]}),
+                    good.clone(),
+                ),
+                CriticalHeader,
+            ),
+            (
+                "payload not claims",
+                format!("{h_b64}.WzFd.{s_b64}"),
+                Malformed("payload is not a JSON object of claims"),
+            ),
+            (
+                "duplicate claim",
+                format!(
+                    "{h_b64}.{}.{s_b64}",
+                    URL_SAFE_NO_PAD.encode(br#"{"sub":"a","sub":"b"}"#)
+                ),
+                Malformed("payload is not a JSON object of claims"),
+            ),
+            (
+                "iss missing",
+                sign(header(), with(good.clone(), "iss", Value::Null)),
+                MissingClaim("iss"),
+            ),
+            (
+                "iss not string",
+                sign(header(), with(good.clone(), "iss", json!(["x"]))),
+                InvalidClaimType("iss"),
+            ),
+            (
+                "other pool",
+                sign(
+                    header(),
+                    with(
+                        good.clone(),
+                        "iss",
+                        json!("https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Other"),
+                    ),
+                ),
+                UnknownIssuer,
+            ),
+            (
+                "unknown kid",
+                sign(json!({"alg": "RS256", "kid": "kid-2"}), good.clone()),
+                UnknownKeyId,
+            ),
+            (
+                "signed by another key",
+                signed(&other_key, &header(), &good),
+                InvalidSignature,
+            ),
+            (
+                "tampered payload",
+                format!(
+                    "{h_b64}.{}.{s_b64}",
+                    URL_SAFE_NO_PAD.encode(with(good.clone(), "sub", json!("root")).to_string())
+                ),
+                InvalidSignature,
+            ),
+            (
+                "exp missing",
+                sign(header(), with(good.clone(), "exp", Value::Null)),
+                MissingClaim("exp"),
+            ),
+            (
+                "exp string",
+                sign(header(), with(good.clone(), "exp", json!("9999999999"))),
+                InvalidClaimType("exp"),
+            ),
+            (
+                "expired",
+                sign(header(), with(good.clone(), "exp", json!(NOW - 1.0))),
+                Expired,
+            ),
+            (
+                "expires now",
+                sign(header(), with(good.clone(), "exp", json!(NOW))),
+                Expired,
+            ),
+            (
+                "nbf future",
+                sign(header(), with(good.clone(), "nbf", json!(NOW + 30.0))),
+                NotYetValid,
+            ),
+            (
+                "nbf string",
+                sign(header(), with(good.clone(), "nbf", json!("0"))),
+                InvalidClaimType("nbf"),
+            ),
+            (
+                "iat string",
+                sign(header(), with(good.clone(), "iat", json!("0"))),
+                InvalidClaimType("iat"),
+            ),
+            (
+                "sub missing",
+                sign(header(), with(good.clone(), "sub", Value::Null)),
+                MissingClaim("sub"),
+            ),
+            (
+                "sub empty",
+                sign(header(), with(good.clone(), "sub", json!(""))),
+                MissingClaim("sub"),
+            ),
+            (
+                "sub number",
+                sign(header(), with(good.clone(), "sub", json!(7))),
+                InvalidClaimType("sub"),
+            ),
+            (
+                "token_use missing",
+                sign(header(), with(good.clone(), "token_use", Value::Null)),
+                MissingClaim("token_use"),
+            ),
+            (
+                "token_use refresh",
+                sign(header(), with(good.clone(), "token_use", json!("refresh"))),
+                InvalidTokenUse,
+            ),
+            (
+                "id token to access pool",
+                sign(
+                    header(),
+                    with(
+                        with(good.clone(), "token_use", json!("id")),
+                        "aud",
+                        json!("client-a"),
+                    ),
+                ),
+                TokenUseNotAccepted,
+            ),
+            (
+                "client_id missing",
+                sign(header(), with(good.clone(), "client_id", Value::Null)),
+                MissingClaim("client_id"),
+            ),
+            (
+                "client_id number",
+                sign(header(), with(good.clone(), "client_id", json!(1))),
+                InvalidClaimType("client_id"),
+            ),
+            (
+                "other client",
+                sign(header(), with(good.clone(), "client_id", json!("client-z"))),
+                ClientNotAllowed,
+            ),
+            (
+                "access token with aud only",
+                sign(
+                    header(),
+                    with(
+                        with(good.clone(), "client_id", Value::Null),
+                        "aud",
+                        json!("client-a"),
+                    ),
+                ),
+                MissingClaim("client_id"),
+            ),
+            (
+                "groups not array",
+                sign(
+                    header(),
+                    with(good.clone(), "cognito:groups", json!("admins")),
+                ),
+                InvalidClaimType("cognito:groups"),
+            ),
+            (
+                "groups not strings",
+                sign(
+                    header(),
+                    with(good.clone(), "cognito:groups", json!(["a", 1])),
+                ),
+                InvalidClaimType("cognito:groups"),
+            ),
         ];
         let v = verifier("access", 0);
         let set = keys(json!({}));
@@ -530,22 +722,44 @@ mod tests {
         for (aud, want) in cases {
             let token = signed(key(), &header(), &with(base.clone(), "aud", aud.clone()));
             let got = check(&v, &set, &token, NOW);
-            assert_eq!(got.as_ref().map(|i| i.client_id.as_str()), want.as_ref().map(|s| *s), "{aud}");
+            assert_eq!(
+                got.as_ref().map(|i| i.client_id.as_str()),
+                want.as_ref().map(|s| *s),
+                "{aud}"
+            );
         }
         let access_only = verifier("id", 0);
         let token = signed(key(), &header(), &access_claims());
-        assert_eq!(check(&access_only, &set, &token, NOW), Err(TokenUseNotAccepted));
+        assert_eq!(
+            check(&access_only, &set, &token, NOW),
+            Err(TokenUseNotAccepted)
+        );
     }
 
     #[test]
     fn leeway_applies_to_exp_and_nbf() {
         let v = verifier("access", 30);
         let set = keys(json!({}));
-        let expired_recently = signed(key(), &header(), &with(access_claims(), "exp", json!(NOW - 20.0)));
+        let expired_recently = signed(
+            key(),
+            &header(),
+            &with(access_claims(), "exp", json!(NOW - 20.0)),
+        );
         assert!(check(&v, &set, &expired_recently, NOW).is_ok());
-        let expired_long_ago = signed(key(), &header(), &with(access_claims(), "exp", json!(NOW - 31.0)));
-        assert_eq!(check(&v, &set, &expired_long_ago, NOW), Err(TokenError::Expired));
-        let nbf_soon = signed(key(), &header(), &with(access_claims(), "nbf", json!(NOW + 20.0)));
+        let expired_long_ago = signed(
+            key(),
+            &header(),
+            &with(access_claims(), "exp", json!(NOW - 31.0)),
+        );
+        assert_eq!(
+            check(&v, &set, &expired_long_ago, NOW),
+            Err(TokenError::Expired)
+        );
+        let nbf_soon = signed(
+            key(),
+            &header(),
+            &with(access_claims(), "nbf", json!(NOW + 20.0)),
+        );
         assert!(check(&v, &set, &nbf_soon, NOW).is_ok());
     }
 
@@ -583,7 +797,10 @@ mod tests {
         .expect("config");
         let v = Verifier::new(&config.pools, 8192);
         let inside = 1_617_955_200.0;
-        for (file, use_) in [("access-token.jwt", TokenUse::Access), ("id-token.jwt", TokenUse::Id)] {
+        for (file, use_) in [
+            ("access-token.jwt", TokenUse::Access),
+            ("id-token.jwt", TokenUse::Id),
+        ] {
             let token = read(file);
             let id = check(&v, &set, token.trim(), inside).expect(file);
             assert_eq!(id.sub, "1bc2a8fb-fc0a-440f-93ae-576e0879d180", "{file}");
@@ -591,7 +808,11 @@ mod tests {
             assert_eq!(id.client_id, "6i0o6sela15jdctgeflkmj4gjo", "{file}");
             assert_eq!(id.token_use, use_, "{file}");
             for later in [1_617_955_748.0, 1_800_000_000.0] {
-                assert_eq!(check(&v, &set, token.trim(), later), Err(TokenError::Expired), "{file} at {later}");
+                assert_eq!(
+                    check(&v, &set, token.trim(), later),
+                    Err(TokenError::Expired),
+                    "{file} at {later}"
+                );
             }
         }
     }

@@ -1,0 +1,278 @@
+//! The `cognito-gate` binary as a user runs it: the demo's printed commands answer
+//! what they promise, `check` validates, and SIGTERM ends `run` cleanly.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_cognito-gate");
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("cognito-gate-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn terminate(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Pulls the header and URL out of a printed `curl -i [-H '...'] [--path-as-is] URL`.
+fn parse_curl(line: &str) -> (Option<String>, String, bool) {
+    let header = line
+        .split_once("-H '")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map(|(h, _)| h.to_owned());
+    let url = line.rsplit(' ').next().unwrap().to_owned();
+    (header, url, line.contains("--path-as-is"))
+}
+
+#[tokio::test]
+async fn the_demo_prints_commands_that_answer_as_promised() {
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.starts_with("Press Ctrl-C");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    })
+    .await
+    .unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("policy                config/policy.toml")),
+        "{lines:#?}"
+    );
+
+    let mut checked = Vec::new();
+    for pair in lines.windows(2) {
+        let Some(promise) = pair[0].strip_prefix("# ") else {
+            continue;
+        };
+        let want: u16 = promise[..3].parse().unwrap();
+        let (header, url, as_is) = parse_curl(&pair[1]);
+        let (host_port, path) = url.trim_start_matches("http://").split_once('/').unwrap();
+        let path = format!("/{path}");
+        let addr: std::net::SocketAddr = host_port.parse().unwrap();
+        let status = if as_is {
+            raw_get(addr, &path, None).await
+        } else {
+            let headers: Vec<(&str, &str)> = header
+                .as_deref()
+                .map(|h| h.split_once(": ").unwrap())
+                .into_iter()
+                .collect();
+            let (status, _, body) = get(&url, &headers).await;
+            if want == 200
+                && header
+                    .as_deref()
+                    .is_some_and(|h| h.starts_with("Authorization"))
+            {
+                assert!(body.contains(r#""x-user-sub":"alice""#), "{body}");
+                assert!(body.contains(r#""x-user-groups":"admins""#), "{body}");
+            }
+            if header.as_deref() == Some("X-User-Sub: forged") {
+                assert!(!body.contains("forged"), "{body}");
+            }
+            status
+        };
+        assert_eq!(status, want, "{promise}");
+        checked.push(want);
+    }
+    assert_eq!(checked, [200, 403, 401, 401, 200, 400]);
+
+    terminate(child.id());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "demo exited with {status}");
+}
+
+#[test]
+fn check_accepts_the_shipped_config_and_summarizes_it() {
+    let out = Command::new(BIN)
+        .args(["check", "--config", "config/cognito-gate.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("config config/cognito-gate.toml: ok"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("policy config/policy.toml: ok, 4 rules"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("2. admin -> any of groups admins"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_and_fails() {
+    let config = temp_file(
+        "bad.toml",
+        "listen = \"nowhere\"\n[upstream]\nurl = \"ftp://x\"\n[[pools]]\nuser_pool_id = \"bad\"\nclient_ids = [\"c\"]\n",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for problem in [
+        "listen: \"nowhere\" is not an IP:port address",
+        "upstream.url: \"ftp://x\" is not an absolute http(s) URL",
+        "pools[0].user_pool_id: \"bad\" is not a user pool id",
+    ] {
+        assert!(stderr.contains(problem), "missing {problem:?} in {stderr}");
+    }
+
+    let policy = temp_file("bad-policy.toml", "[[rule]]\npath = \"/a\"\n");
+    let config = temp_file(
+        "good.toml",
+        &format!(
+            "policy_file = {:?}\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[[pools]]\nuser_pool_id = \"us-east-1_a\"\nclient_ids = [\"c\"]\n",
+            policy.display().to_string()
+        ),
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("rule 1: allow: a rule needs exactly one of allow, groups or groups_all"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn environment_variables_override_the_file_and_typos_are_refused() {
+    let out = Command::new(BIN)
+        .args(["check", "--config", "config/cognito-gate.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("COGNITO_GATE_UPSTREAM__URL", "http://127.0.0.2:4000")
+        .env(
+            "COGNITO_GATE_POOLS",
+            r#"[{user_pool_id="eu-west-1_FromEnv", client_ids=["env-client"]}]"#,
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("upstream http://127.0.0.2:4000/"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pool eu-west-1_FromEnv"), "{stdout}");
+
+    let out = Command::new(BIN)
+        .args(["check", "--config", "config/cognito-gate.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("COGNITO_GATE_UPSTREAM__TIMEOUT", "5s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("timeout"));
+}
+
+#[tokio::test]
+async fn run_serves_and_sigterm_ends_it_with_exit_code_0() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (listen, admin) = (reserve_port().await, reserve_port().await);
+    let policy = temp_file("run-policy.toml", POLICY);
+    let config = temp_file(
+        "run.toml",
+        &format!(
+            "listen = \"{listen}\"\nadmin_listen = \"{admin}\"\npolicy_file = {:?}\n{}",
+            policy.display().to_string(),
+            config(&upstream.url(), &jwks.url(), "")
+        ),
+    );
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(admin).await.is_ok()
+            && get(&format!("http://{admin}/readyz"), &[]).await.0 == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "the gate never became ready");
+    let (status, _, _) = get(
+        &format!("http://{listen}/admin/a"),
+        &[("authorization", &bearer(key_a(), "x", &["admins"]))],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream.last().header("x-user-sub").as_deref(), Some("x"));
+
+    terminate(child.id());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "run exited with {status}");
+}
+
+#[test]
+fn run_without_a_config_file_fails_clearly() {
+    let out = Command::new(BIN)
+        .args(["run", "--config", "/nonexistent/cognito-gate.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("config file /nonexistent/cognito-gate.toml does not exist"));
+}

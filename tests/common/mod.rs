@@ -1,0 +1,506 @@
+//! Real parts for integration tests: a JWKS server with real RSA keys that counts its
+//! fetches, an upstream that records exactly what it received, the gate on port 0,
+//! and small HTTP clients (one of them raw TCP, for paths no client library sends).
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use cognito_gate::issuer::SigningKey;
+use cognito_gate::{Clock, Config, Listeners, Policy};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+pub const POOL: &str = "eu-central-1_GateTest1";
+pub const ISS: &str = "https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_GateTest1";
+pub const CLIENT: &str = "test-client";
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Two RSA keys shared by all tests of a binary (key generation is the slow part).
+pub fn key_a() -> &'static SigningKey {
+    static K: OnceLock<SigningKey> = OnceLock::new();
+    K.get_or_init(|| SigningKey::generate("key-a").unwrap())
+}
+
+pub fn key_b() -> &'static SigningKey {
+    static K: OnceLock<SigningKey> = OnceLock::new();
+    K.get_or_init(|| SigningKey::generate("key-b").unwrap())
+}
+
+/// Claims of a valid access token for `sub` in `groups`.
+pub fn access_claims(sub: &str, groups: &[&str]) -> Value {
+    json!({
+        "sub": sub, "iss": ISS, "token_use": "access", "client_id": CLIENT,
+        "exp": now() + 600, "iat": now() - 5, "cognito:groups": groups, "username": sub,
+    })
+}
+
+pub fn token(key: &SigningKey, claims: &Value) -> String {
+    key.sign(&json!({ "kid": key.kid(), "alg": "RS256" }), claims)
+        .unwrap()
+}
+
+pub fn bearer(key: &SigningKey, sub: &str, groups: &[&str]) -> String {
+    format!("Bearer {}", token(key, &access_claims(sub, groups)))
+}
+
+fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).boxed()
+}
+
+/// Serves `handler` with hyper's HTTP/1 server until the returned sender is dropped.
+pub fn spawn_server<H, F>(listener: TcpListener, handler: H) -> oneshot::Sender<()>
+where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req| {
+                            let answer = handler(req);
+                            async move { Ok::<_, Infallible>(answer.await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades()
+                            .await;
+                    });
+                }
+            }
+        }
+    });
+    stop
+}
+
+/// A JWKS endpoint: serves whatever key set it holds, or 500 when set to fail.
+pub struct JwksServer {
+    pub addr: SocketAddr,
+    fetches: Arc<AtomicUsize>,
+    body: Arc<Mutex<String>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl JwksServer {
+    pub async fn start(keys: &[&SigningKey]) -> JwksServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        JwksServer::serve(listener, jwks_json(keys))
+    }
+
+    /// Starts on an address that was reserved earlier (see [`reserve_port`]).
+    pub async fn start_at(addr: SocketAddr, body: String) -> JwksServer {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(addr).unwrap();
+        JwksServer::serve(socket.listen(64).unwrap(), body)
+    }
+
+    fn serve(listener: TcpListener, body: String) -> JwksServer {
+        let addr = listener.local_addr().unwrap();
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let body = Arc::new(Mutex::new(body));
+        let (f, b) = (fetches.clone(), body.clone());
+        let stop = spawn_server(listener, move |req: Request<Incoming>| {
+            let (f, b) = (f.clone(), b.clone());
+            async move {
+                if req.uri().path() != format!("/{POOL}/.well-known/jwks.json") {
+                    return Response::builder().status(404).body(full("")).unwrap();
+                }
+                f.fetch_add(1, Ordering::SeqCst);
+                let text = b.lock().unwrap().clone();
+                Response::builder()
+                    .header("content-type", "application/json")
+                    .body(full(text))
+                    .unwrap()
+            }
+        });
+        JwksServer {
+            addr,
+            fetches,
+            body,
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/{POOL}/.well-known/jwks.json", self.addr)
+    }
+
+    pub fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    pub fn set_keys(&self, keys: &[&SigningKey]) {
+        *self.body.lock().unwrap() = jwks_json(keys);
+    }
+
+    pub fn set_body(&self, body: &str) {
+        *self.body.lock().unwrap() = body.to_owned();
+    }
+}
+
+pub fn jwks_json(keys: &[&SigningKey]) -> String {
+    json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() }).to_string()
+}
+
+/// Binds and releases a loopback port, for a server that must start later.
+pub async fn reserve_port() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap()
+}
+
+/// What the upstream saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub uri: String,
+    pub headers: HeaderMap,
+}
+
+impl Seen {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+
+    /// Every header name that folds to `name` (case, `-`, `_`, `.`), with its values.
+    pub fn identity_like(&self, name: &str) -> Vec<(String, String)> {
+        let fold = |s: &str| s.to_ascii_lowercase().replace(['_', '.'], "-");
+        self.headers
+            .iter()
+            .filter(|(k, _)| fold(k.as_str()) == fold(name))
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// An app that records every request. Routes: `/ws` (WebSocket echo), `/upload`
+/// (answers the byte count of the streamed body), `/download?bytes=N` (streams N
+/// bytes), `/slow` (answers after one second), anything else: 200 "ok".
+pub struct Upstream {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let stop = spawn_server(listener, move |req| upstream_handler(req, s.clone()));
+        Upstream {
+            addr,
+            seen,
+            _stop: stop,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen().pop().expect("the upstream saw no request")
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+async fn upstream_handler(
+    mut req: Request<Incoming>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+) -> Response<Body> {
+    seen.lock().unwrap().push(Seen {
+        method: req.method().to_string(),
+        uri: req.uri().to_string(),
+        headers: req.headers().clone(),
+    });
+    match req.uri().path() {
+        "/ws" => {
+            let key = req
+                .headers()
+                .get("sec-websocket-key")
+                .map(|k| k.as_bytes().to_vec())
+                .unwrap_or_default();
+            let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
+            let upgrade = hyper::upgrade::on(&mut req);
+            tokio::spawn(async move {
+                let Ok(upgraded) = upgrade.await else { return };
+                let mut ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    tokio_tungstenite::tungstenite::protocol::Role::Server,
+                    None,
+                )
+                .await;
+                while let Some(Ok(msg)) = ws.next().await {
+                    if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            Response::builder()
+                .status(StatusCode::SWITCHING_PROTOCOLS)
+                .header("upgrade", "websocket")
+                .header("connection", "upgrade")
+                .header("sec-websocket-accept", accept)
+                .body(full(""))
+                .unwrap()
+        }
+        "/upload" => {
+            let mut body = req.into_body();
+            let mut total: u64 = 0;
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.unwrap().into_data() {
+                    total += data.len() as u64;
+                }
+            }
+            Response::new(full(total.to_string()))
+        }
+        "/download" => {
+            let n: usize = req
+                .uri()
+                .query()
+                .and_then(|q| q.strip_prefix("bytes="))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+            let frames = futures_util::stream::iter((0..n.div_ceil(chunk.len())).map(move |i| {
+                let len = chunk.len().min(n - i * chunk.len());
+                Ok::<_, Infallible>(Frame::data(chunk.slice(..len)))
+            }));
+            Response::new(BodyExt::boxed(StreamBody::new(frames)))
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Response::new(full("slow done"))
+        }
+        _ => Response::new(full("ok")),
+    }
+}
+
+/// A running gate.
+pub struct Gate {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Gate {
+    /// Starts the gate with `config` (TOML) and `policy` (TOML), at `clock`.
+    pub async fn start_with_clock(config: &str, policy: &str, clock: Clock) -> Gate {
+        let config = Config::from_toml(config).unwrap_or_else(|e| panic!("{e}"));
+        let policy = Policy::from_toml(policy).unwrap_or_else(|e| panic!("{e}"));
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (addr, admin_addr) = (proxy.local_addr().unwrap(), admin.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            cognito_gate::run(config, policy, Listeners { proxy, admin }, clock, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Gate {
+            addr,
+            admin: admin_addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub async fn start(config: &str, policy: &str) -> Gate {
+        Gate::start_with_clock(config, policy, Clock::System).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Polls `/readyz` until it answers 200, for at most `limit`.
+    pub async fn wait_ready(&self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let (status, _, _) = get(&format!("http://{}/readyz", self.admin), &[]).await;
+            if status == 200 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the gate never became ready"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Signals shutdown and returns the task, which ends once draining is done.
+    pub fn shutdown(&mut self) -> &mut JoinHandle<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        &mut self.task
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The config of a gate in front of `upstream`, trusting the pool whose JWKS is at `jwks`.
+pub fn config(upstream: &str, jwks: &str, extra: &str) -> String {
+    format!(
+        r#"
+        shutdown_timeout = "5s"
+        {extra}
+        [upstream]
+        url = "{upstream}"
+        request_timeout = "5s"
+        [[pools]]
+        user_pool_id = "{POOL}"
+        client_ids = ["{CLIENT}"]
+        jwks_url = "{jwks}"
+        [jwks]
+        unknown_kid_cooldown = "1s"
+        "#
+    )
+}
+
+pub const POLICY: &str = r#"
+    [[rule]]
+    name = "public"
+    path = "/public/**"
+    allow = "anyone"
+
+    [[rule]]
+    name = "admin"
+    path = "/admin/**"
+    groups = ["admins"]
+
+    [[rule]]
+    name = "app"
+    path = "/**"
+    allow = "authenticated"
+"#;
+
+/// An upstream, a JWKS server with key A, and a ready gate using [`POLICY`].
+pub async fn stack() -> (Gate, Upstream, JwksServer) {
+    stack_with("").await
+}
+
+pub async fn stack_with(extra: &str) -> (Gate, Upstream, JwksServer) {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let gate = Gate::start(&config(&upstream.url(), &jwks.url(), extra), POLICY).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    (gate, upstream, jwks)
+}
+
+fn client() -> Client<HttpConnector, Body> {
+    static C: OnceLock<Client<HttpConnector, Body>> = OnceLock::new();
+    C.get_or_init(|| Client::builder(TokioExecutor::new()).build_http())
+        .clone()
+}
+
+/// Sends a request with `headers` and `body`; returns status, headers and the body.
+pub async fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> (u16, HeaderMap, String) {
+    let mut req = Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = client().request(req.body(body).unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, String) {
+    send("GET", url, headers, Empty::new().boxed()).await
+}
+
+/// Sends `request` as raw bytes and returns the status code and the whole answer.
+pub async fn raw(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}
+
+/// A raw `GET path` with an optional Authorization header, on a closing connection.
+pub async fn raw_get(addr: SocketAddr, path: &str, authorization: Option<&str>) -> u16 {
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: app.test\r\n{auth}Connection: close\r\n\r\n"),
+    )
+    .await
+    .0
+}

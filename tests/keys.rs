@@ -1,0 +1,225 @@
+//! Signing keys over real HTTP: rotation, the unknown-kid cooldown, a JWKS server that
+//! is down and comes back, refreshes that fail, and tokens Amazon Cognito really issued.
+
+mod common;
+
+use std::time::Duration;
+
+use cognito_gate::Clock;
+use common::*;
+
+#[tokio::test]
+async fn unknown_kids_cause_at_most_one_fetch_and_rotated_keys_are_picked_up() {
+    let (gate, upstream, jwks) = stack().await;
+    assert_eq!(jwks.fetches(), 1, "start-up fetches the key set once");
+
+    // 100 concurrent requests signed by a key the JWKS does not have: one refetch.
+    let stranger = cognito_gate::issuer::SigningKey::generate("key-unknown").unwrap();
+    let auth = bearer(&stranger, "u", &[]);
+    let requests = (0..100).map(|_| {
+        let (url, auth) = (gate.url("/app"), auth.clone());
+        tokio::spawn(async move { get(&url, &[("authorization", &auth)]).await.0 })
+    });
+    for r in requests {
+        assert_eq!(r.await.unwrap(), 401);
+    }
+    assert_eq!(jwks.fetches(), 2, "100 misses share one refetch");
+
+    // Within the cooldown, another unknown kid does not fetch again.
+    let (status, h, _) = get(
+        &gate.url("/app"),
+        &[("authorization", &bearer(key_b(), "u", &[]))],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(h["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("no signing key matches"));
+    assert_eq!(jwks.fetches(), 2);
+
+    // Rotation: key B is published; after the cooldown its first use fetches once.
+    jwks.set_keys(&[key_a(), key_b()]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for _ in 0..3 {
+        let (status, _, _) = get(
+            &gate.url("/app"),
+            &[("authorization", &bearer(key_b(), "rotated", &[]))],
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(
+        jwks.fetches(),
+        3,
+        "the new kid is fetched once, then served from the cache"
+    );
+    assert_eq!(
+        upstream.last().header("x-user-sub").as_deref(),
+        Some("rotated")
+    );
+}
+
+#[tokio::test]
+async fn a_jwks_server_down_from_the_start_gives_503_then_recovers_without_restart() {
+    let upstream = Upstream::start().await;
+    let addr = reserve_port().await;
+    let url = format!("http://{addr}/{POOL}/.well-known/jwks.json");
+    let gate = Gate::start(&config(&upstream.url(), &url, ""), POLICY).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let (status, _, body) = get(&format!("http://{}/readyz", gate.admin), &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(r#""keys":false"#), "{body}");
+    let (status, _, _) = get(&format!("http://{}/healthz", gate.admin), &[]).await;
+    assert_eq!(status, 200, "alive even without keys");
+
+    let auth = bearer(key_a(), "u", &[]);
+    let (status, h, body) = get(&gate.url("/app"), &[("authorization", &auth)]).await;
+    assert_eq!(
+        status, 503,
+        "key trouble is our fault, not the client's: {body}"
+    );
+    assert!(h.get("www-authenticate").is_none());
+    assert!(body.contains("keys_unavailable"), "{body}");
+    // Public paths need no keys.
+    assert_eq!(get(&gate.url("/public/x"), &[]).await.0, 200);
+
+    let jwks = JwksServer::start_at(addr, jwks_json(&[key_a()])).await;
+    gate.wait_ready(Duration::from_secs(20)).await;
+    let (status, _, _) = get(&gate.url("/app"), &[("authorization", &auth)]).await;
+    assert_eq!(status, 200);
+    assert!(jwks.fetches() >= 1);
+}
+
+#[tokio::test]
+async fn a_bad_refresh_keeps_the_last_good_keys() {
+    let (gate, _upstream, jwks) = stack().await;
+    jwks.set_body(r#"{"keys": "not a list"}"#);
+    // An unknown kid forces a refetch, which fails to parse and must not be applied.
+    let (status, _, _) = get(
+        &gate.url("/app"),
+        &[("authorization", &bearer(key_b(), "u", &[]))],
+    )
+    .await;
+    assert_eq!(
+        status, 503,
+        "the refetch failed, so we cannot tell whether the kid exists"
+    );
+    assert_eq!(jwks.fetches(), 2);
+    let (status, _, _) = get(
+        &gate.url("/app"),
+        &[("authorization", &bearer(key_a(), "u", &[]))],
+    )
+    .await;
+    assert_eq!(status, 200, "key A still serves");
+    let (status, _, _) = get(&format!("http://{}/readyz", gate.admin), &[]).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_oversized_jwks_is_refused() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let padding = " ".repeat(70 * 1024);
+    jwks.set_body(&format!("{}{padding}", jwks_json(&[key_a()])));
+    let gate = Gate::start(&config(&upstream.url(), &jwks.url(), ""), POLICY).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(jwks.fetches() >= 1);
+    assert_eq!(
+        get(&format!("http://{}/readyz", gate.admin), &[]).await.0,
+        503
+    );
+}
+
+const REAL_POOL: &str = "us-east-1_iWcTPhZBA";
+const REAL_CLIENT: &str = "6i0o6sela15jdctgeflkmj4gjo";
+const INSIDE_WINDOW: f64 = 1_617_955_200.0;
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/tests/fixtures/real-cognito/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+    .trim()
+    .to_owned()
+}
+
+async fn real_pool_gate(
+    upstream: &Upstream,
+    clock: Clock,
+) -> (Gate, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = fixture("jwks.json");
+    let stop = spawn_server(listener, move |_req| {
+        let body = body.clone();
+        async move {
+            http::Response::new(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+                bytes::Bytes::from(body),
+            )))
+        }
+    });
+    let config = format!(
+        r#"
+        [upstream]
+        url = "{}"
+        [[pools]]
+        user_pool_id = "{REAL_POOL}"
+        client_ids = ["{REAL_CLIENT}"]
+        token_use = "any"
+        jwks_url = "http://{addr}/{REAL_POOL}/.well-known/jwks.json"
+        "#,
+        upstream.url()
+    );
+    let gate = Gate::start_with_clock(
+        &config,
+        "[[rule]]\npath = \"/**\"\ngroups = [\"us-east-1_iWcTPhZBA_adfs\"]\n",
+        clock,
+    )
+    .await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    (gate, stop)
+}
+
+#[tokio::test]
+async fn real_cognito_tokens_are_accepted_inside_their_window() {
+    let upstream = Upstream::start().await;
+    let (gate, _jwks) = real_pool_gate(&upstream, Clock::Fixed(INSIDE_WINDOW)).await;
+    for file in ["access-token.jwt", "id-token.jwt"] {
+        let auth = format!("Bearer {}", fixture(file));
+        let (status, _, body) = get(&gate.url("/orders"), &[("authorization", &auth)]).await;
+        assert_eq!(status, 200, "{file}: {body}");
+        let seen = upstream.last();
+        assert_eq!(
+            seen.header("x-user-sub").as_deref(),
+            Some("1bc2a8fb-fc0a-440f-93ae-576e0879d180"),
+            "{file}"
+        );
+        assert_eq!(
+            seen.header("x-user-groups").as_deref(),
+            Some("us-east-1_iWcTPhZBA_adfs"),
+            "{file}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn real_cognito_tokens_are_expired_today() {
+    let upstream = Upstream::start().await;
+    let (gate, _jwks) = real_pool_gate(&upstream, Clock::System).await;
+    for file in ["access-token.jwt", "id-token.jwt"] {
+        let auth = format!("Bearer {}", fixture(file));
+        let (status, h, _) = get(&gate.url("/orders"), &[("authorization", &auth)]).await;
+        assert_eq!(status, 401, "{file}");
+        assert!(
+            h["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("token has expired"),
+            "{file}"
+        );
+    }
+    assert_eq!(upstream.count(), 0);
+}

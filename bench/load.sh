@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Load test on loopback: the same echo app reached directly, through nginx as a plain
+# reverse proxy, and through cognito-gate (a public rule, and a rule that verifies an
+# RS256 token on every request). Rounds are interleaved so that the contestants share
+# the machine's conditions; compare numbers within one run only.
+#
+# Use: bench/load.sh [seconds-per-round] [rounds] [connections]
+# Needs: wrk, nginx and curl (apt-get install -y wrk nginx curl); builds the release binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-5}; rounds=${2:-3}; conns=${3:-32}
+for tool in wrk nginx; do
+  command -v "$tool" >/dev/null || { echo "bench/load.sh: $tool is missing (apt-get install -y wrk nginx)" >&2; exit 1; }
+done
+cargo build --release --quiet
+work=$(mktemp -d)
+cleanup() { kill "$demo_pid" "${gate_pid:-}" 2>/dev/null || true; nginx -p "$work" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# The demo brings the echo app and the local issuer; the measured gate is a separate
+# `cognito-gate run` process in front of the same echo app, with access logs off.
+RUST_LOG=warn ./target/release/cognito-gate demo --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:19090 >"$work/demo.out" 2>"$work/demo.err" &
+demo_pid=$!
+for _ in $(seq 100); do grep -q "Press Ctrl-C" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
+echo_addr=$(awk '/echo upstream/ {print $3}' "$work/demo.out" | sed 's#http://##')
+token=$(grep -m1 "Authorization: Bearer" "$work/demo.out" | sed "s/.*Bearer \([^']*\)'.*/\1/")
+jwks_url=$(awk '/local issuer/ {print $4}' "$work/demo.out")
+
+cat >"$work/gate.toml" <<TOML
+listen = "127.0.0.1:18082"
+admin_listen = "127.0.0.1:19092"
+policy_file = "config/policy.toml"
+[upstream]
+url = "http://$echo_addr"
+[[pools]]
+user_pool_id = "us-east-1_DemoPool1"
+client_ids = ["demo-client"]
+jwks_url = "$jwks_url"
+[log]
+level = "warn"
+TOML
+./target/release/cognito-gate run --config "$work/gate.toml" 2>"$work/gate.err" &
+gate_pid=$!
+for _ in $(seq 100); do curl -sf http://127.0.0.1:19092/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+
+cat >"$work/nginx.conf" <<NGINX
+worker_processes 1;
+error_log $work/nginx-error.log warn;
+pid $work/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  upstream app { server $echo_addr; keepalive 64; }
+  server {
+    listen 127.0.0.1:18081;
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+NGINX
+nginx -p "$work" -c nginx.conf
+
+run() { # name url [header]
+  local out
+  if [ -n "${3:-}" ]; then out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency -H "$3" "$2")
+  else out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$2"); fi
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  printf '%-28s %10s req/s   p50 %-9s p99 %s\n' "$1" "$rps" "$p50" "$p99"
+}
+
+echo "loopback, ${secs}s per round, $rounds rounds, $conns connections, wrk -t1; $(nproc) cores shared by all"
+for r in $(seq "$rounds"); do
+  echo "-- round $r"
+  run "app directly" "http://$echo_addr/public/x"
+  run "nginx proxy_pass" "http://127.0.0.1:18081/public/x"
+  run "gate, public rule" "http://127.0.0.1:18082/public/x"
+  run "gate, RS256 token + groups" "http://127.0.0.1:18082/admin/x" "Authorization: Bearer $token"
+done
+printf 'gate RSS after load: %s KiB (nginx worker: %s KiB)\n' "$(ps -o rss= -p "$gate_pid" | tr -d ' ')" \
+  "$(ps -o rss= --ppid "$(cat "$work/nginx.pid")" | head -1 | tr -d ' ')"

@@ -1,0 +1,86 @@
+//! The per-request work of the decision core, without sockets: token verification
+//! (RS256 with aws-lc-rs), path canonicalization and policy routing.
+//!
+//! Run: `cargo bench --bench authorize`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use http::Method;
+use serde_json::json;
+
+use cognito_gate::issuer::SigningKey;
+use cognito_gate::jwks::parse_key_set;
+use cognito_gate::path::canonicalize;
+use cognito_gate::verify::Verifier;
+use cognito_gate::{Config, Policy};
+
+const ISS: &str = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Bench1234";
+
+fn bench(c: &mut Criterion) {
+    let key = SigningKey::generate("bench-key").unwrap();
+    let keys = parse_key_set(json!({ "keys": [key.jwk()] }).to_string().as_bytes()).unwrap();
+    let config = Config::from_toml(
+        r#"
+        [upstream]
+        url = "http://127.0.0.1:3000"
+        [[pools]]
+        user_pool_id = "us-east-1_Bench1234"
+        client_ids = ["bench-client"]
+        "#,
+    )
+    .unwrap();
+    let verifier = Verifier::new(&config.pools, 8192);
+    let token = key
+        .sign(
+            &json!({ "kid": "bench-key", "alg": "RS256" }),
+            &json!({
+                "sub": "4f6c1a2e-8d0b-4b8e-9a53-0c2f7e1d9b11", "iss": ISS, "token_use": "access",
+                "client_id": "bench-client", "exp": 4_000_000_000u64, "iat": 1_700_000_000u64,
+                "cognito:groups": ["admins", "finance"], "scope": "openid profile",
+                "username": "bench-user", "version": 2, "jti": "b0e4", "auth_time": 1_700_000_000u64
+            }),
+        )
+        .unwrap();
+    let now = 1_800_000_000.0;
+
+    c.bench_function("verify RS256 access token", |b| {
+        b.iter_batched(
+            || (),
+            |_| {
+                let t = verifier.parse(&token).unwrap();
+                let k = keys.get(&t.kid).unwrap();
+                verifier.finish(t, &k, now).unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
+
+    c.bench_function("canonicalize clean path", |b| {
+        b.iter(|| canonicalize(std::hint::black_box("/api/v1/orders/1234/items")).unwrap())
+    });
+    c.bench_function("canonicalize encoded path", |b| {
+        b.iter(|| canonicalize(std::hint::black_box("/api/v1/%6Frders/a%20b/items")).unwrap())
+    });
+
+    let mut policy = String::new();
+    for i in 0..19 {
+        policy.push_str(&format!(
+            "[[rule]]\npath = \"/service{i}/*/items/**\"\nmethods = [\"GET\", \"POST\"]\ngroups = [\"g{i}\"]\n"
+        ));
+    }
+    policy.push_str("[[rule]]\npath = \"/**\"\nallow = \"authenticated\"\n");
+    let policy = Policy::from_toml(&policy).unwrap();
+    c.bench_function("route through 20 rules (last matches)", |b| {
+        b.iter(|| {
+            policy
+                .route(
+                    &Method::GET,
+                    std::hint::black_box("/api/v1/orders/1234/items"),
+                )
+                .unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -24,7 +24,7 @@ demo_pid=$!
 for _ in $(seq 100); do grep -q "Press Ctrl-C" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
 echo_addr=$(awk '/echo upstream/ {print $3}' "$work/demo.out" | sed 's#http://##')
 token=$(grep -m1 "Authorization: Bearer" "$work/demo.out" | sed "s/.*Bearer \([^']*\)'.*/\1/")
-jwks_url=$(awk '/local issuer/ {print $4}' "$work/demo.out")
+jwks_url=$(awk '/local issuer \(JWKS\)/ {print $4}' "$work/demo.out")
 
 cat >"$work/gate.toml" <<TOML
 listen = "127.0.0.1:18082"
@@ -42,6 +42,7 @@ TOML
 ./target/release/cognito-gate run --config "$work/gate.toml" 2>"$work/gate.err" &
 gate_pid=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:19092/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+curl -sf http://127.0.0.1:19092/readyz >/dev/null || { echo "bench/load.sh: the gate did not become ready:" >&2; cat "$work/gate.err" >&2; exit 1; }
 
 cat >"$work/nginx.conf" <<NGINX
 worker_processes 1;

@@ -30,7 +30,10 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub max_token_bytes: usize,
-    pub upstream: UpstreamConfig,
+    /// The app behind the reverse proxy; `None` runs the gate in decision-only mode.
+    pub upstream: Option<UpstreamConfig>,
+    /// The decision endpoints for nginx, Caddy, Traefik and Envoy; `None` serves none.
+    pub authz: Option<AuthzConfig>,
     pub pools: Vec<PoolConfig>,
     pub jwks: JwksConfig,
     pub headers: HeadersConfig,
@@ -45,6 +48,25 @@ pub struct UpstreamConfig {
     /// How long the upstream may take to send its response headers.
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+/// The external-authorization listener.
+#[derive(Debug, Clone)]
+pub struct AuthzConfig {
+    pub listen: SocketAddr,
+    /// The forward-auth path for nginx `auth_request`, Traefik and Caddy.
+    pub path: String,
+    /// Envoy `ext_authz` requests arrive as this prefix plus the original path.
+    pub envoy_prefix: String,
+    /// Only these peers may ask for decisions.
+    pub trusted_peers: Vec<ipnet::IpNet>,
+}
+
+impl AuthzConfig {
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        let peer = peer.to_canonical();
+        self.trusted_peers.iter().any(|net| net.contains(&peer))
+    }
 }
 
 /// One Cognito user pool whose tokens are accepted.
@@ -177,6 +199,7 @@ pub struct RawConfig {
     pub shutdown_timeout: RawDuration,
     pub max_token_bytes: usize,
     pub upstream: Option<RawUpstream>,
+    pub authz: RawAuthz,
     pub pools: Vec<RawPool>,
     pub jwks: RawJwks,
     pub headers: RawHeaders,
@@ -194,6 +217,7 @@ impl Default for RawConfig {
             shutdown_timeout: RawDuration::text("30s"),
             max_token_bytes: 8 * 1024,
             upstream: None,
+            authz: RawAuthz::default(),
             pools: Vec::new(),
             jwks: RawJwks::default(),
             headers: RawHeaders::default(),
@@ -218,6 +242,26 @@ impl Default for RawUpstream {
             connect_timeout: RawDuration::text("5s"),
             request_timeout: RawDuration::text("30s"),
             idle_timeout: RawDuration::text("90s"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuthz {
+    pub listen: Option<String>,
+    pub path: String,
+    pub envoy_prefix: String,
+    pub trusted_peers: Vec<String>,
+}
+
+impl Default for RawAuthz {
+    fn default() -> Self {
+        RawAuthz {
+            listen: None,
+            path: "/auth".into(),
+            envoy_prefix: "/envoy".into(),
+            trusted_peers: vec!["127.0.0.0/8".into(), "::1/128".into()],
         }
     }
 }
@@ -417,7 +461,13 @@ impl TryFrom<RawConfig> for Config {
         let shutdown_timeout =
             p.duration("shutdown_timeout", &raw.shutdown_timeout, Duration::ZERO);
 
-        let upstream = convert_upstream(&mut p, raw.upstream);
+        let authz = convert_authz(&mut p, raw.authz);
+        if let Some(a) = &authz {
+            if a.listen == listen || a.listen == admin_listen {
+                p.add("authz.listen", "must differ from listen and admin_listen");
+            }
+        }
+        let upstream = convert_upstream(&mut p, raw.upstream, authz.is_some());
         let pools = convert_pools(&mut p, raw.pools);
 
         let jwks = JwksConfig {
@@ -470,8 +520,8 @@ impl TryFrom<RawConfig> for Config {
             );
         }
 
-        match upstream {
-            Some(upstream) if p.0.is_empty() => Ok(Config {
+        match p.0.is_empty() {
+            true => Ok(Config {
                 listen,
                 admin_listen,
                 policy_file: PathBuf::from(raw.policy_file),
@@ -480,19 +530,28 @@ impl TryFrom<RawConfig> for Config {
                 shutdown_timeout,
                 max_token_bytes: raw.max_token_bytes,
                 upstream,
+                authz,
                 pools,
                 jwks,
                 headers,
                 log,
             }),
-            _ => Err(ConfigError { problems: p.0 }),
+            false => Err(ConfigError { problems: p.0 }),
         }
     }
 }
 
-fn convert_upstream(p: &mut Problems, raw: Option<RawUpstream>) -> Option<UpstreamConfig> {
+const UPSTREAM_REQUIRED: &str = "is required, unless authz.listen is set (decision-only mode)";
+
+fn convert_upstream(
+    p: &mut Problems,
+    raw: Option<RawUpstream>,
+    has_authz: bool,
+) -> Option<UpstreamConfig> {
     let Some(raw) = raw else {
-        p.add("upstream.url", "is required");
+        if !has_authz {
+            p.add("upstream.url", UPSTREAM_REQUIRED);
+        }
         return None;
     };
     let second = Duration::from_millis(1);
@@ -500,7 +559,7 @@ fn convert_upstream(p: &mut Problems, raw: Option<RawUpstream>) -> Option<Upstre
     let request_timeout = p.duration("upstream.request_timeout", &raw.request_timeout, second);
     let idle_timeout = p.duration("upstream.idle_timeout", &raw.idle_timeout, Duration::ZERO);
     let Some(text) = raw.url else {
-        p.add("upstream.url", "is required");
+        p.add("upstream.url", UPSTREAM_REQUIRED);
         return None;
     };
     let url = p.url("upstream.url", &text)?;
@@ -518,6 +577,46 @@ fn convert_upstream(p: &mut Problems, raw: Option<RawUpstream>) -> Option<Upstre
         connect_timeout,
         request_timeout,
         idle_timeout,
+    })
+}
+
+fn convert_authz(p: &mut Problems, raw: RawAuthz) -> Option<AuthzConfig> {
+    let listen = p.addr("authz.listen", raw.listen.as_deref()?);
+    let mut endpoint = |key: &str, value: &str| {
+        let canonical = crate::path::canonicalize(value).map(|c| c == value);
+        if canonical != Ok(true) || value.len() < 2 || value.ends_with('/') {
+            p.add(
+                key,
+                format!(
+                    "{value:?} must be a canonical path like \"/auth\", without a trailing '/'"
+                ),
+            );
+        }
+    };
+    endpoint("authz.path", &raw.path);
+    endpoint("authz.envoy_prefix", &raw.envoy_prefix);
+    let overlap = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+    if overlap(&raw.path, &raw.envoy_prefix) || overlap(&raw.envoy_prefix, &raw.path) {
+        p.add("authz.path", "must not overlap authz.envoy_prefix");
+    }
+    let mut trusted_peers = Vec::with_capacity(raw.trusted_peers.len());
+    for peer in &raw.trusted_peers {
+        let net = peer
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| peer.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match net {
+            Ok(net) => trusted_peers.push(net),
+            Err(_) => p.add(
+                "authz.trusted_peers",
+                format!("{peer:?} is not an IP address or CIDR range"),
+            ),
+        }
+    }
+    Some(AuthzConfig {
+        listen,
+        path: raw.path,
+        envoy_prefix: raw.envoy_prefix,
+        trusted_peers,
     })
 }
 
@@ -651,8 +750,13 @@ mod tests {
         assert_eq!(c.max_token_bytes, 8192);
         assert_eq!(c.header_read_timeout, Duration::from_secs(10));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
-        assert_eq!(c.upstream.connect_timeout, Duration::from_secs(5));
-        assert_eq!(c.upstream.request_timeout, Duration::from_secs(30));
+        let upstream = c.upstream.as_ref().expect("upstream");
+        assert_eq!(upstream.connect_timeout, Duration::from_secs(5));
+        assert_eq!(upstream.request_timeout, Duration::from_secs(30));
+        assert!(
+            c.authz.is_none(),
+            "no decision endpoints unless authz.listen is set"
+        );
         let pool = &c.pools[0];
         assert_eq!(pool.region, "us-east-1");
         assert_eq!(pool.token_use, TokenUsePolicy::Access);
@@ -757,7 +861,7 @@ mod tests {
         assert_eq!(
             err.problems,
             [
-                "upstream.url: is required",
+                "upstream.url: is required, unless authz.listen is set (decision-only mode)",
                 "pools: at least one [[pools]] entry is required"
             ]
         );
@@ -770,6 +874,45 @@ mod tests {
         assert_eq!(
             err.problems,
             ["headers.user_groups: must differ from headers.user_sub"]
+        );
+    }
+
+    #[test]
+    fn decision_only_mode_needs_no_upstream() {
+        let text = r#"
+            [authz]
+            listen = "127.0.0.1:9191"
+            [[pools]]
+            user_pool_id = "us-east-1_AbC123"
+            client_ids = ["client-a"]
+        "#;
+        let c = Config::from_toml(text).expect("valid");
+        assert!(c.upstream.is_none());
+        let authz = c.authz.expect("authz");
+        assert_eq!(
+            (authz.path.as_str(), authz.envoy_prefix.as_str()),
+            ("/auth", "/envoy")
+        );
+        assert!(authz.trusts("127.0.0.1".parse().expect("ip")));
+        assert!(authz.trusts("::1".parse().expect("ip")));
+        assert!(authz.trusts("::ffff:127.0.0.9".parse().expect("ip")));
+        assert!(!authz.trusts("10.1.2.3".parse().expect("ip")));
+    }
+
+    #[test]
+    fn authz_settings_are_validated() {
+        let text = format!(
+            "{MINIMAL}\n[authz]\nlisten = \"127.0.0.1:9090\"\npath = \"/check\"\nenvoy_prefix = \"/check/envoy/\"\ntrusted_peers = [\"10.0.0.0/8\", \"10.0.0.1\", \"nope\"]\n"
+        );
+        let err = Config::from_toml(&text).expect_err("invalid");
+        assert_eq!(
+            err.problems,
+            [
+                "authz.envoy_prefix: \"/check/envoy/\" must be a canonical path like \"/auth\", without a trailing '/'",
+                "authz.path: must not overlap authz.envoy_prefix",
+                "authz.trusted_peers: \"nope\" is not an IP address or CIDR range",
+                "authz.listen: must differ from listen and admin_listen",
+            ]
         );
     }
 

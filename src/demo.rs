@@ -195,8 +195,9 @@ Press Ctrl-C to stop."#,
     );
 
     let listeners = Listeners {
-        proxy: proxy_listener,
+        proxy: Some(proxy_listener),
         admin: admin_listener,
+        authz: None,
     };
     let result = crate::run(config, policy, listeners, Clock::System, shutdown).await;
     let _ = stop.send(true);

@@ -48,6 +48,18 @@ pub enum Rejection {
     UpstreamTimeout,
     #[error("internal error")]
     Internal,
+    #[error("this peer may not ask for decisions (see authz.trusted_peers)")]
+    UntrustedPeer,
+    #[error("send X-Original-Method and X-Original-URI (nginx auth_request) or X-Forwarded-Method and X-Forwarded-Uri (Traefik, Caddy)")]
+    MissingOriginalRequest,
+    #[error(
+        "both X-Original-* and X-Forwarded-* describe the original request; send one family only"
+    )]
+    AmbiguousOriginalRequest,
+    #[error("the original method or URI header is not valid")]
+    InvalidOriginalRequest,
+    #[error("no such endpoint")]
+    NotFound,
 }
 
 /// Whose fault a rejection is, which sets its log level.
@@ -150,6 +162,26 @@ impl Rejection {
                 None,
                 Fault::Ours,
             ),
+            Rejection::UntrustedPeer => (S::FORBIDDEN, "untrusted_peer", None, Fault::Client),
+            Rejection::MissingOriginalRequest => (
+                S::BAD_REQUEST,
+                "missing_original_request",
+                None,
+                Fault::Client,
+            ),
+            Rejection::AmbiguousOriginalRequest => (
+                S::BAD_REQUEST,
+                "ambiguous_original_request",
+                None,
+                Fault::Client,
+            ),
+            Rejection::InvalidOriginalRequest => (
+                S::BAD_REQUEST,
+                "invalid_original_request",
+                None,
+                Fault::Client,
+            ),
+            Rejection::NotFound => (S::NOT_FOUND, "not_found", None, Fault::Client),
         };
         Answer {
             status,
@@ -225,6 +257,11 @@ mod tests {
             (Rejection::UpstreamUnreachable, 502, None),
             (Rejection::UpstreamTimeout, 504, None),
             (Rejection::Internal, 500, None),
+            (Rejection::UntrustedPeer, 403, None),
+            (Rejection::MissingOriginalRequest, 400, None),
+            (Rejection::AmbiguousOriginalRequest, 400, None),
+            (Rejection::InvalidOriginalRequest, 400, None),
+            (Rejection::NotFound, 404, None),
         ];
         for (rejection, status, challenge) in cases {
             let a = rejection.answer();

@@ -4,7 +4,9 @@
 //! A request flows: [`server`] accepts it → [`proxy`] hands method, path and headers
 //! to [`authorize`] → [`path`] canonicalizes the path → [`policy`] picks the rule →
 //! [`verify`] checks the token with keys from [`jwks`] → [`proxy`] strips and injects
-//! [`headers`] and streams the request to the upstream through [`client`].
+//! [`headers`] and streams the request to the upstream through [`client`]. The
+//! [`decision`] endpoints hand the original request to the same [`authorize`] core
+//! and answer with the verdict only.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -13,6 +15,7 @@ pub mod admin;
 pub mod authorize;
 pub mod client;
 pub mod config;
+pub mod decision;
 pub mod demo;
 pub mod error;
 pub mod headers;
@@ -36,16 +39,19 @@ pub use config::Config;
 pub use policy::Policy;
 
 use crate::authorize::Authorizer;
+use crate::decision::DecisionService;
 use crate::headers::IdentityHeaders;
 use crate::jwks::KeyStore;
 use crate::proxy::Proxy;
 use crate::server::ServerOptions;
 use crate::verify::Verifier;
 
-/// The sockets the gate serves on, bound by the caller (port 0 in tests).
+/// The sockets the gate serves on, bound by the caller (port 0 in tests). `proxy` is
+/// used when `upstream` is configured, `authz` when `authz.listen` is.
 pub struct Listeners {
-    pub proxy: TcpListener,
+    pub proxy: Option<TcpListener>,
     pub admin: TcpListener,
+    pub authz: Option<TcpListener>,
 }
 
 /// Why the gate could not start.
@@ -53,7 +59,12 @@ pub struct Listeners {
 pub enum StartError {
     #[error("TLS set-up failed: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("{0} is configured but no listener was given for it")]
+    MissingListener(&'static str),
 }
+
+/// How long the JWKS client keeps idle connections to a key server.
+const JWKS_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Runs the gate until `shutdown` completes, then drains in-flight requests for at
 /// most `config.shutdown_timeout` and returns.
@@ -64,31 +75,25 @@ pub async fn run(
     clock: Clock,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let connector = client::connector(config.upstream.connect_timeout)?;
     let jwks_connector = client::connector(config.jwks.fetch_timeout)?;
     let (keys, _refreshers) = KeyStore::start(
         &config.pools,
         &config.jwks,
-        client::client(jwks_connector, config.upstream.idle_timeout),
+        client::client(jwks_connector, JWKS_IDLE_TIMEOUT),
     );
     let verifier = Verifier::new(&config.pools, config.max_token_bytes);
     let authz = Arc::new(Authorizer::new(policy, verifier, keys.clone(), clock));
-    let proxy = Arc::new(Proxy::new(
-        authz,
-        client::client(connector, config.upstream.idle_timeout),
-        config.upstream.clone(),
-        IdentityHeaders::new(&config.headers),
-        config.headers.forward_authorization,
-    ));
+    let identity = IdentityHeaders::new(&config.headers);
     let options = ServerOptions {
         header_read_timeout: config.header_read_timeout,
         max_header_bytes: config.max_header_bytes,
         shutdown_timeout: config.shutdown_timeout,
     };
     let (stop, stopped) = watch::channel(false);
+    let mut servers = Vec::new();
 
     let pools = Arc::new(config.pools.clone());
-    let admin = tokio::spawn(server::serve(
+    servers.push(tokio::spawn(server::serve(
         listeners.admin,
         options,
         move |req, _peer| {
@@ -96,20 +101,52 @@ pub async fn run(
             async move { response }
         },
         stopped.clone(),
-    ));
-    let proxied = tokio::spawn(server::serve(
-        listeners.proxy,
-        options,
-        move |req, peer| {
-            let proxy = proxy.clone();
-            async move { proxy.handle(req, peer).await }
-        },
-        stopped,
-    ));
+    )));
+
+    if let Some(upstream) = config.upstream {
+        let listener = listeners
+            .proxy
+            .ok_or(StartError::MissingListener("upstream"))?;
+        let connector = client::connector(upstream.connect_timeout)?;
+        let proxy = Arc::new(Proxy::new(
+            authz.clone(),
+            client::client(connector, upstream.idle_timeout),
+            upstream,
+            identity.clone(),
+            config.headers.forward_authorization,
+        ));
+        servers.push(tokio::spawn(server::serve(
+            listener,
+            options,
+            move |req, peer| {
+                let proxy = proxy.clone();
+                async move { proxy.handle(req, peer).await }
+            },
+            stopped.clone(),
+        )));
+    }
+
+    if let Some(settings) = config.authz {
+        let listener = listeners
+            .authz
+            .ok_or(StartError::MissingListener("authz.listen"))?;
+        let decisions = Arc::new(DecisionService::new(authz, identity, settings));
+        servers.push(tokio::spawn(server::serve(
+            listener,
+            options,
+            move |req, peer| {
+                let decisions = decisions.clone();
+                async move { decisions.handle(req, peer).await }
+            },
+            stopped,
+        )));
+    }
 
     shutdown.await;
     tracing::info!("shutting down: no new connections, draining in-flight requests");
     let _ = stop.send(true);
-    let _ = tokio::join!(admin, proxied);
+    for server in servers {
+        let _ = server.await;
+    }
     Ok(())
 }

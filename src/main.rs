@@ -112,13 +112,21 @@ async fn run(config_file: PathBuf) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {addr}: {e}"))
     };
     let listeners = Listeners {
-        proxy: bind(config.listen).await?,
+        proxy: match &config.upstream {
+            Some(_) => Some(bind(config.listen).await?),
+            None => None,
+        },
         admin: bind(config.admin_listen).await?,
+        authz: match &config.authz {
+            Some(a) => Some(bind(a.listen).await?),
+            None => None,
+        },
     };
     tracing::info!(
         listen = %config.listen,
         admin = %config.admin_listen,
-        upstream = %config.upstream.url,
+        upstream = config.upstream.as_ref().map(|u| u.url.to_string()).as_deref().unwrap_or("none (decision-only)"),
+        authz = config.authz.as_ref().map(|a| a.listen.to_string()).as_deref().unwrap_or("off"),
         pools = config.pools.len(),
         rules = policy.rules().len(),
         "cognito-gate started"
@@ -133,8 +141,21 @@ async fn run(config_file: PathBuf) -> Result<(), String> {
 fn check(config_file: &Path) -> Result<(), String> {
     let (config, policy) = load(config_file)?;
     println!("config {}: ok", config_file.display());
-    println!("  listen {}, admin {}", config.listen, config.admin_listen);
-    println!("  upstream {}", config.upstream.url);
+    match &config.upstream {
+        Some(upstream) => println!("  proxy {} -> upstream {}", config.listen, upstream.url),
+        None => println!("  no upstream: decision-only mode"),
+    }
+    println!("  admin {}", config.admin_listen);
+    if let Some(a) = &config.authz {
+        let peers: Vec<String> = a.trusted_peers.iter().map(|n| n.to_string()).collect();
+        println!(
+            "  decisions on {}: {} (nginx, Traefik, Caddy), {}/... (Envoy), trusted peers {}",
+            a.listen,
+            a.path,
+            a.envoy_prefix,
+            peers.join(", ")
+        );
+    }
     for pool in &config.pools {
         println!(
             "  pool {} ({:?} tokens, clients {}), keys from {}",

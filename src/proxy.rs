@@ -63,6 +63,7 @@ impl Proxy {
             Err((rejection, rule, sub)) => (rejection.response(), rule, sub),
         };
         access_log(&AccessLine {
+            endpoint: "proxy",
             method: method.as_str(),
             path: &path,
             status: response.status(),
@@ -221,6 +222,8 @@ impl Proxy {
 
 /// The fields of the one structured line written per request.
 pub struct AccessLine<'a> {
+    /// `proxy`, `forward_auth`, `ext_authz`, or `authz` before the endpoint is known.
+    pub endpoint: &'a str,
     pub method: &'a str,
     pub path: &'a str,
     pub status: StatusCode,
@@ -252,6 +255,7 @@ pub fn access_log(line: &AccessLine<'_>) {
             tracing::event!(
                 target: "cognito_gate::access",
                 $level,
+                endpoint = line.endpoint,
                 method = line.method,
                 path = line.path,
                 status = line.status.as_u16(),

@@ -224,7 +224,8 @@ fn environment_variables_override_the_file_and_typos_are_refused() {
 async fn run_serves_and_sigterm_ends_it_with_exit_code_0() {
     let upstream = Upstream::start().await;
     let jwks = JwksServer::start(&[key_a()]).await;
-    let (listen, admin) = (reserve_port().await, reserve_port().await);
+    // Released just before the binary binds them; a clash would fail loudly, not pass.
+    let (listen, admin) = (reserve_port().await.addr, reserve_port().await.addr);
     let policy = temp_file("run-policy.toml", POLICY);
     let config = temp_file(
         "run.toml",

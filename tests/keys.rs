@@ -63,8 +63,8 @@ async fn unknown_kids_cause_at_most_one_fetch_and_rotated_keys_are_picked_up() {
 #[tokio::test]
 async fn a_jwks_server_down_from_the_start_gives_503_then_recovers_without_restart() {
     let upstream = Upstream::start().await;
-    let addr = reserve_port().await;
-    let url = format!("http://{addr}/{POOL}/.well-known/jwks.json");
+    let port = reserve_port().await;
+    let url = format!("http://{}/{POOL}/.well-known/jwks.json", port.addr);
     let gate = Gate::start(&config(&upstream.url(), &url, ""), POLICY).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
 
@@ -85,7 +85,7 @@ async fn a_jwks_server_down_from_the_start_gives_503_then_recovers_without_resta
     // Public paths need no keys.
     assert_eq!(get(&gate.url("/public/x"), &[]).await.0, 200);
 
-    let jwks = JwksServer::start_at(addr, jwks_json(&[key_a()])).await;
+    let jwks = JwksServer::start_on(port, jwks_json(&[key_a()])).await;
     gate.wait_ready(Duration::from_secs(20)).await;
     let (status, _, _) = get(&gate.url("/app"), &[("authorization", &auth)]).await;
     assert_eq!(status, 200);

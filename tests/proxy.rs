@@ -313,7 +313,7 @@ async fn a_down_upstream_gets_502_and_a_slow_one_504() {
     let jwks = JwksServer::start(&[key_a()]).await;
     let closed = reserve_port().await;
     let gate = Gate::start(
-        &config(&format!("http://{closed}"), &jwks.url(), ""),
+        &config(&format!("http://{}", closed.addr), &jwks.url(), ""),
         POLICY,
     )
     .await;

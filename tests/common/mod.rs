@@ -118,12 +118,9 @@ impl JwksServer {
         JwksServer::serve(listener, jwks_json(keys))
     }
 
-    /// Starts on an address that was reserved earlier (see [`reserve_port`]).
-    pub async fn start_at(addr: SocketAddr, body: String) -> JwksServer {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.set_reuseaddr(true).unwrap();
-        socket.bind(addr).unwrap();
-        JwksServer::serve(socket.listen(64).unwrap(), body)
+    /// Starts listening on a port reserved earlier (see [`reserve_port`]).
+    pub async fn start_on(port: Reserved, body: String) -> JwksServer {
+        JwksServer::serve(port.socket.listen(64).unwrap(), body)
     }
 
     fn serve(listener: TcpListener, body: String) -> JwksServer {
@@ -174,10 +171,20 @@ pub fn jwks_json(keys: &[&SigningKey]) -> String {
     json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() }).to_string()
 }
 
-/// Binds and releases a loopback port, for a server that must start later.
-pub async fn reserve_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap()
+/// A loopback port that is bound but not listening: connections to it are refused,
+/// and no other test can take it until it is dropped or starts listening.
+pub struct Reserved {
+    pub addr: SocketAddr,
+    socket: tokio::net::TcpSocket,
+}
+
+pub async fn reserve_port() -> Reserved {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    Reserved {
+        addr: socket.local_addr().unwrap(),
+        socket,
+    }
 }
 
 /// What the upstream saw of one request.
@@ -327,6 +334,8 @@ async fn upstream_handler(
 pub struct Gate {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The decision listener (used when the config sets `authz.listen`).
+    pub authz: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -338,10 +347,17 @@ impl Gate {
         let policy = Policy::from_toml(policy).unwrap_or_else(|e| panic!("{e}"));
         let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authz = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (proxy.local_addr().unwrap(), admin.local_addr().unwrap());
+        let authz_addr = authz.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            cognito_gate::run(config, policy, Listeners { proxy, admin }, clock, async {
+            let listeners = Listeners {
+                proxy: Some(proxy),
+                admin,
+                authz: Some(authz),
+            };
+            cognito_gate::run(config, policy, listeners, clock, async {
                 let _ = stopped.await;
             })
             .await
@@ -350,6 +366,7 @@ impl Gate {
         Gate {
             addr,
             admin: admin_addr,
+            authz: authz_addr,
             stop: Some(stop),
             task,
         }

@@ -1,0 +1,215 @@
+//! Decision endpoints for proxies that keep forwarding themselves: nginx `auth_request`,
+//! Traefik ForwardAuth and Caddy `forward_auth` (on `authz.path`), and Envoy's HTTP
+//! `ext_authz` (under `authz.envoy_prefix`). They read the original method and path
+//! the way each peer sends them, then ask the same [`Authorizer`] the proxy uses.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use crate::authorize::{Authorizer, RequestFacts};
+use crate::config::AuthzConfig;
+use crate::error::{full_body, GateBody, Rejection};
+use crate::headers::IdentityHeaders;
+use crate::proxy::{access_log, AccessLine};
+use crate::verify::Identity;
+
+/// Envoy removes the request headers this response header names (comma-separated).
+const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+
+/// Which peer's contract a request follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    /// nginx, Traefik, Caddy: the original request is described in headers.
+    ForwardAuth,
+    /// Envoy: the original method is the request's own, the original path follows the prefix.
+    Envoy,
+}
+
+impl Endpoint {
+    fn name(self) -> &'static str {
+        match self {
+            Endpoint::ForwardAuth => "forward_auth",
+            Endpoint::Envoy => "ext_authz",
+        }
+    }
+}
+
+/// The original request, as reported by the peer.
+struct Original {
+    method: Method,
+    /// Path and query, as the client sent them.
+    uri: String,
+}
+
+impl Original {
+    fn path(&self) -> &str {
+        self.uri.split_once('?').map_or(&self.uri, |(path, _)| path)
+    }
+}
+
+pub struct DecisionService {
+    authz: Arc<Authorizer>,
+    identity: IdentityHeaders,
+    settings: AuthzConfig,
+}
+
+impl DecisionService {
+    pub fn new(authz: Arc<Authorizer>, identity: IdentityHeaders, settings: AuthzConfig) -> Self {
+        DecisionService {
+            authz,
+            identity,
+            settings,
+        }
+    }
+
+    /// Answers one decision request and writes its access-log line.
+    pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<GateBody> {
+        let started = Instant::now();
+        let (endpoint, original) = match self.original_request(&req, peer) {
+            Ok(found) => found,
+            Err(rejection) => {
+                let response = rejection.response();
+                access_log(&AccessLine {
+                    endpoint: "authz",
+                    method: req.method().as_str(),
+                    path: req.uri().path(),
+                    status: response.status(),
+                    rule: None,
+                    sub: None,
+                    started,
+                });
+                return response;
+            }
+        };
+        let decision = self
+            .authz
+            .authorize(RequestFacts {
+                method: &original.method,
+                path: original.path(),
+                headers: req.headers(),
+            })
+            .await;
+        let response = match decision.outcome {
+            Ok(_) => self.allow(endpoint, decision.identity.as_ref(), req.headers()),
+            Err(e) => Rejection::Auth(e).response(),
+        };
+        access_log(&AccessLine {
+            endpoint: endpoint.name(),
+            method: original.method.as_str(),
+            path: original.path(),
+            status: response.status(),
+            rule: decision.rule.as_ref(),
+            sub: decision.identity.as_ref().map(|i| i.sub.as_str()),
+            started,
+        });
+        response
+    }
+
+    /// Checks the peer, then finds the original method and URI for this endpoint.
+    fn original_request<B>(
+        &self,
+        req: &Request<B>,
+        peer: SocketAddr,
+    ) -> Result<(Endpoint, Original), Rejection> {
+        if !self.settings.trusts(peer.ip()) {
+            tracing::warn!(%peer, "decision request from an untrusted peer refused");
+            return Err(Rejection::UntrustedPeer);
+        }
+        let path = req.uri().path();
+        if path == self.settings.path {
+            return original_from_headers(req.headers()).map(|o| (Endpoint::ForwardAuth, o));
+        }
+        match path.strip_prefix(self.settings.envoy_prefix.as_str()) {
+            Some(rest) if rest.starts_with('/') => {
+                let uri = match req.uri().query() {
+                    Some(q) => format!("{rest}?{q}"),
+                    None => rest.to_owned(),
+                };
+                let method = req.method().clone();
+                Ok((Endpoint::Envoy, Original { method, uri }))
+            }
+            _ => Err(Rejection::NotFound),
+        }
+    }
+
+    /// 200 with the identity headers, written so that the peer also drops forgeries.
+    fn allow(
+        &self,
+        endpoint: Endpoint,
+        identity: Option<&Identity>,
+        request_headers: &HeaderMap,
+    ) -> Response<GateBody> {
+        let mut response = Response::new(full_body(""));
+        *response.status_mut() = StatusCode::OK;
+        let headers = response.headers_mut();
+        match (endpoint, identity) {
+            (_, Some(identity)) => self.identity.inject(headers, identity),
+            // Caddy 2.6 copies a placeholder's literal text when a named header is
+            // missing, and nginx needs a value to overwrite with: send them empty.
+            (Endpoint::ForwardAuth, None) => {
+                headers.insert(self.identity.sub.clone(), HeaderValue::from_static(""));
+                headers.insert(self.identity.groups.clone(), HeaderValue::from_static(""));
+            }
+            (Endpoint::Envoy, None) => {}
+        }
+        if endpoint == Endpoint::Envoy {
+            // Envoy overwrites the canonical names with allowed_upstream_headers when we
+            // send them; everything else that reads as an identity header must go.
+            let mut remove: Vec<HeaderName> = self.identity.forged_names(request_headers);
+            if identity.is_some() {
+                remove.retain(|n| *n != self.identity.sub && *n != self.identity.groups);
+            } else {
+                for name in [&self.identity.sub, &self.identity.groups] {
+                    if !remove.contains(name) {
+                        remove.push(name.clone());
+                    }
+                }
+            }
+            let list = remove
+                .iter()
+                .map(HeaderName::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let (false, Ok(value)) = (list.is_empty(), HeaderValue::from_str(&list)) {
+                headers.insert(ENVOY_HEADERS_TO_REMOVE, value);
+            }
+        }
+        response
+    }
+}
+
+/// Reads the original request from the nginx (`X-Original-*`) or the Traefik/Caddy
+/// (`X-Forwarded-*`) family of headers. Both families at once is refused: a client
+/// could have sent the family its proxy does not overwrite.
+fn original_from_headers(headers: &HeaderMap) -> Result<Original, Rejection> {
+    let nginx = family(headers, "x-original-method", "x-original-uri");
+    let forwarded = family(headers, "x-forwarded-method", "x-forwarded-uri");
+    let (method, uri) = match (nginx, forwarded) {
+        (Some(_), Some(_)) => return Err(Rejection::AmbiguousOriginalRequest),
+        (Some(pair), None) | (None, Some(pair)) => pair,
+        (None, None) => return Err(Rejection::MissingOriginalRequest),
+    };
+    let (Some(method), Some(uri)) = (method, uri) else {
+        return Err(Rejection::MissingOriginalRequest);
+    };
+    let method =
+        Method::from_bytes(method.as_bytes()).map_err(|_| Rejection::InvalidOriginalRequest)?;
+    let uri = uri
+        .to_str()
+        .map_err(|_| Rejection::InvalidOriginalRequest)?;
+    Ok(Original {
+        method,
+        uri: uri.to_owned(),
+    })
+}
+
+type Pair<'h> = (Option<&'h HeaderValue>, Option<&'h HeaderValue>);
+
+fn family<'h>(headers: &'h HeaderMap, method: &str, uri: &str) -> Option<Pair<'h>> {
+    let pair = (headers.get(method), headers.get(uri));
+    (pair.0.is_some() || pair.1.is_some()).then_some(pair)
+}

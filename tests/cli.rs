@@ -145,6 +145,29 @@ fn check_accepts_the_shipped_config_and_summarizes_it() {
 }
 
 #[test]
+fn check_accepts_the_decision_only_example() {
+    let out = Command::new(BIN)
+        .args(["check", "--config", "config/cognito-gate-authz.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("no upstream: decision-only mode"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("decisions on 127.0.0.1:9191: /auth (nginx, Traefik, Caddy), /envoy/... (Envoy), trusted peers 127.0.0.0/8, ::1/128"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn check_reports_every_problem_and_fails() {
     let config = temp_file(
         "bad.toml",

@@ -432,6 +432,28 @@ pub fn config(upstream: &str, jwks: &str, extra: &str) -> String {
     )
 }
 
+/// A decision-only gate: no upstream, decisions for the pool whose JWKS is at `jwks`.
+pub fn authz_config(jwks: &str, authz_extra: &str) -> String {
+    format!(
+        r#"
+        [authz]
+        listen = "127.0.0.1:9191"
+        {authz_extra}
+        [[pools]]
+        user_pool_id = "{POOL}"
+        client_ids = ["{CLIENT}"]
+        jwks_url = "{jwks}"
+        [jwks]
+        unknown_kid_cooldown = "1s"
+        "#
+    )
+}
+
+/// The policy shipped in `config/policy.toml`.
+pub fn shipped_policy() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/policy.toml")).unwrap()
+}
+
 pub const POLICY: &str = r#"
     [[rule]]
     name = "public"

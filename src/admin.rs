@@ -36,3 +36,20 @@ pub fn answer<B>(req: &Request<B>, keys: &KeyStore, pools: &[PoolConfig]) -> Res
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
+
+/// `cognito-gate health`: asks `url` (normally the admin `/readyz`) and reports
+/// whether it answered 200 within `timeout`. For container healthchecks, where
+/// distroless images have no shell or curl.
+pub async fn probe(url: &http::Uri, timeout: std::time::Duration) -> Result<(), String> {
+    let connector = crate::client::connector(timeout).map_err(|e| e.to_string())?;
+    let client = crate::client::client::<http_body_util::Empty<bytes::Bytes>>(connector, timeout);
+    let request = Request::get(url.clone())
+        .body(http_body_util::Empty::new())
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(timeout, client.request(request)).await {
+        Ok(Ok(response)) if response.status() == StatusCode::OK => Ok(()),
+        Ok(Ok(response)) => Err(format!("{url} answered {}", response.status())),
+        Ok(Err(e)) => Err(format!("{url}: {}", crate::jwks::error_chain(&e))),
+        Err(_) => Err(format!("{url} did not answer within {timeout:?}")),
+    }
+}

@@ -95,14 +95,7 @@ pub async fn run(
         jwks_listener,
         options_small,
         move |req, _| {
-            let response = if req.uri().path() == jwks_issuer.jwks_path() {
-                let mut r = Response::new(full_body(jwks_issuer.jwks_json()));
-                r.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                r
-            } else {
-                json_response(StatusCode::NOT_FOUND, &json!({ "error": "not_found" }))
-            };
+            let response = crate::issuer::answer(&jwks_issuer, &req);
             async move { response }
         },
         stopped.clone(),

@@ -4,12 +4,17 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair, KeySize, PublicKeyComponents};
 use aws_lc_rs::signature::{KeyPair as _, RSA_PKCS1_SHA256};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
+
+use crate::error::{full_body, GateBody};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
@@ -142,4 +147,109 @@ impl DevIssuer {
         self.key
             .sign(&json!({ "kid": self.key.kid(), "alg": "RS256" }), &claims)
     }
+}
+
+/// The HTTP face of a [`DevIssuer`], shared by `demo` and `dev-issuer`:
+/// - `GET /{pool}/.well-known/jwks.json`: the key set, where Cognito serves it;
+/// - `GET /token?sub=alice&groups=admins,ops&ttl=3600`: a freshly minted access token
+///   (`ttl` in seconds, negative for an expired one; `groups` comma-separated);
+/// - `GET /healthz`: 200.
+pub fn answer<B>(issuer: &DevIssuer, req: &Request<B>) -> Response<GateBody> {
+    let path = req.uri().path();
+    let (status, content_type, body) = if path == issuer.jwks_path() {
+        (StatusCode::OK, "application/json", issuer.jwks_json())
+    } else if path == "/token" {
+        let query = req.uri().query().unwrap_or_default();
+        let param = |name: &str| {
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == name)
+                .and_then(|(_, v)| percent_decode(v))
+        };
+        let sub = param("sub").unwrap_or_else(|| "dev-user".to_owned());
+        let groups = param("groups").unwrap_or_default();
+        let groups: Vec<&str> = groups.split(',').filter(|g| !g.is_empty()).collect();
+        match param("ttl").unwrap_or_else(|| "3600".to_owned()).parse::<i64>() {
+            Ok(ttl) => match issuer.mint(&sub, &groups, ttl) {
+                Ok(token) => (StatusCode::OK, "text/plain", token),
+                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
+            },
+            Err(_) => (StatusCode::BAD_REQUEST, "text/plain", "ttl must be a whole number of seconds".to_owned()),
+        }
+    } else if path == "/healthz" {
+        (StatusCode::OK, "application/json", json!({ "status": "ok" }).to_string())
+    } else {
+        (StatusCode::NOT_FOUND, "application/json", json!({ "error": "not_found" }).to_string())
+    };
+    let mut response = Response::new(full_body(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// Decodes `%XX` escapes and `+` (as space) in a query value; `None` if malformed.
+fn percent_decode(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = value.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_decoded() {
+        assert_eq!(percent_decode("Team+Leads").as_deref(), Some("Team Leads"));
+        assert_eq!(percent_decode("a%2Cb%20c").as_deref(), Some("a,b c"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+    }
+}
+
+/// Serves `issuer` (see [`answer`]) on `listener` until `shutdown` completes.
+pub async fn serve(
+    issuer: std::sync::Arc<DevIssuer>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let options = crate::server::ServerOptions {
+        header_read_timeout: std::time::Duration::from_secs(10),
+        max_header_bytes: 16 * 1024,
+        shutdown_timeout: std::time::Duration::from_secs(1),
+    };
+    let task = tokio::spawn(crate::server::serve(
+        listener,
+        options,
+        move |req, _| {
+            let response = answer(&issuer, &req);
+            async move { response }
+        },
+        stopped,
+    ));
+    shutdown.await;
+    let _ = stop.send(true);
+    let _ = task.await;
 }

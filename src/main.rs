@@ -50,6 +50,23 @@ enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
+    /// Exit 0 if the gate's admin /readyz answers 200, 1 otherwise (for container healthchecks).
+    Health {
+        /// What to ask (default: /readyz on the configured admin_listen, via loopback).
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// DEVELOPMENT ONLY: serve a local JWKS and mint tokens that a gate trusting it accepts.
+    DevIssuer {
+        #[arg(long, default_value = "127.0.0.1:9400")]
+        listen: SocketAddr,
+        /// The user pool id the tokens claim (their iss is that pool's real Cognito issuer).
+        #[arg(long, default_value = "us-east-1_DevPool1")]
+        pool_id: String,
+        /// The client_id the tokens carry.
+        #[arg(long, default_value = "dev-client")]
+        client_id: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -85,6 +102,12 @@ fn main() -> ExitCode {
                 .block_on(demo::run(options, shutdown_signal()))
                 .map_err(|e| e.to_string())
         }
+        Command::Health { url } => runtime.block_on(health(&cli.config, url)),
+        Command::DevIssuer {
+            listen,
+            pool_id,
+            client_id,
+        } => runtime.block_on(dev_issuer(listen, &pool_id, &client_id)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -179,6 +202,47 @@ fn check(config_file: &Path) -> Result<(), String> {
         };
         println!("  {:>3}. {} -> {grant}", rule.id().number, rule.id());
     }
+    Ok(())
+}
+
+async fn health(config_file: &Path, url: Option<String>) -> Result<(), String> {
+    let url = match url {
+        Some(url) => url,
+        None => {
+            let config = Config::load(config_file).map_err(|e| e.to_string())?;
+            let mut admin = config.admin_listen;
+            if admin.ip().is_unspecified() {
+                admin.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{admin}/readyz")
+        }
+    };
+    let url: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
+    cognito_gate::admin::probe(&url, std::time::Duration::from_secs(3)).await?;
+    println!("ok: {url}");
+    Ok(())
+}
+
+async fn dev_issuer(listen: SocketAddr, pool_id: &str, client_id: &str) -> Result<(), String> {
+    logging::init(&LogConfig {
+        level: "info".into(),
+        format: LogFormat::Pretty,
+    });
+    let issuer = cognito_gate::issuer::DevIssuer::new(pool_id, client_id).map_err(|e| e.to_string())?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    println!(
+        "DEVELOPMENT ONLY: anyone who can reach {addr} can mint tokens that a gate trusting this JWKS accepts.\n\
+         JWKS   http://{addr}{jwks}\n\
+         iss    {iss}\n\
+         token  curl 'http://{addr}/token?sub=alice&groups=admins&ttl=3600'\n\
+         gate   COGNITO_GATE_POOLS='[{{user_pool_id=\"{pool_id}\", client_ids=[\"{client_id}\"], jwks_url=\"http://{addr}{jwks}\"}}]'",
+        jwks = issuer.jwks_path(),
+        iss = issuer.issuer(),
+    );
+    cognito_gate::issuer::serve(std::sync::Arc::new(issuer), listener, shutdown_signal()).await;
     Ok(())
 }
 

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Builds the image from the Dockerfile, brings up docker-compose.yml, and checks what a
+# user relies on: the right statuses, exactly the identity headers the app saw, forged
+# headers stripped, the uid, and a clean SIGTERM stop within the drain deadline.
+#
+# Uses a working `docker` with the compose plugin when there is one; otherwise the
+# podman helpers in ../shared/tools (SHARED_TOOLS overrides the folder). The override
+# file swaps the app for a locally built echo image, because public images cannot be
+# pulled here; the gate image and docker-compose.yml are used unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+project="cgsmoke$$"
+passed=0
+
+say() { printf 'smoke: %s\n' "$*"; }
+fail() {
+  say "FAIL: $*" >&2
+  dc logs 2>/dev/null | tail -n 40 >&2 || true
+  say "$passed passed, 1 failed"
+  exit 1
+}
+ok() { passed=$((passed + 1)); say "ok: $*"; }
+
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
+  engine=(docker)
+  compose=(docker compose)
+else
+  tools="${SHARED_TOOLS:-$root/../shared/tools}"
+  [ -x "$tools/podman-here" ] || { say "FAIL: no working docker, and no $tools/podman-here"; exit 1; }
+  "$tools/standin-base-images"
+  engine=("$tools/podman-here")
+  compose=("$tools/compose-here")
+  export PODMAN_HERE_QUIET=1
+fi
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+GATE_PORT=$(free_port)
+ISSUER_PORT=$(free_port)
+export GATE_PORT ISSUER_PORT
+dc() { "${compose[@]}" -p "$project" -f docker-compose.yml -f tests/container/compose.override.yml "$@"; }
+teardown() { dc down -v -t 5 >/dev/null 2>&1 || true; }
+trap teardown EXIT
+
+say "building the image"
+"${engine[@]}" build -t cognito-gate:local .
+"${engine[@]}" build -t cognito-gate-echo:test tests/container/echo
+size=$("${engine[@]}" image inspect cognito-gate:local --format '{{.Size}}')
+say "image size: $size bytes ($((size / 1000 / 1000)) MB)"
+[ "$size" -lt 40000000 ] && ok "image is under 40 MB" || fail "image is $size bytes, over 40 MB"
+
+say "starting the stack (gate on 127.0.0.1:$GATE_PORT, issuer on 127.0.0.1:$ISSUER_PORT)"
+dc up -d
+container_of() {
+  "${engine[@]}" ps -a -q \
+    --filter "label=com.docker.compose.project=$project" \
+    --filter "label=com.docker.compose.service=$1" | head -n 1
+}
+gate=$(container_of gate)
+[ -n "$gate" ] || fail "no gate container"
+
+status=""
+for _ in $(seq 120); do
+  status=$("${engine[@]}" inspect --format '{{.State.Health.Status}}' "$gate" 2>/dev/null || true)
+  [ "$status" = healthy ] && break
+  sleep 1
+done
+[ "$status" = healthy ] && ok "the gate's healthcheck reports healthy" || fail "the gate never became healthy (last: $status)"
+
+# request METHOD PATH [curl args...]: sets $code and $body.
+request() {
+  local out
+  out=$(curl -s -w '\n%{http_code}' -X "$1" "http://127.0.0.1:$GATE_PORT$2" "${@:3}")
+  code=${out##*$'\n'}
+  body=${out%$'\n'*}
+}
+
+admin_token=$(curl -sf "http://127.0.0.1:$ISSUER_PORT/token?sub=alice&groups=admins")
+plain_token=$(curl -sf "http://127.0.0.1:$ISSUER_PORT/token?sub=bob")
+
+request GET /admin/hello -H "Authorization: Bearer $admin_token" \
+  -H "X-User-Sub: forged" -H "x_user_sub: forged" -H "X.User.Groups: forged"
+[ "$code" = 200 ] || fail "admin token on /admin/hello: $code"
+[ "$(grep -ci '^x-user-sub:' <<<"$body")" = 1 ] || fail "the app did not see exactly one X-User-Sub: $body"
+grep -qi '^x-user-sub: alice$' <<<"$body" || fail "the app did not see X-User-Sub: alice: $body"
+[ "$(grep -ci '^x-user-groups:' <<<"$body")" = 1 ] || fail "the app did not see exactly one X-User-Groups: $body"
+grep -qi '^x-user-groups: admins$' <<<"$body" || fail "the app did not see X-User-Groups: admins: $body"
+grep -qi 'forged' <<<"$body" && fail "a forged identity header reached the app: $body"
+ok "an admin token gets 200, and the app saw exactly X-User-Sub: alice and X-User-Groups: admins"
+
+request GET /public/page -H "X-User-Sub: forged"
+[ "$code" = 200 ] || fail "public path: $code"
+grep -qi 'x-user-sub' <<<"$body" && fail "a client-sent X-User-Sub reached the app on a public path: $body"
+ok "a client-sent X-User-Sub never reaches the app"
+
+request GET /admin/hello
+[ "$code" = 401 ] || fail "no token: $code"
+ok "no token gets 401"
+
+request GET /admin/hello -H "Authorization: Bearer $plain_token"
+[ "$code" = 403 ] || fail "token without the admins group: $code"
+ok "a token in the wrong group gets 403"
+
+uid=$("${engine[@]}" top "$gate" uid 2>/dev/null | tail -n 1 | tr -d ' ' || true)
+if [ -z "$uid" ] || [ "$uid" = UID ]; then
+  uid=$("${engine[@]}" top "$gate" -o uid | tail -n 1 | tr -d ' ')
+fi
+[ "$uid" = 65532 ] && ok "the gate process runs as uid 65532" || fail "the gate runs as uid '$uid'"
+
+mem=$("${engine[@]}" stats --no-stream --format '{{.MemUsage}}' "$gate" 2>/dev/null | head -n 1 || true)
+say "gate memory after the checks: ${mem:-unknown}"
+
+start=$(date +%s%N)
+"${engine[@]}" stop -t 15 "$gate" >/dev/null
+elapsed_ms=$((($(date +%s%N) - start) / 1000000))
+exit_code=$("${engine[@]}" inspect --format '{{.State.ExitCode}}' "$gate")
+[ "$exit_code" = 0 ] || fail "the gate exited with $exit_code after SIGTERM"
+[ "$elapsed_ms" -lt 10000 ] || fail "the gate took ${elapsed_ms} ms to stop (drain deadline 10 s)"
+ok "SIGTERM stops the gate in ${elapsed_ms} ms with exit code 0"
+
+say "$passed passed, 0 failed"

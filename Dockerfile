@@ -20,12 +20,12 @@ RUN touch src/main.rs src/lib.rs \
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/cognito-gate /usr/local/bin/cognito-gate
-COPY config/cognito-gate.toml config/policy.toml /etc/cognito-gate/
+COPY config/container.toml /etc/cognito-gate/cognito-gate.toml
+COPY config/policy.toml /etc/cognito-gate/policy.toml
 # The shipped example runs with no mount; override any key with COGNITO_GATE_*
-# variables or mount your own files over /etc/cognito-gate/.
-ENV COGNITO_GATE_CONFIG=/etc/cognito-gate/cognito-gate.toml \
-    COGNITO_GATE_POLICY_FILE=/etc/cognito-gate/policy.toml \
-    COGNITO_GATE_ADMIN_LISTEN=0.0.0.0:9090
+# variables or mount your own files over /etc/cognito-gate/. This variable only names
+# the config file, for `cognito-gate health` in the HEALTHCHECK.
+ENV COGNITO_GATE_CONFIG=/etc/cognito-gate/cognito-gate.toml
 USER 65532:65532
 # 8080: the proxy (listen). 9090: /healthz and /readyz (admin_listen).
 EXPOSE 8080 9090

@@ -170,17 +170,36 @@ pub fn answer<B>(issuer: &DevIssuer, req: &Request<B>) -> Response<GateBody> {
         let sub = param("sub").unwrap_or_else(|| "dev-user".to_owned());
         let groups = param("groups").unwrap_or_default();
         let groups: Vec<&str> = groups.split(',').filter(|g| !g.is_empty()).collect();
-        match param("ttl").unwrap_or_else(|| "3600".to_owned()).parse::<i64>() {
+        match param("ttl")
+            .unwrap_or_else(|| "3600".to_owned())
+            .parse::<i64>()
+        {
             Ok(ttl) => match issuer.mint(&sub, &groups, ttl) {
                 Ok(token) => (StatusCode::OK, "text/plain", token),
-                Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, "text/plain", e.to_string()),
+                Err(e) => (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    e.to_string(),
+                ),
             },
-            Err(_) => (StatusCode::BAD_REQUEST, "text/plain", "ttl must be a whole number of seconds".to_owned()),
+            Err(_) => (
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                "ttl must be a whole number of seconds".to_owned(),
+            ),
         }
     } else if path == "/healthz" {
-        (StatusCode::OK, "application/json", json!({ "status": "ok" }).to_string())
+        (
+            StatusCode::OK,
+            "application/json",
+            json!({ "status": "ok" }).to_string(),
+        )
     } else {
-        (StatusCode::NOT_FOUND, "application/json", json!({ "error": "not_found" }).to_string())
+        (
+            StatusCode::NOT_FOUND,
+            "application/json",
+            json!({ "error": "not_found" }).to_string(),
+        )
     };
     let mut response = Response::new(full_body(body));
     *response.status_mut() = status;
@@ -215,19 +234,6 @@ fn percent_decode(value: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_values_are_decoded() {
-        assert_eq!(percent_decode("Team+Leads").as_deref(), Some("Team Leads"));
-        assert_eq!(percent_decode("a%2Cb%20c").as_deref(), Some("a,b c"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%4"), None);
-    }
-}
-
 /// Serves `issuer` (see [`answer`]) on `listener` until `shutdown` completes.
 pub async fn serve(
     issuer: std::sync::Arc<DevIssuer>,
@@ -252,4 +258,17 @@ pub async fn serve(
     shutdown.await;
     let _ = stop.send(true);
     let _ = task.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_decoded() {
+        assert_eq!(percent_decode("Team+Leads").as_deref(), Some("Team Leads"));
+        assert_eq!(percent_decode("a%2Cb%20c").as_deref(), Some("a,b c"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+    }
 }

@@ -228,7 +228,8 @@ async fn dev_issuer(listen: SocketAddr, pool_id: &str, client_id: &str) -> Resul
         level: "info".into(),
         format: LogFormat::Pretty,
     });
-    let issuer = cognito_gate::issuer::DevIssuer::new(pool_id, client_id).map_err(|e| e.to_string())?;
+    let issuer =
+        cognito_gate::issuer::DevIssuer::new(pool_id, client_id).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -145,6 +145,28 @@ fn check_accepts_the_shipped_config_and_summarizes_it() {
 }
 
 #[test]
+fn check_accepts_the_container_config() {
+    let out = Command::new(BIN)
+        .args(["check", "--config", "config/container.toml"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        // In the image the policy is at /etc/cognito-gate/policy.toml.
+        .env("COGNITO_GATE_POLICY_FILE", "config/policy.toml")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("proxy 0.0.0.0:8080 -> upstream http://127.0.0.1:3000/"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("admin 0.0.0.0:9090"), "{stdout}");
+}
+
+#[test]
 fn check_accepts_the_decision_only_example() {
     let out = Command::new(BIN)
         .args(["check", "--config", "config/cognito-gate-authz.toml"])

@@ -106,6 +106,9 @@ pid=$("${engine[@]}" inspect --format '{{.State.Pid}}' "$gate")
 uid=$(awk '/^Uid:/ {print $2}' "/proc/$pid/status")
 [ "$uid" = 65532 ] && ok "the gate process runs as uid 65532" || fail "the gate runs as uid '$uid'"
 
+ro=$("${engine[@]}" inspect --format '{{.HostConfig.ReadonlyRootfs}}' "$gate")
+[ "$ro" = true ] && ok "the gate runs on a read-only root filesystem" || fail "the root filesystem is not read-only ($ro)"
+
 mem=$("${engine[@]}" stats --no-stream --format '{{.MemUsage}}' "$gate" 2>/dev/null | head -n 1 || true)
 say "gate memory after the checks: ${mem:-unknown}"
 

@@ -14,7 +14,7 @@ for tool in wrk nginx; do
 done
 cargo build --release --quiet
 work=$(mktemp -d)
-cleanup() { kill "$demo_pid" "${gate_pid:-}" 2>/dev/null || true; nginx -p "$work" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { kill "$demo_pid" "${gate_pid:-}" "${nocache_pid:-}" 2>/dev/null || true; nginx -p "$work" -c nginx.conf -s stop 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
 # The demo brings the echo app and the local issuer; the measured gate is a separate
@@ -41,6 +41,12 @@ level = "warn"
 TOML
 ./target/release/cognito-gate run --config "$work/gate.toml" 2>"$work/gate.err" &
 gate_pid=$!
+# The same gate with the verified-token cache off: every request pays the RSA check.
+sed -e 's/18082/18083/; s/19092/19093/' "$work/gate.toml" >"$work/nocache.toml"
+printf '[token_cache]\nmax_bytes = 0\n' >>"$work/nocache.toml"
+./target/release/cognito-gate run --config "$work/nocache.toml" 2>"$work/nocache.err" &
+nocache_pid=$!
+for _ in $(seq 100); do curl -sf http://127.0.0.1:19093/readyz >/dev/null 2>&1 && break; sleep 0.1; done
 for _ in $(seq 100); do curl -sf http://127.0.0.1:19092/readyz >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf http://127.0.0.1:19092/readyz >/dev/null || { echo "bench/load.sh: the gate did not become ready:" >&2; cat "$work/gate.err" >&2; exit 1; }
 
@@ -83,7 +89,8 @@ for r in $(seq "$rounds"); do
   run "app directly" "http://$echo_addr/public/x"
   run "nginx proxy_pass" "http://127.0.0.1:18081/public/x"
   run "gate, public rule" "http://127.0.0.1:18082/public/x"
-  run "gate, RS256 token + groups" "http://127.0.0.1:18082/admin/x" "Authorization: Bearer $token"
+  run "gate, token + groups" "http://127.0.0.1:18082/admin/x" "Authorization: Bearer $token"
+  run "gate, token, cache off" "http://127.0.0.1:18083/admin/x" "Authorization: Bearer $token"
 done
 printf 'gate RSS after load: %s KiB (nginx worker: %s KiB)\n' "$(ps -o rss= -p "$gate_pid" | tr -d ' ')" \
   "$(ps -o rss= --ppid "$(cat "$work/nginx.pid")" | head -1 | tr -d ' ')"

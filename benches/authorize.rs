@@ -29,7 +29,7 @@ fn bench(c: &mut Criterion) {
         "#,
     )
     .unwrap();
-    let verifier = Verifier::new(&config.pools, 8192);
+    let verifier = Verifier::new(&config.pools, 8192, 0);
     let token = key
         .sign(
             &json!({ "kid": "bench-key", "alg": "RS256" }),

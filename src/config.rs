@@ -30,6 +30,8 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub max_token_bytes: usize,
+    /// Memory for remembering verified tokens; 0 verifies every signature every time.
+    pub token_cache_bytes: u64,
     /// The app behind the reverse proxy; `None` runs the gate in decision-only mode.
     pub upstream: Option<UpstreamConfig>,
     /// The decision endpoints for nginx, Caddy, Traefik and Envoy; `None` serves none.
@@ -198,6 +200,7 @@ pub struct RawConfig {
     pub header_read_timeout: RawDuration,
     pub shutdown_timeout: RawDuration,
     pub max_token_bytes: usize,
+    pub token_cache: RawTokenCache,
     pub upstream: Option<RawUpstream>,
     pub authz: RawAuthz,
     pub pools: Vec<RawPool>,
@@ -216,6 +219,7 @@ impl Default for RawConfig {
             header_read_timeout: RawDuration::text("10s"),
             shutdown_timeout: RawDuration::text("30s"),
             max_token_bytes: 8 * 1024,
+            token_cache: RawTokenCache::default(),
             upstream: None,
             authz: RawAuthz::default(),
             pools: Vec::new(),
@@ -242,6 +246,20 @@ impl Default for RawUpstream {
             connect_timeout: RawDuration::text("5s"),
             request_timeout: RawDuration::text("30s"),
             idle_timeout: RawDuration::text("90s"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokenCache {
+    pub max_bytes: u64,
+}
+
+impl Default for RawTokenCache {
+    fn default() -> Self {
+        RawTokenCache {
+            max_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -529,6 +547,7 @@ impl TryFrom<RawConfig> for Config {
                 header_read_timeout,
                 shutdown_timeout,
                 max_token_bytes: raw.max_token_bytes,
+                token_cache_bytes: raw.token_cache.max_bytes,
                 upstream,
                 authz,
                 pools,
@@ -748,6 +767,7 @@ mod tests {
         assert_eq!(c.policy_file, PathBuf::from("config/policy.toml"));
         assert_eq!(c.max_header_bytes, 16384);
         assert_eq!(c.max_token_bytes, 8192);
+        assert_eq!(c.token_cache_bytes, 4 * 1024 * 1024);
         assert_eq!(c.header_read_timeout, Duration::from_secs(10));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
         let upstream = c.upstream.as_ref().expect("upstream");

@@ -241,6 +241,11 @@ impl KeyStore {
         }
     }
 
+    /// Whether the pool's current key set has `kid`, without fetching anything.
+    pub async fn contains(&self, pool: usize, kid: &str) -> bool {
+        self.cached(pool, kid).await.is_some()
+    }
+
     async fn cached(&self, pool: usize, kid: &str) -> Option<Arc<Key>> {
         self.inner.current.get(&pool).await?.get(kid)
     }

@@ -81,7 +81,11 @@ pub async fn run(
         &config.jwks,
         client::client(jwks_connector, JWKS_IDLE_TIMEOUT),
     );
-    let verifier = Verifier::new(&config.pools, config.max_token_bytes);
+    let verifier = Verifier::new(
+        &config.pools,
+        config.max_token_bytes,
+        config.token_cache_bytes,
+    );
     let authz = Arc::new(Authorizer::new(policy, verifier, keys.clone(), clock));
     let identity = IdentityHeaders::new(&config.headers);
     let options = ServerOptions {

@@ -57,7 +57,8 @@ impl Proxy {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<GateBody> {
         let started = Instant::now();
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // A Uri clone shares its bytes: no copy of the path just for the log line.
+        let uri = req.uri().clone();
         let (response, rule, sub) = match self.forward(req, peer).await {
             Ok(done) => done,
             Err((rejection, rule, sub)) => (rejection.response(), rule, sub),
@@ -65,7 +66,7 @@ impl Proxy {
         access_log(&AccessLine {
             endpoint: "proxy",
             method: method.as_str(),
-            path: &path,
+            path: uri.path(),
             status: response.status(),
             rule: rule.as_ref(),
             sub: sub.as_deref(),
@@ -243,7 +244,10 @@ pub fn access_log(line: &AccessLine<'_>) {
     } else {
         "deny"
     };
-    let rule = line.rule.map(|r| r.to_string());
+    let rule: &dyn std::fmt::Display = match line.rule {
+        Some(rule) => rule,
+        None => &"-",
+    };
     let latency_ms = line.started.elapsed().as_secs_f64() * 1000.0;
     let fault = match line.status.as_u16() {
         500 | 503 => Fault::Ours,
@@ -260,7 +264,7 @@ pub fn access_log(line: &AccessLine<'_>) {
                 path = line.path,
                 status = line.status.as_u16(),
                 decision,
-                rule = rule.as_deref().unwrap_or("-"),
+                rule = %rule,
                 sub = line.sub.unwrap_or("-"),
                 latency_ms = format_args!("{latency_ms:.3}"),
                 "request"

@@ -8,9 +8,13 @@
 //! and [`Verifier::finish`] (key checks, signature, time, token use, client, claims).
 //! Claims other than `iss` are only interpreted after the signature holds.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
+use moka::future::Cache;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -99,10 +103,46 @@ struct PoolRules {
     leeway: f64,
 }
 
+impl PoolRules {
+    /// `exp` and `nbf` against `now`, with the pool's leeway. A token is expired from
+    /// the instant `exp` is reached (RFC 7519 §4.1.4: "on or after").
+    fn check_time(&self, exp: f64, nbf: Option<f64>, now: f64) -> Result<(), TokenError> {
+        if now >= exp + self.leeway {
+            return Err(TokenError::Expired);
+        }
+        if nbf.is_some_and(|nbf| now + self.leeway < nbf) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+}
+
+/// A fully verified token: who it names, and the times that bound its validity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verified {
+    pub identity: Identity,
+    pub exp: f64,
+    pub nbf: Option<f64>,
+}
+
+/// A token that passed every check, remembered so that its signature need not be
+/// computed again. A hit is honoured only while the token's key is still in its
+/// pool's key set, and only after `exp`/`nbf` are checked again against the clock.
+struct Remembered {
+    verified: Verified,
+    kid: String,
+}
+
+/// How long a remembered token may stay in the cache at most; its own `exp` is
+/// checked on every hit regardless.
+const REMEMBER_AT_MOST: Duration = Duration::from_secs(3600);
+
 /// Verifies tokens against the configured pools.
 pub struct Verifier {
     pools: Vec<PoolRules>,
     max_token_bytes: usize,
+    /// Verified tokens by their exact text; `None` when `token_cache.max_bytes` is 0.
+    remembered: Option<Cache<Arc<str>, Arc<Remembered>>>,
 }
 
 /// Marks a field as present, whatever its value (even `null`).
@@ -168,7 +208,20 @@ fn number_claim(v: &Option<Value>, name: &'static str) -> Result<Option<f64>, To
 }
 
 impl Verifier {
-    pub fn new(pools: &[PoolConfig], max_token_bytes: usize) -> Self {
+    /// `cache_bytes` bounds the cache of verified tokens (their text plus a little);
+    /// 0 verifies every signature every time.
+    pub fn new(pools: &[PoolConfig], max_token_bytes: usize, cache_bytes: u64) -> Self {
+        let remembered = (cache_bytes > 0).then(|| {
+            Cache::builder()
+                .max_capacity(cache_bytes)
+                .weigher(|token: &Arc<str>, r: &Arc<Remembered>| {
+                    let groups: usize = r.verified.identity.groups.iter().map(String::len).sum();
+                    let bytes = token.len() + r.verified.identity.sub.len() + groups + 128;
+                    u32::try_from(bytes).unwrap_or(u32::MAX)
+                })
+                .time_to_live(REMEMBER_AT_MOST)
+                .build()
+        });
         Verifier {
             pools: pools
                 .iter()
@@ -180,6 +233,7 @@ impl Verifier {
                 })
                 .collect(),
             max_token_bytes,
+            remembered,
         }
     }
 
@@ -191,15 +245,35 @@ impl Verifier {
         keys: &KeyStore,
         now: f64,
     ) -> Result<Identity, TokenError> {
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        if let Some(cache) = &self.remembered {
+            if let Some(hit) = cache.get(token).await {
+                let id = &hit.verified.identity;
+                if keys.contains(id.pool, &hit.kid).await {
+                    let pool = self.pools.get(id.pool).ok_or(TokenError::UnknownIssuer)?;
+                    pool.check_time(hit.verified.exp, hit.verified.nbf, now)?;
+                    return Ok(id.clone());
+                }
+                // The key left the key set: verify from scratch, which will say why.
+                cache.invalidate(token).await;
+            }
+        }
         let unverified = self.parse(token)?;
-        let key = keys
-            .find(unverified.pool, &unverified.kid)
-            .await
-            .map_err(|e| match e {
-                KeyLookupError::UnknownKeyId => TokenError::UnknownKeyId,
-                KeyLookupError::Unavailable => TokenError::KeysUnavailable,
-            })?;
-        self.finish(unverified, &key, now)
+        let (pool, kid) = (unverified.pool, unverified.kid.clone());
+        let key = keys.find(pool, &kid).await.map_err(|e| match e {
+            KeyLookupError::UnknownKeyId => TokenError::UnknownKeyId,
+            KeyLookupError::Unavailable => TokenError::KeysUnavailable,
+        })?;
+        let verified = self.finish(unverified, &key, now)?;
+        let identity = verified.identity.clone();
+        if let Some(cache) = &self.remembered {
+            cache
+                .insert(Arc::from(token), Arc::new(Remembered { verified, kid }))
+                .await;
+        }
+        Ok(identity)
     }
 
     /// Step one: size, compact-JWS shape, header (`alg`, `kid`, `crit`), and the
@@ -250,7 +324,7 @@ impl Verifier {
     }
 
     /// Steps three and on: the key's own constraints, the signature, then the claims.
-    pub fn finish(&self, t: Unverified<'_>, key: &Key, now: f64) -> Result<Identity, TokenError> {
+    pub fn finish(&self, t: Unverified<'_>, key: &Key, now: f64) -> Result<Verified, TokenError> {
         // from_jwk-style helpers ignore `use` and `alg`, so both are checked here.
         if key.kty != "RSA" || key.use_.as_deref().is_some_and(|u| u != "sig") {
             return Err(TokenError::KeyNotUsable);
@@ -277,12 +351,7 @@ impl Verifier {
         let exp = number_claim(&c.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
         let nbf = number_claim(&c.nbf, "nbf")?;
         number_claim(&c.iat, "iat")?;
-        if now >= exp + pool.leeway {
-            return Err(TokenError::Expired);
-        }
-        if nbf.is_some_and(|nbf| now + pool.leeway < nbf) {
-            return Err(TokenError::NotYetValid);
-        }
+        pool.check_time(exp, nbf, now)?;
 
         let sub = string_claim(&c.sub, "sub")?
             .filter(|s| !s.is_empty())
@@ -341,12 +410,16 @@ impl Verifier {
             Some(_) => return Err(TokenError::InvalidClaimType("cognito:groups")),
         };
 
-        Ok(Identity {
-            sub,
-            groups,
-            token_use,
-            client_id,
-            pool: t.pool,
+        Ok(Verified {
+            identity: Identity {
+                sub,
+                groups,
+                token_use,
+                client_id,
+                pool: t.pool,
+            },
+            exp,
+            nbf,
         })
     }
 }
@@ -382,7 +455,7 @@ mod tests {
             "#
         );
         let config = Config::from_toml(&text).expect("config");
-        Verifier::new(&config.pools, 8192)
+        Verifier::new(&config.pools, 8192, 0)
     }
 
     fn keys(extra: Value) -> KeySet {
@@ -425,7 +498,7 @@ mod tests {
     fn check(v: &Verifier, set: &KeySet, token: &str, now: f64) -> Result<Identity, TokenError> {
         let t = v.parse(token)?;
         let k = set.get(&t.kid).ok_or(TokenError::UnknownKeyId)?;
-        v.finish(t, &k, now)
+        v.finish(t, &k, now).map(|verified| verified.identity)
     }
 
     #[test]
@@ -795,7 +868,7 @@ mod tests {
             "#,
         )
         .expect("config");
-        let v = Verifier::new(&config.pools, 8192);
+        let v = Verifier::new(&config.pools, 8192, 0);
         let inside = 1_617_955_200.0;
         for (file, use_) in [
             ("access-token.jwt", TokenUse::Access),

@@ -223,3 +223,76 @@ async fn real_cognito_tokens_are_expired_today() {
     }
     assert_eq!(upstream.count(), 0);
 }
+
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_its_key_leaves_the_key_set() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a(), key_b()]).await;
+    let gate = Gate::start(&config(&upstream.url(), &jwks.url(), ""), POLICY).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let signed_by_a = bearer(key_a(), "alice", &[]);
+    for _ in 0..2 {
+        assert_eq!(
+            get(&gate.url("/app"), &[("authorization", &signed_by_a)])
+                .await
+                .0,
+            200
+        );
+    }
+
+    // Key A is withdrawn; an unknown kid after the cooldown makes the gate refetch.
+    jwks.set_keys(&[key_b()]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stranger = cognito_gate::issuer::SigningKey::generate("key-c").unwrap();
+    assert_eq!(
+        get(
+            &gate.url("/app"),
+            &[("authorization", &bearer(&stranger, "x", &[]))]
+        )
+        .await
+        .0,
+        401
+    );
+
+    let (status, h, _) = get(&gate.url("/app"), &[("authorization", &signed_by_a)]).await;
+    assert_eq!(
+        status, 401,
+        "a token whose key was withdrawn must not be served from memory"
+    );
+    assert!(h["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("no signing key matches"));
+    assert_eq!(
+        get(
+            &gate.url("/app"),
+            &[("authorization", &bearer(key_b(), "bob", &[]))]
+        )
+        .await
+        .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_remembered_token_still_expires_on_time() {
+    let (gate, _upstream, _jwks) = stack().await;
+    let mut claims = access_claims("brief", &[]);
+    claims["exp"] = serde_json::json!(now() + 2);
+    let auth = format!("Bearer {}", token(key_a(), &claims));
+    assert_eq!(
+        get(&gate.url("/app"), &[("authorization", &auth)]).await.0,
+        200
+    );
+    assert_eq!(
+        get(&gate.url("/app"), &[("authorization", &auth)]).await.0,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let (status, h, _) = get(&gate.url("/app"), &[("authorization", &auth)]).await;
+    assert_eq!(status, 401);
+    assert!(h["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("token has expired"));
+}

@@ -4,8 +4,9 @@
 # ConfigMap with `cognito-gate check`. It does not run a cluster.
 # Use: deploy/kubernetes/validate.sh [path/to/cognito-gate]
 set -euo pipefail
-cd "$(dirname "$0")"
-bin=$(realpath "${1:-../../target/debug/cognito-gate}")
+here=$(dirname "$0")
+bin=$(realpath "${1:-$here/../../target/debug/cognito-gate}")
+cd "$here"
 venv="${KUBE_VALIDATE_VENV:-/tmp/cognito-gate-kube-validate}"
 if [ ! -x "$venv/bin/kubernetes-validate" ]; then
   python3 -m venv "$venv"

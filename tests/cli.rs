@@ -18,6 +18,23 @@ fn temp_file(name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// Runs `cognito-gate check --config <config>` in the repository, with `env` set;
+/// returns the exit code, stdout and stderr.
+fn check(config: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(config)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn terminate(pid: u32) {
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -119,46 +136,23 @@ async fn the_demo_prints_commands_that_answer_as_promised() {
 
 #[test]
 fn check_accepts_the_shipped_config_and_summarizes_it() {
-    let out = Command::new(BIN)
-        .args(["check", "--config", "config/cognito-gate.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("config config/cognito-gate.toml: ok"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("policy config/policy.toml: ok, 4 rules"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("2. admin -> any of groups admins"),
-        "{stdout}"
-    );
+    let (code, stdout, stderr) = check("config/cognito-gate.toml".as_ref(), &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    for line in [
+        "config config/cognito-gate.toml: ok",
+        "policy config/policy.toml: ok, 4 rules",
+        "2. admin -> any of groups admins",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in {stdout}");
+    }
 }
 
 #[test]
 fn check_accepts_the_container_config() {
-    let out = Command::new(BIN)
-        .args(["check", "--config", "config/container.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        // In the image the policy is at /etc/cognito-gate/policy.toml.
-        .env("COGNITO_GATE_POLICY_FILE", "config/policy.toml")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // In the image the policy is at /etc/cognito-gate/policy.toml.
+    let env = [("COGNITO_GATE_POLICY_FILE", "config/policy.toml")];
+    let (code, stdout, stderr) = check("config/container.toml".as_ref(), &env);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("proxy 0.0.0.0:8080 -> upstream http://127.0.0.1:3000/"),
         "{stdout}"
@@ -168,25 +162,14 @@ fn check_accepts_the_container_config() {
 
 #[test]
 fn check_accepts_the_decision_only_example() {
-    let out = Command::new(BIN)
-        .args(["check", "--config", "config/cognito-gate-authz.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stdout, stderr) = check("config/cognito-gate-authz.toml".as_ref(), &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("no upstream: decision-only mode"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("decisions on 127.0.0.1:9191: /auth (nginx, Traefik, Caddy), /envoy/... (Envoy), trusted peers 127.0.0.0/8, ::1/128"),
-        "{stdout}"
-    );
+    let decisions = "decisions on 127.0.0.1:9191: /auth (nginx, Traefik, Caddy), /envoy/... (Envoy), trusted peers 127.0.0.0/8, ::1/128";
+    assert!(stdout.contains(decisions), "{stdout}");
 }
 
 #[test]
@@ -195,13 +178,8 @@ fn check_reports_every_problem_and_fails() {
         "bad.toml",
         "listen = \"nowhere\"\n[upstream]\nurl = \"ftp://x\"\n[[pools]]\nuser_pool_id = \"bad\"\nclient_ids = [\"c\"]\n",
     );
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = check(&config, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
     for problem in [
         "listen: \"nowhere\" is not an IP:port address",
         "upstream.url: \"ftp://x\" is not an absolute http(s) URL",
@@ -218,13 +196,8 @@ fn check_reports_every_problem_and_fails() {
             policy.display().to_string()
         ),
     );
-    let out = Command::new(BIN)
-        .args(["check", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1));
+    let (code, _, stderr) = check(&config, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("rule 1: allow: a rule needs exactly one of allow, groups or groups_all"),
         "{stderr}"
@@ -233,36 +206,25 @@ fn check_reports_every_problem_and_fails() {
 
 #[test]
 fn environment_variables_override_the_file_and_typos_are_refused() {
-    let out = Command::new(BIN)
-        .args(["check", "--config", "config/cognito-gate.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("COGNITO_GATE_UPSTREAM__URL", "http://127.0.0.2:4000")
-        .env(
+    let shipped: &std::path::Path = "config/cognito-gate.toml".as_ref();
+    let env = [
+        ("COGNITO_GATE_UPSTREAM__URL", "http://127.0.0.2:4000"),
+        (
             "COGNITO_GATE_POOLS",
             r#"[{user_pool_id="eu-west-1_FromEnv", client_ids=["env-client"]}]"#,
-        )
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        ),
+    ];
+    let (code, stdout, stderr) = check(shipped, &env);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stdout.contains("upstream http://127.0.0.2:4000/"),
         "{stdout}"
     );
     assert!(stdout.contains("pool eu-west-1_FromEnv"), "{stdout}");
 
-    let out = Command::new(BIN)
-        .args(["check", "--config", "config/cognito-gate.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("COGNITO_GATE_UPSTREAM__TIMEOUT", "5s")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("timeout"));
+    let (code, _, stderr) = check(shipped, &[("COGNITO_GATE_UPSTREAM__TIMEOUT", "5s")]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("timeout"), "{stderr}");
 }
 
 #[tokio::test]

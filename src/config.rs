@@ -729,7 +729,7 @@ fn convert_headers(p: &mut Problems, raw: RawHeaders) -> HeadersConfig {
     };
     let user_sub = name("headers.user_sub", &raw.user_sub);
     let user_groups = name("headers.user_groups", &raw.user_groups);
-    if crate::headers::same_identity_name(user_sub.as_str(), user_groups.as_str()) {
+    if crate::headers::same_folded_name(user_sub.as_str(), user_groups.as_str()) {
         p.add("headers.user_groups", "must differ from headers.user_sub");
     }
     HeadersConfig {

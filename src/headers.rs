@@ -64,11 +64,11 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Whether two header names are the same identity header for stripping purposes:
-/// case-insensitive, with `-`, `_` and `.` treated as one character. Servers such as
-/// nginx, WSGI and Rack turn `X_User_Sub` into the same variable as `X-User-Sub`
-/// (the root of oauth2-proxy GHSA-vjrc-mh2v-45x6).
-pub fn same_identity_name(a: &str, b: &str) -> bool {
+/// Whether two header names may reach an app as the same header: case-insensitive,
+/// with `-`, `_` and `.` treated as one character. CGI-style servers (WSGI, Rack,
+/// PHP) turn `X_User_Sub` into the same variable as `X-User-Sub` (the root of
+/// oauth2-proxy GHSA-vjrc-mh2v-45x6).
+pub fn same_folded_name(a: &str, b: &str) -> bool {
     fn fold(b: u8) -> u8 {
         match b {
             b'_' | b'.' => b'-',
@@ -76,6 +76,33 @@ pub fn same_identity_name(a: &str, b: &str) -> bool {
         }
     }
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+/// Headers with which common frameworks let a client change the method or path they
+/// route by: Rack, Express, Spring and ASP.NET honour method overrides, Symfony,
+/// Laravel and IIS `X-Original-URL`/`X-Rewrite-URL`, Spring `X-Forwarded-Prefix`.
+/// The policy judged the request's own method and path, so none may reach the app.
+pub const ROUTING_OVERRIDES: [&str; 8] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-forwarded-uri",
+    "x-forwarded-prefix",
+];
+
+/// Removes every header that folds (see [`same_folded_name`]) to one of `names`.
+pub fn strip_folded(headers: &mut HeaderMap, names: &[&str]) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| names.iter().any(|n| same_folded_name(k.as_str(), n)))
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
+    }
 }
 
 /// The identity header names in use, and how to write them.
@@ -98,8 +125,8 @@ impl IdentityHeaders {
         headers
             .keys()
             .filter(|k| {
-                same_identity_name(k.as_str(), self.sub.as_str())
-                    || same_identity_name(k.as_str(), self.groups.as_str())
+                same_folded_name(k.as_str(), self.sub.as_str())
+                    || same_folded_name(k.as_str(), self.groups.as_str())
             })
             .cloned()
             .collect()
@@ -107,9 +134,7 @@ impl IdentityHeaders {
 
     /// Removes every client-sent identity header, in any spelling.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        for name in self.forged_names(headers) {
-            headers.remove(name);
-        }
+        strip_folded(headers, &[self.sub.as_str(), self.groups.as_str()]);
     }
 
     /// Writes the identity headers. Call [`IdentityHeaders::strip`] first.
@@ -176,10 +201,10 @@ mod tests {
     #[test]
     fn identity_names_fold_case_dash_underscore_and_dot() {
         for forged in ["x-user-sub", "X_User_Sub", "x.user.sub", "X-USER_SUB"] {
-            assert!(same_identity_name(forged, "x-user-sub"), "{forged}");
+            assert!(same_folded_name(forged, "x-user-sub"), "{forged}");
         }
         for other in ["x-user-subx", "x-user", "xuser-sub", "x-user-sub2"] {
-            assert!(!same_identity_name(other, "x-user-sub"), "{other}");
+            assert!(!same_folded_name(other, "x-user-sub"), "{other}");
         }
     }
 
@@ -205,6 +230,29 @@ mod tests {
         ids.strip(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["x-other"]);
+    }
+
+    #[test]
+    fn routing_overrides_are_removed_in_every_spelling() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "x-http-method-override",
+            "X_HTTP_Method_Override",
+            "x.original.url",
+            "x-rewrite-url",
+            "x-forwarded-prefix",
+            "x-forwarded-for",
+        ] {
+            h.append(
+                HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                HeaderValue::from_static("DELETE"),
+            );
+        }
+        strip_folded(&mut h, &ROUTING_OVERRIDES);
+        assert_eq!(
+            h.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["x-forwarded-for"]
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@ use crate::authorize::{Authorizer, RequestFacts};
 use crate::client::Connector;
 use crate::config::UpstreamConfig;
 use crate::error::{Fault, GateBody, Rejection};
-use crate::headers::{remove_hop_by_hop, wants_upgrade, IdentityHeaders};
+use crate::headers::{
+    remove_hop_by_hop, strip_folded, wants_upgrade, IdentityHeaders, ROUTING_OVERRIDES,
+};
 use crate::jwks::error_chain;
 use crate::policy::RuleId;
 use crate::verify::Identity;
@@ -177,8 +179,9 @@ impl Proxy {
         Uri::from_parts(parts).ok()
     }
 
-    /// Strip first, then inject: hop-by-hop headers and every spelling of the identity
-    /// headers go, then `X-Forwarded-*` and our identity headers are written.
+    /// Strip first, then inject: hop-by-hop headers, method and path overrides, and
+    /// every spelling of the identity headers go; then `X-Forwarded-*` and our
+    /// identity headers are written.
     fn rewrite_headers(
         &self,
         headers: &mut http::HeaderMap,
@@ -187,6 +190,7 @@ impl Proxy {
         upgrade: bool,
     ) {
         remove_hop_by_hop(headers, upgrade);
+        strip_folded(headers, &ROUTING_OVERRIDES);
         self.identity.strip(headers);
         if !self.forward_authorization {
             headers.remove(header::AUTHORIZATION);

@@ -323,6 +323,26 @@ async fn exercise(name: &str, peer: &Peer, upstream: &Upstream, quirks: Quirks) 
         }
     }
 
+    // Nor do headers with which frameworks let a client override the method or path.
+    let overrides: &[(&str, &str)] = &[
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-HTTP-Method", "DELETE"),
+        ("X-Method-Override", "DELETE"),
+        ("X-Original-URL", "/admin/x"),
+        ("X-Rewrite-URL", "/admin/x"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("X_HTTP_Method_Override", "DELETE"),
+    ];
+    assert_eq!(get(&url("/public/page"), overrides).await.0, 200, "{name}");
+    let seen = upstream.last();
+    for header in cognito_gate::headers::ROUTING_OVERRIDES {
+        assert_eq!(
+            seen.identity_like(header),
+            [],
+            "{name}: {header} reached the app"
+        );
+    }
+
     // Path tricks sent through the peer never get around a rule.
     let before = upstream.count();
     for path in [

@@ -278,6 +278,29 @@ async fn hop_by_hop_headers_are_dropped_and_authorization_can_be_withheld() {
 }
 
 #[tokio::test]
+async fn method_and_path_override_headers_never_reach_the_app() {
+    let (gate, upstream, _jwks) = stack().await;
+    let overrides: &[(&str, &str)] = &[
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X_HTTP_Method_Override", "DELETE"),
+        ("x-http-method", "DELETE"),
+        ("x-method-override", "DELETE"),
+        ("X-Original-URL", "/admin/x"),
+        ("x.rewrite.url", "/admin/x"),
+        ("X-Original-URI", "/admin/x"),
+        ("X-Forwarded-Uri", "/admin/x"),
+        ("X-Forwarded-Prefix", "/admin"),
+    ];
+    let (status, _, _) = get(&gate.url("/public/page"), overrides).await;
+    assert_eq!(status, 200);
+    let seen = upstream.last();
+    assert_eq!((seen.method.as_str(), seen.uri.as_str()), ("GET", "/public/page"));
+    for name in cognito_gate::headers::ROUTING_OVERRIDES {
+        assert_eq!(seen.identity_like(name), [], "{name} reached the app");
+    }
+}
+
+#[tokio::test]
 async fn oversized_headers_get_431_and_oversized_tokens_401() {
     let (gate, upstream, _jwks) = stack().await;
     let big = "x".repeat(20 * 1024);

@@ -294,7 +294,10 @@ async fn method_and_path_override_headers_never_reach_the_app() {
     let (status, _, _) = get(&gate.url("/public/page"), overrides).await;
     assert_eq!(status, 200);
     let seen = upstream.last();
-    assert_eq!((seen.method.as_str(), seen.uri.as_str()), ("GET", "/public/page"));
+    assert_eq!(
+        (seen.method.as_str(), seen.uri.as_str()),
+        ("GET", "/public/page")
+    );
     for name in cognito_gate::headers::ROUTING_OVERRIDES {
         assert_eq!(seen.identity_like(name), [], "{name} reached the app");
     }

@@ -64,6 +64,8 @@ impl Decision<'_> {
     }
 }
 
+/// The decision core: policy, verifier, keys and clock. Shared by the proxy and the
+/// decision endpoints, so that both answer every request the same way.
 pub struct Authorizer {
     policy: Policy,
     verifier: Verifier,
@@ -81,6 +83,7 @@ impl Authorizer {
         }
     }
 
+    /// The key store, for readiness reporting.
     pub fn keys(&self) -> &KeyStore {
         &self.keys
     }

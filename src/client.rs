@@ -9,6 +9,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+/// HTTP or HTTPS over one hyper-util connector, so upstream and JWKS share a stack.
 pub type Connector = HttpsConnector<HttpConnector>;
 
 /// Builds a connector that speaks plain HTTP or HTTPS, trusting the system's CA bundle.

@@ -51,6 +51,8 @@ impl Original {
     }
 }
 
+/// The decision endpoints on `authz.listen`: the verdict only, for a proxy that keeps
+/// forwarding itself.
 pub struct DecisionService {
     authz: Arc<Authorizer>,
     identity: IdentityHeaders,

@@ -11,6 +11,7 @@ use crate::verify::TokenError;
 /// The body type of every response the gate writes or relays.
 pub type GateBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 
+/// A complete in-memory body, boxed to the type every response shares.
 pub fn full_body(bytes: impl Into<Bytes>) -> GateBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})

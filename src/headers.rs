@@ -19,6 +19,7 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// Whether `name` is hop-by-hop, and so may not be configured as an identity header.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
@@ -113,6 +114,7 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
+    /// The names from `[headers]`.
     pub fn new(config: &HeadersConfig) -> Self {
         IdentityHeaders {
             sub: config.user_sub.clone(),

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::error::{full_body, GateBody};
 
 #[derive(Debug, thiserror::Error)]
+/// Why the local issuer could not make a key or a token.
 pub enum IssuerError {
     #[error("RSA key generation failed")]
     KeyGeneration,
@@ -31,6 +32,7 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
+    /// A fresh key, held only in memory.
     pub fn generate(kid: &str) -> Result<SigningKey, IssuerError> {
         let pair = KeyPair::generate(KeySize::Rsa2048).map_err(|_| IssuerError::KeyGeneration)?;
         Ok(SigningKey {
@@ -39,6 +41,7 @@ impl SigningKey {
         })
     }
 
+    /// The key id that tokens name in their header and the JWKS lists.
     pub fn kid(&self) -> &str {
         &self.kid
     }
@@ -85,6 +88,7 @@ pub struct DevIssuer {
 }
 
 impl DevIssuer {
+    /// An issuer for `pool_id` whose tokens carry `client_id`, with a fresh key.
     pub fn new(pool_id: &str, client_id: &str) -> Result<DevIssuer, IssuerError> {
         Ok(DevIssuer {
             key: SigningKey::generate("dev-key-1")?,
@@ -107,6 +111,7 @@ impl DevIssuer {
         format!("/{}/.well-known/jwks.json", self.pool_id)
     }
 
+    /// The JWKS document with this issuer's one key.
     pub fn jwks_json(&self) -> String {
         json!({ "keys": [self.key.jwk()] }).to_string()
     }

@@ -50,6 +50,7 @@ pub struct KeySet {
 }
 
 impl KeySet {
+    /// The key with this `kid`, shared so that a refresh can replace the set meanwhile.
     pub fn get(&self, kid: &str) -> Option<Arc<Key>> {
         self.keys.get(kid).cloned()
     }
@@ -214,6 +215,7 @@ impl KeyStore {
         self.inner.current.contains_key(&pool)
     }
 
+    /// Whether every pool has keys: what `/readyz` reports.
     pub fn is_ready(&self) -> bool {
         (0..self.inner.sources.len()).all(|p| self.has_keys(p))
     }

@@ -79,16 +79,20 @@ impl Grant {
         }
     }
 
+    /// Whether a token must be verified before the grant can be decided; `anyone`
+    /// rules never read the token, so a bad one cannot make a public path fail.
     pub fn needs_token(&self) -> bool {
         !matches!(self, Grant::Anyone)
     }
 }
 
 impl Rule {
+    /// How this rule is named in logs.
     pub fn id(&self) -> &RuleId {
         &self.id
     }
 
+    /// Who this rule lets in.
     pub fn grant(&self) -> &Grant {
         &self.grant
     }
@@ -132,6 +136,7 @@ impl Policy {
             .find(|r| r.matches(method, canonical_path))
     }
 
+    /// The rules in order, for `check`'s summary.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }

@@ -30,6 +30,7 @@ const X_FORWARDED_HOST: &str = "x-forwarded-host";
 /// A relayed response, the rule that allowed it and the caller's `sub`.
 type Forwarded = (Response<GateBody>, Option<RuleId>, Option<String>);
 
+/// The reverse proxy in front of the app. Holds the pooled client to the upstream.
 pub struct Proxy {
     authz: Arc<Authorizer>,
     client: Client<Connector, Incoming>,

@@ -278,6 +278,7 @@ impl Verifier {
 
     /// Step one: size, compact-JWS shape, header (`alg`, `kid`, `crit`), and the
     /// issuer, which selects the pool and so the key set.
+    /// (Public so that the unit tests and benchmarks can drive each step alone.)
     pub fn parse<'t>(&self, token: &'t str) -> Result<Unverified<'t>, TokenError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge);

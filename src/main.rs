@@ -199,6 +199,7 @@ fn check(config_file: &Path) -> Result<(), String> {
             Grant::Authenticated => "authenticated".to_owned(),
             Grant::AnyGroup(g) => format!("any of groups {}", g.join(", ")),
             Grant::AllGroups(g) => format!("all of groups {}", g.join(", ")),
+            Grant::AnyScope(s) => format!("any of scopes {}", s.join(", ")),
         };
         println!("  {:>3}. {} -> {grant}", rule.id().number, rule.id());
     }

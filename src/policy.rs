@@ -56,6 +56,9 @@ pub enum Grant {
     AnyGroup(Vec<String>),
     /// `groups_all = [..]`: a member of every one of them.
     AllGroups(Vec<String>),
+    /// `scopes = [..]`: an access token with at least one of these scopes. This is how
+    /// machine-to-machine (client-credentials) tokens, which carry no groups, are gated.
+    AnyScope(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,7 @@ impl Grant {
             (Grant::Authenticated, Some(_)) => true,
             (Grant::AnyGroup(wanted), Some(id)) => wanted.iter().any(|g| id.groups.contains(g)),
             (Grant::AllGroups(wanted), Some(id)) => wanted.iter().all(|g| id.groups.contains(g)),
+            (Grant::AnyScope(wanted), Some(id)) => wanted.iter().any(|s| id.scopes.contains(s)),
         }
     }
 
@@ -223,6 +227,7 @@ struct RawRule {
     allow: Option<String>,
     groups: Option<Vec<String>>,
     groups_all: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
 }
 
 fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Option<Rule> {
@@ -266,12 +271,13 @@ fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Opt
         raw.allow.is_some(),
         raw.groups.is_some(),
         raw.groups_all.is_some(),
+        raw.scopes.is_some(),
     ];
     let grant = match grants.iter().filter(|g| **g).count() {
         0 => {
             report(
                 "allow",
-                "a rule needs exactly one of allow, groups or groups_all".into(),
+                "a rule needs exactly one of allow, groups, groups_all or scopes".into(),
             );
             None
         }
@@ -289,17 +295,19 @@ fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Opt
                     }
                 }
             } else if let Some(groups) = raw.groups {
-                group_list("groups", groups, &mut report).map(Grant::AnyGroup)
+                name_list("groups", groups, &mut report).map(Grant::AnyGroup)
+            } else if let Some(groups) = raw.groups_all {
+                name_list("groups_all", groups, &mut report).map(Grant::AllGroups)
             } else {
-                raw.groups_all
-                    .and_then(|g| group_list("groups_all", g, &mut report))
-                    .map(Grant::AllGroups)
+                raw.scopes
+                    .and_then(|s| name_list("scopes", s, &mut report))
+                    .map(Grant::AnyScope)
             }
         }
         _ => {
             report(
                 "allow",
-                "allow, groups and groups_all are exclusive: give exactly one".into(),
+                "allow, groups, groups_all and scopes are exclusive: give exactly one".into(),
             );
             None
         }
@@ -315,20 +323,24 @@ fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Opt
     })
 }
 
-fn group_list(
+/// A non-empty list of non-empty group or scope names.
+fn name_list(
     key: &str,
-    groups: Vec<String>,
+    names: Vec<String>,
     report: &mut impl FnMut(&str, String),
 ) -> Option<Vec<String>> {
-    if groups.is_empty() {
-        report(key, "must name at least one group".into());
+    if names.is_empty() {
+        report(key, "must name at least one".into());
         return None;
     }
-    if groups.iter().any(String::is_empty) {
-        report(key, "group names must not be empty".into());
+    if names
+        .iter()
+        .any(|n| n.is_empty() || n.contains(char::is_whitespace))
+    {
+        report(key, "names must not be empty or contain spaces".into());
         return None;
     }
-    Some(groups)
+    Some(names)
 }
 
 /// Parses a rule's `path`. Literal segments go through the same canonicalization as
@@ -367,6 +379,7 @@ mod tests {
         Identity {
             sub: "user-1".into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
+            scopes: vec!["orders/read".into(), "openid".into()],
             token_use: TokenUse::Access,
             client_id: "client".into(),
             pool: 0,
@@ -459,6 +472,22 @@ mod tests {
             (&all_fin, Some(&auditors), true),
             (&all_fin, Some(&finance), false),
             (&all_fin, None, false),
+            (
+                &Grant::AnyScope(vec!["orders/read".into()]),
+                Some(&nobody),
+                true,
+            ),
+            (
+                &Grant::AnyScope(vec!["orders/write".into(), "openid".into()]),
+                Some(&nobody),
+                true,
+            ),
+            (
+                &Grant::AnyScope(vec!["orders/write".into()]),
+                Some(&nobody),
+                false,
+            ),
+            (&Grant::AnyScope(vec!["orders/read".into()]), None, false),
         ];
         for (i, (grant, id, want)) in cases.iter().enumerate() {
             assert_eq!(grant.admits(*id), *want, "case {i}: {grant:?}");
@@ -510,10 +539,10 @@ mod tests {
             "rule 1: allow: \"everyone\" must be \"anyone\" or \"authenticated\"",
             "rule 2 (two): path: \"/a/**/b\": '**' is only allowed as the last segment",
             "rule 2 (two): methods: must not be empty (leave it out to match every method)",
-            "rule 2 (two): groups: must name at least one group",
-            "rule 3: allow: allow, groups and groups_all are exclusive: give exactly one",
+            "rule 2 (two): groups: must name at least one",
+            "rule 3: allow: allow, groups, groups_all and scopes are exclusive: give exactly one",
             "rule 4: path: \"/y*\": '*' must be a whole segment (no partial wildcards)",
-            "rule 4: allow: a rule needs exactly one of allow, groups or groups_all",
+            "rule 4: allow: a rule needs exactly one of allow, groups, groups_all or scopes",
             "rule 5: path: is required",
             "rule 5: methods: \"GE T\" is not an HTTP method",
         ];

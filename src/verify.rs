@@ -78,6 +78,9 @@ pub struct Identity {
     pub sub: String,
     /// `cognito:groups`, in token order; empty when the claim is absent.
     pub groups: Vec<String>,
+    /// The access token's space-separated `scope` (RFC 6749 §3.3), e.g. `openid` or a
+    /// resource server's `orders/read`; empty for ID tokens and without the claim.
+    pub scopes: Vec<String>,
     pub token_use: TokenUse,
     /// `client_id` of an access token, `aud` of an ID token.
     pub client_id: String,
@@ -178,6 +181,7 @@ struct RawClaims {
     aud: Option<Value>,
     #[serde(rename = "cognito:groups")]
     groups: Option<Value>,
+    scope: Option<Value>,
 }
 
 fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
@@ -410,11 +414,15 @@ impl Verifier {
                 .collect::<Result<_, _>>()?,
             Some(_) => return Err(TokenError::InvalidClaimType("cognito:groups")),
         };
+        let scopes = string_claim(&c.scope, "scope")?
+            .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
 
         Ok(Verified {
             identity: Identity {
                 sub,
                 groups,
+                scopes,
                 token_use,
                 client_id,
                 pool: t.pool,
@@ -511,6 +519,7 @@ mod tests {
             Identity {
                 sub: "user-1".into(),
                 groups: vec!["admins".into(), "ops".into()],
+                scopes: vec!["openid".into()],
                 token_use: TokenUse::Access,
                 client_id: "client-a".into(),
                 pool: 0,
@@ -772,6 +781,11 @@ mod tests {
                 ),
                 InvalidClaimType("cognito:groups"),
             ),
+            (
+                "scope not a string",
+                sign(header(), with(good.clone(), "scope", json!(["openid"]))),
+                InvalidClaimType("scope"),
+            ),
         ];
         let v = verifier("access", 0);
         let set = keys(json!({}));
@@ -879,6 +893,11 @@ mod tests {
             let id = check(&v, &set, token.trim(), inside).expect(file);
             assert_eq!(id.sub, "1bc2a8fb-fc0a-440f-93ae-576e0879d180", "{file}");
             assert_eq!(id.groups, ["us-east-1_iWcTPhZBA_adfs"], "{file}");
+            let scopes: &[&str] = match use_ {
+                TokenUse::Access => &["openid", "profile", "email"],
+                TokenUse::Id => &[],
+            };
+            assert_eq!(id.scopes, scopes, "{file}");
             assert_eq!(id.client_id, "6i0o6sela15jdctgeflkmj4gjo", "{file}");
             assert_eq!(id.token_use, use_, "{file}");
             for later in [1_617_955_748.0, 1_800_000_000.0] {

@@ -199,7 +199,9 @@ fn check_reports_every_problem_and_fails() {
     let (code, _, stderr) = check(&config, &[]);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(
-        stderr.contains("rule 1: allow: a rule needs exactly one of allow, groups or groups_all"),
+        stderr.contains(
+            "rule 1: allow: a rule needs exactly one of allow, groups, groups_all or scopes"
+        ),
         "{stderr}"
     );
 }

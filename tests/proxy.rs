@@ -229,6 +229,76 @@ async fn path_tricks_never_get_around_a_rule() {
 }
 
 #[tokio::test]
+async fn machine_to_machine_tokens_are_gated_by_scope() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let policy = r#"
+        [[rule]]
+        path = "/orders/**"
+        methods = ["GET"]
+        scopes = ["orders/read", "orders/admin"]
+
+        [[rule]]
+        path = "/orders/**"
+        scopes = ["orders/write"]
+    "#;
+    let gate = Gate::start(&config(&upstream.url(), &jwks.url(), ""), policy).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    // A client-credentials token: sub is the client, no groups, no username.
+    let m2m = |scope: &str| {
+        let claims = json!({
+            "sub": CLIENT, "iss": ISS, "token_use": "access", "client_id": CLIENT,
+            "scope": scope, "exp": now() + 600, "iat": now() - 5, "version": 2,
+        });
+        format!("Bearer {}", token(key_a(), &claims))
+    };
+    let empty = || http_body_util::BodyExt::boxed(Empty::new());
+    let reader = m2m("orders/read");
+    assert_eq!(
+        get(&gate.url("/orders/1"), &[("authorization", &reader)])
+            .await
+            .0,
+        200
+    );
+    let seen = upstream.last();
+    assert_eq!(seen.header("x-user-sub").as_deref(), Some(CLIENT));
+    assert_eq!(seen.header("x-user-groups").as_deref(), Some(""));
+    let (status, h, _) = send(
+        "POST",
+        &gate.url("/orders/1"),
+        &[("authorization", &reader)],
+        empty(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        header(&h, "www-authenticate"),
+        r#"Bearer realm="cognito-gate", error="insufficient_scope""#
+    );
+    let writer = m2m("orders/write orders/read");
+    assert_eq!(
+        send(
+            "POST",
+            &gate.url("/orders/1"),
+            &[("authorization", &writer)],
+            empty()
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        get(
+            &gate.url("/orders/1"),
+            &[("authorization", &m2m("profile"))]
+        )
+        .await
+        .0,
+        403
+    );
+}
+
+#[tokio::test]
 async fn requests_no_rule_matches_are_denied() {
     let upstream = Upstream::start().await;
     let jwks = JwksServer::start(&[key_a()]).await;

@@ -77,6 +77,8 @@ impl DecisionService {
                 let response = rejection.response();
                 access_log(&AccessLine {
                     endpoint: "authz",
+                    allowed: false,
+                    fault: Some(rejection.answer().fault),
                     method: req.method().as_str(),
                     path: req.uri().path(),
                     status: response.status(),
@@ -95,12 +97,22 @@ impl DecisionService {
                 headers: req.headers(),
             })
             .await;
-        let response = match decision.outcome {
-            Ok(_) => self.allow(endpoint, decision.identity.as_ref(), req.headers()),
-            Err(e) => Rejection::Auth(e).response(),
+        let (response, allowed, fault) = match decision.outcome {
+            Ok(_) => (
+                self.allow(endpoint, decision.identity.as_ref(), req.headers()),
+                true,
+                None,
+            ),
+            Err(e) => {
+                let rejection = Rejection::Auth(e);
+                let fault = Some(rejection.answer().fault);
+                (rejection.response(), false, fault)
+            }
         };
         access_log(&AccessLine {
             endpoint: endpoint.name(),
+            allowed,
+            fault,
             method: original.method.as_str(),
             path: original.path(),
             status: response.status(),

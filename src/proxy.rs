@@ -62,12 +62,19 @@ impl Proxy {
         let method = req.method().clone();
         // A Uri clone shares its bytes: no copy of the path just for the log line.
         let uri = req.uri().clone();
-        let (response, rule, sub) = match self.forward(req, peer).await {
-            Ok(done) => done,
-            Err((rejection, rule, sub)) => (rejection.response(), rule, sub),
+        let (response, rule, sub, allowed, fault) = match self.forward(req, peer).await {
+            Ok((response, rule, sub)) => (response, rule, sub, true, None),
+            Err((rejection, rule, sub)) => {
+                // Upstream trouble and internal errors come after the policy allowed.
+                let allowed = !matches!(rejection, Rejection::Auth(_));
+                let fault = Some(rejection.answer().fault);
+                (rejection.response(), rule, sub, allowed, fault)
+            }
         };
         access_log(&AccessLine {
             endpoint: "proxy",
+            allowed,
+            fault,
             method: method.as_str(),
             path: uri.path(),
             status: response.status(),
@@ -230,6 +237,11 @@ impl Proxy {
 pub struct AccessLine<'a> {
     /// `proxy`, `forward_auth`, `ext_authz`, or `authz` before the endpoint is known.
     pub endpoint: &'a str,
+    /// What the policy decided (an allowed request may still fail at the upstream).
+    pub allowed: bool,
+    /// Whose fault the gate's own error answer was; `None` when the answer is the
+    /// app's (or the decision endpoint's "allow"), whatever its status.
+    pub fault: Option<Fault>,
     pub method: &'a str,
     pub path: &'a str,
     pub status: StatusCode,
@@ -238,27 +250,16 @@ pub struct AccessLine<'a> {
     pub started: Instant,
 }
 
-/// Writes the access-log line. Denials by the client's own doing stay at info like
-/// every access line; our own faults are errors, the upstream's warnings.
+/// Writes the access-log line. Answers from the app and denials by the client's own
+/// doing stay at info like every access line; our own faults are errors, the
+/// upstream's warnings.
 pub fn access_log(line: &AccessLine<'_>) {
-    let decision = if line.status.is_success()
-        || line.status.is_redirection()
-        || line.status.is_informational()
-    {
-        "allow"
-    } else {
-        "deny"
-    };
+    let decision = if line.allowed { "allow" } else { "deny" };
     let rule: &dyn std::fmt::Display = match line.rule {
         Some(rule) => rule,
         None => &"-",
     };
     let latency_ms = line.started.elapsed().as_secs_f64() * 1000.0;
-    let fault = match line.status.as_u16() {
-        500 | 503 => Fault::Ours,
-        502 | 504 => Fault::Upstream,
-        _ => Fault::Client,
-    };
     macro_rules! emit {
         ($level:expr) => {
             tracing::event!(
@@ -276,9 +277,9 @@ pub fn access_log(line: &AccessLine<'_>) {
             )
         };
     }
-    match fault {
-        Fault::Client => emit!(tracing::Level::INFO),
-        Fault::Upstream => emit!(tracing::Level::WARN),
-        Fault::Ours => emit!(tracing::Level::ERROR),
+    match line.fault {
+        None | Some(Fault::Client) => emit!(tracing::Level::INFO),
+        Some(Fault::Upstream) => emit!(tracing::Level::WARN),
+        Some(Fault::Ours) => emit!(tracing::Level::ERROR),
     }
 }

@@ -35,6 +35,47 @@ fn check(config: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String
     )
 }
 
+/// A spawned binary that is killed if the test fails before stopping it, so that a
+/// failure never leaves a gate running (or a pipe held open).
+struct Running(Option<std::process::Child>);
+
+impl Running {
+    /// Sends SIGTERM and waits for the exit, returning the status and stderr.
+    async fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let child = self.0.take().unwrap();
+        terminate(child.id());
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `admin`'s `/readyz` until it answers 200.
+async fn wait_ready(admin: std::net::SocketAddr) {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(admin).await.is_ok()
+            && get(&format!("http://{admin}/readyz"), &[]).await.0 == 200
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the gate never became ready");
+}
+
 fn terminate(pid: u32) {
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -55,20 +96,22 @@ fn parse_curl(line: &str) -> (Option<String>, String, bool) {
 
 #[tokio::test]
 async fn the_demo_prints_commands_that_answer_as_promised() {
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    let mut child = Running(Some(
+        Command::new(BIN)
+            .args([
+                "demo",
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let stdout = child.0.as_mut().and_then(|c| c.stdout.take()).unwrap();
     let lines = tokio::task::spawn_blocking(move || {
         let mut lines = Vec::new();
         for line in BufReader::new(stdout).lines() {
@@ -127,10 +170,7 @@ async fn the_demo_prints_commands_that_answer_as_promised() {
     }
     assert_eq!(checked, [200, 403, 401, 401, 200, 400]);
 
-    terminate(child.id());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let (status, _) = child.stop().await;
     assert!(status.success(), "demo exited with {status}");
 }
 
@@ -244,23 +284,15 @@ async fn run_serves_and_sigterm_ends_it_with_exit_code_0() {
             config(&upstream.url(), &jwks.url(), "")
         ),
     );
-    let mut child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&config)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut ready = false;
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(admin).await.is_ok()
-            && get(&format!("http://{admin}/readyz"), &[]).await.0 == 200
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ready, "the gate never became ready");
+    let child = Running(Some(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_ready(admin).await;
     let (status, _, _) = get(
         &format!("http://{listen}/admin/a"),
         &[("authorization", &bearer(key_a(), "x", &["admins"]))],
@@ -269,11 +301,99 @@ async fn run_serves_and_sigterm_ends_it_with_exit_code_0() {
     assert_eq!(status, 200);
     assert_eq!(upstream.last().header("x-user-sub").as_deref(), Some("x"));
 
-    terminate(child.id());
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let (status, _) = child.stop().await;
     assert!(status.success(), "run exited with {status}");
+}
+
+#[tokio::test]
+async fn every_request_writes_one_json_access_line_without_the_token() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (listen, admin) = (reserve_port().await.addr, reserve_port().await.addr);
+    let policy = temp_file("log-policy.toml", POLICY);
+    let config = temp_file(
+        "log.toml",
+        &format!(
+            "listen = \"{listen}\"\nadmin_listen = \"{admin}\"\npolicy_file = {:?}\n{}\n[log]\nformat = \"json\"\n",
+            policy.display().to_string(),
+            config(&upstream.url(), &jwks.url(), "")
+        ),
+    );
+    let child = Running(Some(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_ready(admin).await;
+
+    let alice = bearer(key_a(), "alice", &["admins"]);
+    let bob = bearer(key_a(), "bob", &[]);
+    let forged = format!("{}x", &alice[..alice.len() - 1]);
+    let requests = [
+        ("/admin/reports", alice.as_str(), 200),
+        ("/missing", alice.as_str(), 404),
+        ("/admin/reports", bob.as_str(), 403),
+        ("/admin/reports", forged.as_str(), 401),
+    ];
+    for (path, auth, want) in requests {
+        let (status, _, _) = get(
+            &format!("http://{listen}{path}"),
+            &[("authorization", auth)],
+        )
+        .await;
+        assert_eq!(status, want, "{path}");
+    }
+    let (_, stderr) = child.stop().await;
+    assert!(
+        !stderr.contains("eyJ"),
+        "a token reached the log:\n{stderr}"
+    );
+
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["target"] == "cognito_gate::access" && l["method"] == "GET")
+        .collect();
+    let summary: Vec<(String, u64, String, String, String, String)> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["path"].as_str().unwrap().to_owned(),
+                l["status"].as_u64().unwrap(),
+                l["decision"].as_str().unwrap().to_owned(),
+                l["rule"].as_str().unwrap().to_owned(),
+                l["sub"].as_str().unwrap().to_owned(),
+                l["level"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("/admin/reports", 200, "allow", "admin", "alice", "INFO"),
+        ("/missing", 404, "allow", "app", "alice", "INFO"),
+        ("/admin/reports", 403, "deny", "admin", "bob", "INFO"),
+        ("/admin/reports", 401, "deny", "admin", "-", "INFO"),
+    ]
+    .map(|(p, s, d, r, u, l)| {
+        (
+            p.to_owned(),
+            s,
+            d.to_owned(),
+            r.to_owned(),
+            u.to_owned(),
+            l.to_owned(),
+        )
+    });
+    assert_eq!(summary, expected, "{stderr}");
+    for line in &lines {
+        assert_eq!(line["endpoint"], "proxy");
+        assert!(
+            line["latency_ms"].as_str().unwrap().parse::<f64>().is_ok(),
+            "{line}"
+        );
+    }
 }
 
 #[test]

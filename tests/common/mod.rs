@@ -220,7 +220,7 @@ impl Seen {
 
 /// An app that records every request. Routes: `/ws` (WebSocket echo), `/upload`
 /// (answers the byte count of the streamed body), `/download?bytes=N` (streams N
-/// bytes), `/slow` (answers after one second), anything else: 200 "ok".
+/// bytes), `/slow` (answers after one second), `/missing` (404), anything else: 200 "ok".
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -322,6 +322,10 @@ async fn upstream_handler(
             }));
             Response::new(BodyExt::boxed(StreamBody::new(frames)))
         }
+        "/missing" => Response::builder()
+            .status(404)
+            .body(full("no such page"))
+            .unwrap(),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(1)).await;
             Response::new(full("slow done"))

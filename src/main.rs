@@ -1,5 +1,7 @@
 //! The `cognito-gate` command: `run` (the default), `check` and `demo`.
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

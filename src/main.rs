@@ -1,4 +1,4 @@
-//! The `cognito-gate` command: `run` (the default), `check` and `demo`.
+//! The `cognito-gate` command: `run` (the default), `check`, `demo`, `health` and `dev-issuer`.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 

@@ -63,6 +63,37 @@ impl Drop for Running {
     }
 }
 
+/// Runs `cognito-gate run` in front of `upstream` with keys from `jwks` and the test
+/// policy, plus `extra` TOML (appended last); returns it ready, with its addresses.
+async fn run_gate(
+    tag: &str,
+    upstream: &Upstream,
+    jwks: &JwksServer,
+    extra: &str,
+) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
+    // Released just before the binary binds them; a clash would fail loudly, not pass.
+    let (listen, admin) = (reserve_port().await.addr, reserve_port().await.addr);
+    let policy = temp_file(&format!("{tag}-policy.toml"), POLICY);
+    let config = temp_file(
+        &format!("{tag}.toml"),
+        &format!(
+            "listen = \"{listen}\"\nadmin_listen = \"{admin}\"\npolicy_file = {:?}\n{}\n{extra}\n",
+            policy.display().to_string(),
+            config(&upstream.url(), &jwks.url(), "")
+        ),
+    );
+    let child = Running(Some(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_ready(admin).await;
+    (child, listen, admin)
+}
+
 /// Polls `admin`'s `/readyz` until it answers 200.
 async fn wait_ready(admin: std::net::SocketAddr) {
     for _ in 0..200 {
@@ -273,26 +304,7 @@ fn environment_variables_override_the_file_and_typos_are_refused() {
 async fn run_serves_and_sigterm_ends_it_with_exit_code_0() {
     let upstream = Upstream::start().await;
     let jwks = JwksServer::start(&[key_a()]).await;
-    // Released just before the binary binds them; a clash would fail loudly, not pass.
-    let (listen, admin) = (reserve_port().await.addr, reserve_port().await.addr);
-    let policy = temp_file("run-policy.toml", POLICY);
-    let config = temp_file(
-        "run.toml",
-        &format!(
-            "listen = \"{listen}\"\nadmin_listen = \"{admin}\"\npolicy_file = {:?}\n{}",
-            policy.display().to_string(),
-            config(&upstream.url(), &jwks.url(), "")
-        ),
-    );
-    let child = Running(Some(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    wait_ready(admin).await;
+    let (child, listen, _) = run_gate("run", &upstream, &jwks, "").await;
     let (status, _, _) = get(
         &format!("http://{listen}/admin/a"),
         &[("authorization", &bearer(key_a(), "x", &["admins"]))],
@@ -309,25 +321,7 @@ async fn run_serves_and_sigterm_ends_it_with_exit_code_0() {
 async fn every_request_writes_one_json_access_line_without_the_token() {
     let upstream = Upstream::start().await;
     let jwks = JwksServer::start(&[key_a()]).await;
-    let (listen, admin) = (reserve_port().await.addr, reserve_port().await.addr);
-    let policy = temp_file("log-policy.toml", POLICY);
-    let config = temp_file(
-        "log.toml",
-        &format!(
-            "listen = \"{listen}\"\nadmin_listen = \"{admin}\"\npolicy_file = {:?}\n{}\n[log]\nformat = \"json\"\n",
-            policy.display().to_string(),
-            config(&upstream.url(), &jwks.url(), "")
-        ),
-    );
-    let child = Running(Some(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
-    wait_ready(admin).await;
+    let (child, listen, _) = run_gate("log", &upstream, &jwks, "[log]\nformat = \"json\"").await;
 
     let alice = bearer(key_a(), "alice", &["admins"]);
     let bob = bearer(key_a(), "bob", &[]);

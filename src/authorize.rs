@@ -9,6 +9,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
 use crate::error::AuthError;
+use crate::headers::upgrade_allowed;
 use crate::jwks::KeyStore;
 use crate::path;
 use crate::policy::{Policy, RuleId};
@@ -41,7 +42,23 @@ pub struct RequestFacts<'a> {
     pub method: &'a Method,
     /// The path as received, without the query.
     pub path: &'a str,
+    /// The headers as they will be forwarded, as far as `Upgrade` and `Authorization`
+    /// go: the proxy drops an h2c offer before asking; a decision endpoint cannot.
     pub headers: &'a HeaderMap,
+}
+
+/// Methods must be upper-case tokens: Werkzeug (Flask) upper-cases `delete` and runs
+/// the DELETE view, while a rule for `DELETE` would not match it. `CONNECT` asks for a
+/// tunnel and `TRACE` echoes credentials back (cross-site tracing): neither is
+/// forwarded, as nginx refuses them too.
+pub fn check_method(method: &Method) -> Result<(), AuthError> {
+    if method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(AuthError::BadMethod);
+    }
+    if *method == Method::CONNECT || *method == Method::TRACE {
+        return Err(AuthError::MethodNotAllowed);
+    }
+    Ok(())
 }
 
 /// The outcome, with the rule that produced it when one matched, and the verified
@@ -71,15 +88,24 @@ pub struct Authorizer {
     verifier: Verifier,
     keys: KeyStore,
     clock: Clock,
+    /// `allowed_upgrades`, lower case; never `h2c`.
+    upgrades: Vec<String>,
 }
 
 impl Authorizer {
-    pub fn new(policy: Policy, verifier: Verifier, keys: KeyStore, clock: Clock) -> Self {
+    pub fn new(
+        policy: Policy,
+        verifier: Verifier,
+        keys: KeyStore,
+        clock: Clock,
+        upgrades: Vec<String>,
+    ) -> Self {
         Authorizer {
             policy,
             verifier,
             keys,
             clock,
+            upgrades,
         }
     }
 
@@ -88,35 +114,46 @@ impl Authorizer {
         &self.keys
     }
 
-    /// Canonicalizes the path (refusing doubtful ones), finds the first matching rule,
-    /// and, if that rule needs a token, verifies it and checks the rule's grant.
+    /// Checks the method and any upgrade, canonicalizes the path (refusing doubtful
+    /// ones), finds the rule of every reading of the path (see [`Policy::govern`]),
+    /// and, if one of them needs a token, verifies it and checks every rule's grant.
+    /// The strictest answer wins: a reading no rule matches denies outright, then a
+    /// missing or bad token, then the first rule whose grant refuses the identity.
     pub async fn authorize<'a>(&self, req: RequestFacts<'a>) -> Decision<'a> {
+        if let Err(e) = check_method(req.method) {
+            return Decision::refused(None, e);
+        }
+        if !upgrade_allowed(req.headers, &self.upgrades) {
+            return Decision::refused(None, AuthError::UpgradeNotAllowed);
+        }
         let path = match path::canonicalize(req.path) {
             Ok(p) => p,
             Err(e) => return Decision::refused(None, AuthError::BadPath(e)),
         };
-        let Some(rule) = self.policy.route(req.method, &path) else {
+        let Some(governing) = self.policy.govern(req.method, &path) else {
             return Decision::refused(None, AuthError::NoMatchingRule);
         };
-        let rule_id = Some(rule.id().clone());
-        if !rule.grant().needs_token() {
+        let primary = governing.primary().map(|r| r.id().clone());
+        let Some(first_needing) = governing.rules().find(|r| r.grant().needs_token()) else {
             return Decision {
-                rule: rule_id,
+                rule: primary,
                 identity: None,
                 outcome: Ok(path),
             };
-        }
+        };
         let identity = match self.identify(req.headers).await {
             Ok(identity) => identity,
-            Err(e) => return Decision::refused(rule_id, e),
+            Err(e) => return Decision::refused(Some(first_needing.id().clone()), e),
         };
-        let outcome = if rule.grant().admits(Some(&identity)) {
-            Ok(path)
-        } else {
-            Err(AuthError::GroupNotAllowed)
+        let (rule, outcome) = match governing
+            .rules()
+            .find(|r| !r.grant().admits(Some(&identity)))
+        {
+            Some(refusing) => (Some(refusing.id().clone()), Err(AuthError::GroupNotAllowed)),
+            None => (primary, Ok(path)),
         };
         Decision {
-            rule: rule_id,
+            rule,
             identity: Some(identity),
             outcome,
         }
@@ -162,6 +199,34 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn methods_must_be_upper_case_and_forwardable() {
+        for ok in [
+            "GET",
+            "DELETE",
+            "PATCH",
+            "PROPFIND",
+            "M-SEARCH",
+            "VERSION-CONTROL",
+        ] {
+            let m = Method::from_bytes(ok.as_bytes()).expect("method");
+            assert_eq!(check_method(&m), Ok(()), "{ok}");
+        }
+        for bad in [
+            "delete", "Delete", "DeLeTe", "get", "put", "post", "connect", "pAtCh",
+        ] {
+            let m = Method::from_bytes(bad.as_bytes()).expect("method");
+            assert_eq!(check_method(&m), Err(AuthError::BadMethod), "{bad}");
+        }
+        for refused in [Method::CONNECT, Method::TRACE] {
+            assert_eq!(
+                check_method(&refused),
+                Err(AuthError::MethodNotAllowed),
+                "{refused}"
+            );
+        }
+    }
 
     #[test]
     fn bearer_token_extraction() {

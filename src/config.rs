@@ -27,7 +27,16 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub policy_file: PathBuf,
     pub max_header_bytes: usize,
+    /// From accept to the first complete request head, and between requests on a
+    /// kept-alive connection, whatever the protocol.
     pub header_read_timeout: Duration,
+    /// Open client connections on the proxy and decision listeners together; `None`
+    /// sizes it from the file-descriptor limit at start-up.
+    pub max_connections: Option<usize>,
+    pub http2_keep_alive_interval: Duration,
+    pub http2_keep_alive_timeout: Duration,
+    /// Upgrade protocols (lower case) that may pass once a request is authorized.
+    pub allowed_upgrades: Vec<String>,
     pub shutdown_timeout: Duration,
     pub max_token_bytes: usize,
     /// Memory for remembering verified tokens; 0 verifies every signature every time.
@@ -198,6 +207,11 @@ pub struct RawConfig {
     pub policy_file: String,
     pub max_header_bytes: usize,
     pub header_read_timeout: RawDuration,
+    /// 0 means "size it from the file-descriptor limit".
+    pub max_connections: usize,
+    pub http2_keep_alive_interval: RawDuration,
+    pub http2_keep_alive_timeout: RawDuration,
+    pub allowed_upgrades: Vec<String>,
     pub shutdown_timeout: RawDuration,
     pub max_token_bytes: usize,
     pub token_cache: RawTokenCache,
@@ -217,6 +231,10 @@ impl Default for RawConfig {
             policy_file: "config/policy.toml".into(),
             max_header_bytes: 16 * 1024,
             header_read_timeout: RawDuration::text("10s"),
+            max_connections: 0,
+            http2_keep_alive_interval: RawDuration::text("20s"),
+            http2_keep_alive_timeout: RawDuration::text("20s"),
+            allowed_upgrades: vec!["websocket".into()],
             shutdown_timeout: RawDuration::text("30s"),
             max_token_bytes: 8 * 1024,
             token_cache: RawTokenCache::default(),
@@ -478,6 +496,17 @@ impl TryFrom<RawConfig> for Config {
             p.duration("header_read_timeout", &raw.header_read_timeout, second);
         let shutdown_timeout =
             p.duration("shutdown_timeout", &raw.shutdown_timeout, Duration::ZERO);
+        let http2_keep_alive_interval = p.duration(
+            "http2_keep_alive_interval",
+            &raw.http2_keep_alive_interval,
+            second,
+        );
+        let http2_keep_alive_timeout = p.duration(
+            "http2_keep_alive_timeout",
+            &raw.http2_keep_alive_timeout,
+            second,
+        );
+        let allowed_upgrades = convert_upgrades(&mut p, raw.allowed_upgrades);
 
         let authz = convert_authz(&mut p, raw.authz);
         if let Some(a) = &authz {
@@ -545,6 +574,10 @@ impl TryFrom<RawConfig> for Config {
                 policy_file: PathBuf::from(raw.policy_file),
                 max_header_bytes: raw.max_header_bytes,
                 header_read_timeout,
+                max_connections: (raw.max_connections > 0).then_some(raw.max_connections),
+                http2_keep_alive_interval,
+                http2_keep_alive_timeout,
+                allowed_upgrades,
                 shutdown_timeout,
                 max_token_bytes: raw.max_token_bytes,
                 token_cache_bytes: raw.token_cache.max_bytes,
@@ -558,6 +591,33 @@ impl TryFrom<RawConfig> for Config {
             false => Err(ConfigError { problems: p.0 }),
         }
     }
+}
+
+/// Upgrade protocol names, lower-cased. `h2c` can never be allowed: an app that
+/// accepts it would take HTTP/2 streams on the tunnel that the gate never judged.
+fn convert_upgrades(p: &mut Problems, raw: Vec<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    for name in raw {
+        let lower = name.to_ascii_lowercase();
+        let is_token = !lower.is_empty()
+            && lower
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if lower == "h2c" {
+            p.add(
+                "allowed_upgrades",
+                "\"h2c\" cannot be allowed: HTTP/2 streams on the upgraded connection would bypass the policy",
+            );
+        } else if !is_token {
+            p.add(
+                "allowed_upgrades",
+                format!("{name:?} is not a protocol name"),
+            );
+        } else {
+            out.push(lower);
+        }
+    }
+    out
 }
 
 const UPSTREAM_REQUIRED: &str = "is required, unless authz.listen is set (decision-only mode)";

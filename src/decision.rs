@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 
 use crate::authorize::{Authorizer, RequestFacts};
 use crate::config::AuthzConfig;
-use crate::error::{full_body, GateBody, Rejection};
+use crate::error::{full_body, AuthError, GateBody, Rejection};
 use crate::headers::IdentityHeaders;
+use crate::path::PathError;
 use crate::proxy::{access_log, AccessLine};
 use crate::verify::Identity;
 
@@ -41,13 +43,14 @@ impl Endpoint {
 /// The original request, as reported by the peer.
 struct Original {
     method: Method,
-    /// Path and query, as the client sent them.
-    uri: String,
+    /// The path as the client sent it, without the query: what the policy judges
+    /// after the same canonicalization as the proxy's.
+    path: String,
 }
 
 impl Original {
     fn path(&self) -> &str {
-        self.uri.split_once('?').map_or(&self.uri, |(path, _)| path)
+        &self.path
     }
 }
 
@@ -139,12 +142,9 @@ impl DecisionService {
         }
         match path.strip_prefix(self.settings.envoy_prefix.as_str()) {
             Some(rest) if rest.starts_with('/') => {
-                let uri = match req.uri().query() {
-                    Some(q) => format!("{rest}?{q}"),
-                    None => rest.to_owned(),
-                };
                 let method = req.method().clone();
-                Ok((Endpoint::Envoy, Original { method, uri }))
+                let path = rest.to_owned();
+                Ok((Endpoint::Envoy, Original { method, path }))
             }
             _ => Err(Rejection::NotFound),
         }
@@ -210,14 +210,25 @@ fn original_from_headers(headers: &HeaderMap) -> Result<Original, Rejection> {
     let (Some(method), Some(uri)) = (method, uri) else {
         return Err(Rejection::MissingOriginalRequest);
     };
+    // The method's case is kept: `authorize` refuses anything but upper case, as it
+    // does for the proxy.
     let method =
         Method::from_bytes(method.as_bytes()).map_err(|_| Rejection::InvalidOriginalRequest)?;
-    let uri = uri
-        .to_str()
-        .map_err(|_| Rejection::InvalidOriginalRequest)?;
+    // Origin form only (`http::uri` would read "" or "?q" as "/").
+    if !uri.as_bytes().starts_with(b"/") {
+        return Err(Rejection::Auth(AuthError::BadPath(PathError::NotAbsolute)));
+    }
+    // nginx passes a raw `#` in `$request_uri`; the app would cut the path there.
+    if uri.as_bytes().contains(&b'#') {
+        return Err(Rejection::Auth(AuthError::BadPath(PathError::Fragment)));
+    }
+    // The parser hyper uses for the proxy's own request targets, so that both read
+    // the same path out of the same text.
+    let target =
+        PathAndQuery::try_from(uri.as_bytes()).map_err(|_| Rejection::InvalidOriginalRequest)?;
     Ok(Original {
         method,
-        uri: uri.to_owned(),
+        path: target.path().to_owned(),
     })
 }
 

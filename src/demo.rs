@@ -6,13 +6,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::error::full_body;
 use crate::issuer::{DevIssuer, IssuerError};
@@ -79,11 +78,8 @@ pub async fn run(
         ),
     };
 
-    let options_small = ServerOptions {
-        header_read_timeout: Duration::from_secs(10),
-        max_header_bytes: 16 * 1024,
-        shutdown_timeout: Duration::from_secs(1),
-    };
+    let options_small = ServerOptions::development();
+    let limit = || Arc::new(Semaphore::new(server::ADMIN_CONNECTIONS));
     let (stop, stopped) = watch::channel(false);
 
     let jwks_listener = bind(loopback).await?;
@@ -94,6 +90,7 @@ pub async fn run(
     let jwks_task = tokio::spawn(server::serve(
         jwks_listener,
         options_small,
+        limit(),
         move |req, _| {
             let response = crate::issuer::answer(&jwks_issuer, &req);
             async move { response }
@@ -108,6 +105,7 @@ pub async fn run(
     let echo_task = tokio::spawn(server::serve(
         echo_listener,
         options_small,
+        limit(),
         move |req, _| {
             let mut headers = Map::new();
             for (name, value) in req.headers() {

@@ -1,7 +1,7 @@
 //! Every way a request can be refused, and the one place that maps each to its answer.
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
@@ -18,12 +18,22 @@ pub fn full_body(bytes: impl Into<Bytes>) -> GateBody {
         .boxed()
 }
 
+/// The standard methods the gate forwards, for the `Allow` header of a 405. Extension
+/// methods in upper case are forwarded too; `CONNECT` and `TRACE` never are.
+pub const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS";
+
 /// The realm of every `WWW-Authenticate` challenge.
 pub const REALM: &str = "cognito-gate";
 
 /// Why `authorize` refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
+    #[error("the method must be an upper-case token (RFC 9110 §9.1)")]
+    BadMethod,
+    #[error("this method cannot be forwarded")]
+    MethodNotAllowed,
+    #[error("this protocol upgrade is not allowed (see allowed_upgrades)")]
+    UpgradeNotAllowed,
     #[error("{0}")]
     BadPath(PathError),
     #[error("more than one Authorization header")]
@@ -43,6 +53,8 @@ pub enum AuthError {
 pub enum Rejection {
     #[error("{0}")]
     Auth(#[from] AuthError),
+    #[error("the request body is malformed or was cut off")]
+    BadRequestBody,
     #[error("the upstream could not be reached")]
     UpstreamUnreachable,
     #[error("the upstream did not answer in time")]
@@ -97,6 +109,18 @@ impl Rejection {
     pub fn answer(&self) -> Answer {
         use StatusCode as S;
         let (status, error, challenge, fault) = match self {
+            Rejection::Auth(AuthError::BadMethod) => {
+                (S::BAD_REQUEST, "invalid_method", None, Fault::Client)
+            }
+            Rejection::Auth(AuthError::MethodNotAllowed) => (
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                None,
+                Fault::Client,
+            ),
+            Rejection::Auth(AuthError::UpgradeNotAllowed) => {
+                (S::BAD_REQUEST, "upgrade_not_allowed", None, Fault::Client)
+            }
             Rejection::Auth(AuthError::BadPath(_)) => {
                 (S::BAD_REQUEST, "invalid_path", None, Fault::Client)
             }
@@ -151,6 +175,7 @@ impl Rejection {
             Rejection::Auth(AuthError::NoMatchingRule) => {
                 (S::FORBIDDEN, "no_matching_rule", None, Fault::Client)
             }
+            Rejection::BadRequestBody => (S::BAD_REQUEST, "invalid_body", None, Fault::Client),
             Rejection::UpstreamUnreachable => {
                 (S::BAD_GATEWAY, "bad_gateway", None, Fault::Upstream)
             }
@@ -207,6 +232,10 @@ impl Rejection {
         {
             headers.insert(WWW_AUTHENTICATE, value);
         }
+        if answer.status == StatusCode::METHOD_NOT_ALLOWED {
+            // RFC 9110 §15.5.6: a 405 lists the methods that are supported.
+            headers.insert(ALLOW, HeaderValue::from_static(FORWARDED_METHODS));
+        }
         response
     }
 }
@@ -219,6 +248,9 @@ mod tests {
     fn each_rejection_maps_to_its_status_and_challenge() {
         let r = |e: AuthError| Rejection::Auth(e);
         let cases = [
+            (r(AuthError::BadMethod), 400, None),
+            (r(AuthError::MethodNotAllowed), 405, None),
+            (r(AuthError::UpgradeNotAllowed), 400, None),
             (r(AuthError::BadPath(PathError::DotSegment)), 400, None),
             (
                 r(AuthError::AmbiguousCredentials),
@@ -255,6 +287,7 @@ mod tests {
                 Some(r#"Bearer realm="cognito-gate", error="insufficient_scope""#),
             ),
             (r(AuthError::NoMatchingRule), 403, None),
+            (Rejection::BadRequestBody, 400, None),
             (Rejection::UpstreamUnreachable, 502, None),
             (Rejection::UpstreamTimeout, 504, None),
             (Rejection::Internal, 500, None),

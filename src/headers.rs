@@ -6,8 +6,9 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::config::HeadersConfig;
 use crate::verify::Identity;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), plus the non-standard ones proxies also drop.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1), plus the non-standard ones proxies also drop,
+/// and `HTTP2-Settings`, which belongs to one connection's h2c upgrade (RFC 7540 §3.2.1).
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -17,7 +18,12 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
+
+/// Headers a client may not remove by naming them in `Connection`: without `Host` the
+/// app would see the upstream's own address instead of the name the client asked for.
+const END_TO_END: [HeaderName; 1] = [header::HOST];
 
 /// Whether `name` is hop-by-hop, and so may not be configured as an identity header.
 pub fn is_hop_by_hop(name: &HeaderName) -> bool {
@@ -36,7 +42,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
     for name in listed {
-        if !(keep_upgrade && name == header::UPGRADE) {
+        if !(keep_upgrade && name == header::UPGRADE) && !END_TO_END.contains(&name) {
             headers.remove(name);
         }
     }
@@ -63,6 +69,40 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// The protocols a request's `Upgrade` header names (RFC 9110 §7.8), without versions.
+fn upgrade_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.split_once('/').map_or(t, |(name, _)| name))
+}
+
+/// Whether the request's `Upgrade` header, if any, names only `allowed` protocols
+/// (lower-case names, compared case-insensitively). A header that is not text names
+/// a protocol nobody allowed. A request with no `Upgrade` header passes.
+pub fn upgrade_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    upgrade_protocols(headers).all(|p| allowed.iter().any(|a| a.eq_ignore_ascii_case(p)))
+}
+
+/// Removes an h2c upgrade offer (`Upgrade: h2c` and `HTTP2-Settings`), which a proxy
+/// may ignore and then answer in HTTP/1.1 (RFC 9110 §7.8), as nginx and Envoy do.
+/// An `Upgrade` header that also names other protocols is left for
+/// [`upgrade_allowed`] to judge.
+pub fn drop_h2c_offer(headers: &mut HeaderMap) {
+    let only_h2c = {
+        let mut protocols = upgrade_protocols(headers).peekable();
+        protocols.peek().is_some() && protocols.all(|p| p.eq_ignore_ascii_case("h2c"))
+    };
+    if only_h2c {
+        headers.remove(header::UPGRADE);
+        headers.remove("http2-settings");
+    }
 }
 
 /// Whether two header names may reach an app as the same header: case-insensitive,
@@ -286,6 +326,73 @@ mod tests {
             Some(&b"upgrade"[..])
         );
         assert!(!h.contains_key("x-secret"));
+    }
+
+    fn with_upgrade(values: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::UPGRADE, HeaderValue::from_static(v));
+        }
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+        );
+        h.insert(
+            "http2-settings",
+            HeaderValue::from_static("AAMAAABkAARAAAAAAAIAAAAA"),
+        );
+        h
+    }
+
+    #[test]
+    fn only_allowed_upgrade_protocols_pass() {
+        let allowed = ["websocket".to_owned()];
+        let cases: &[(&[&str], bool)] = &[
+            (&[], true),
+            (&["websocket"], true),
+            (&["WebSocket"], true),
+            (&["websocket/13"], true),
+            (&["h2c"], false),
+            (&["H2C"], false),
+            (&["websocket, h2c"], false),
+            (&["websocket", "h2c"], false),
+            (&["TLS/1.2"], false),
+            (&["foo"], false),
+            (&["HTTP/2.0"], false),
+        ];
+        for (values, want) in cases {
+            assert_eq!(
+                upgrade_allowed(&with_upgrade(values), &allowed),
+                *want,
+                "{values:?}"
+            );
+        }
+        assert!(!upgrade_allowed(&with_upgrade(&["websocket"]), &[]));
+    }
+
+    #[test]
+    fn an_h2c_offer_alone_is_dropped() {
+        for values in [&["h2c"][..], &["H2C"], &["h2c", "h2c"]] {
+            let mut h = with_upgrade(values);
+            drop_h2c_offer(&mut h);
+            assert!(!h.contains_key(header::UPGRADE), "{values:?}");
+            assert!(!h.contains_key("http2-settings"), "{values:?}");
+        }
+        // Mixed with another protocol it stays, for upgrade_allowed to refuse.
+        let mut h = with_upgrade(&["h2c, websocket"]);
+        drop_h2c_offer(&mut h);
+        assert!(h.contains_key(header::UPGRADE));
+        assert!(!upgrade_allowed(&h, &["websocket".to_owned()]));
+    }
+
+    #[test]
+    fn host_survives_being_named_in_connection() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("Host, x-a"));
+        h.insert(header::HOST, HeaderValue::from_static("app.example"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["host"]);
     }
 
     #[test]

@@ -246,14 +246,12 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let options = crate::server::ServerOptions {
-        header_read_timeout: std::time::Duration::from_secs(10),
-        max_header_bytes: 16 * 1024,
-        shutdown_timeout: std::time::Duration::from_secs(1),
-    };
     let task = tokio::spawn(crate::server::serve(
         listener,
-        options,
+        crate::server::ServerOptions::development(),
+        std::sync::Arc::new(tokio::sync::Semaphore::new(
+            crate::server::ADMIN_CONNECTIONS,
+        )),
         move |req, _| {
             let response = answer(&issuer, &req);
             async move { response }

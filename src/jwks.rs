@@ -41,6 +41,9 @@ pub struct Key {
     pub alg: Option<String>,
     /// The RSA public key, or `None` when the key is not an RSA key of usable size.
     pub rsa: Option<DecodingKey>,
+    /// SHA-256 over everything above, so that a key republished under the same `kid`
+    /// with other material (or another `use` or `alg`) is a different key.
+    pub fingerprint: [u8; 32],
 }
 
 /// A complete, validated key set, keyed by `kid`.
@@ -112,18 +115,31 @@ pub fn parse_key_set(body: &[u8]) -> Result<KeySet, JwksError> {
             continue;
         };
         let kty = text("kty")?.ok_or_else(|| malformed(format!("keys[{i}] has no kty")))?;
+        let (use_, alg) = (text("use")?, text("alg")?);
+        let mut fingerprint = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for part in [Some(&kty), use_.as_ref(), alg.as_ref()] {
+            let part = part.map_or(&b"-"[..], |p| p.as_bytes());
+            fingerprint.update(&(part.len() as u64).to_be_bytes());
+            fingerprint.update(part);
+        }
         let rsa = if kty == "RSA" {
             let n = text("n")?.ok_or_else(|| malformed(format!("keys[{i}] has no n")))?;
             let e = text("e")?.ok_or_else(|| malformed(format!("keys[{i}] has no e")))?;
+            fingerprint.update(n.as_bytes());
+            fingerprint.update(b".");
+            fingerprint.update(e.as_bytes());
             rsa_key(&n, &e).map_err(|m| malformed(format!("keys[{i}]: {m}")))?
         } else {
             None
         };
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(fingerprint.finish().as_ref());
         let key = Key {
             kty,
-            use_: text("use")?,
-            alg: text("alg")?,
+            use_,
+            alg,
             rsa,
+            fingerprint: digest,
         };
         if keys.insert(kid.clone(), Arc::new(key)).is_some() {
             return Err(malformed(format!("kid {kid:?} appears twice")));
@@ -243,12 +259,8 @@ impl KeyStore {
         }
     }
 
-    /// Whether the pool's current key set has `kid`, without fetching anything.
-    pub async fn contains(&self, pool: usize, kid: &str) -> bool {
-        self.cached(pool, kid).await.is_some()
-    }
-
-    async fn cached(&self, pool: usize, kid: &str) -> Option<Arc<Key>> {
+    /// The pool's current key `kid`, without fetching anything.
+    pub async fn cached(&self, pool: usize, kid: &str) -> Option<Arc<Key>> {
         self.inner.current.get(&pool).await?.get(kid)
     }
 }

@@ -32,7 +32,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 pub use authorize::Clock;
 pub use config::Config;
@@ -86,13 +86,30 @@ pub async fn run(
         config.max_token_bytes,
         config.token_cache_bytes,
     );
-    let authz = Arc::new(Authorizer::new(policy, verifier, keys.clone(), clock));
+    let authz = Arc::new(Authorizer::new(
+        policy,
+        verifier,
+        keys.clone(),
+        clock,
+        config.allowed_upgrades.clone(),
+    ));
     let identity = IdentityHeaders::new(&config.headers);
     let options = ServerOptions {
         header_read_timeout: config.header_read_timeout,
         max_header_bytes: config.max_header_bytes,
         shutdown_timeout: config.shutdown_timeout,
+        http2_keep_alive_interval: config.http2_keep_alive_interval,
+        http2_keep_alive_timeout: config.http2_keep_alive_timeout,
     };
+    // One budget for the proxy and decision listeners, and a separate one for the
+    // admin listener, so that probes still answer when the others are full.
+    let max_connections = config.max_connections.unwrap_or_else(|| {
+        let fds = server::fd_limit().unwrap_or(1024);
+        server::default_max_connections(fds, config.upstream.is_some())
+    });
+    tracing::info!(max_connections, "connection limit");
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let admin_connections = Arc::new(Semaphore::new(server::ADMIN_CONNECTIONS));
     let (stop, stopped) = watch::channel(false);
     let mut servers = Vec::new();
 
@@ -100,6 +117,7 @@ pub async fn run(
     servers.push(tokio::spawn(server::serve(
         listeners.admin,
         options,
+        admin_connections,
         move |req, _peer| {
             let response = admin::answer(&req, &keys, &pools);
             async move { response }
@@ -122,6 +140,7 @@ pub async fn run(
         servers.push(tokio::spawn(server::serve(
             listener,
             options,
+            connections.clone(),
             move |req, peer| {
                 let proxy = proxy.clone();
                 async move { proxy.handle(req, peer).await }
@@ -138,6 +157,7 @@ pub async fn run(
         servers.push(tokio::spawn(server::serve(
             listener,
             options,
+            connections,
             move |req, peer| {
                 let decisions = decisions.clone();
                 async move { decisions.handle(req, peer).await }

@@ -131,6 +131,8 @@ fn load(config_file: &Path) -> Result<(Config, Policy), String> {
 async fn run(config_file: PathBuf) -> Result<(), String> {
     let (config, policy) = load(&config_file)?;
     logging::init(&config.log);
+    let fds = cognito_gate::server::raise_fd_limit();
+    tracing::debug!(fd_limit = ?fds, "open-file limit");
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
             .await

@@ -24,6 +24,8 @@ pub enum PathError {
     EmptySegment,
     #[error("the path contains ';' (path parameters are not allowed)")]
     Semicolon,
+    #[error("the path contains '#' (a fragment is never sent to a server)")]
+    Fragment,
 }
 
 /// Returns the canonical form of `raw` (a path without its query), or why it is refused.
@@ -35,7 +37,10 @@ pub enum PathError {
 /// of decoded, because `%2e%2e` is only ever sent to smuggle a `..` past a matcher.
 ///
 /// `;` is refused because Tomcat and Jetty strip `;params` from each segment, so
-/// `/admin;x/` would be `/admin/` to them but not to the policy.
+/// `/admin;x/` would be `/admin/` to them but not to the policy. A raw `#` is refused
+/// because a server that receives it (nginx passes it in `$request_uri`) cuts the
+/// path there: `/admin#x` is `/admin` to Express and Flask, but the segment `admin#x`
+/// to a matcher. An escaped `%23` stays escaped, so it never becomes a delimiter.
 pub fn canonicalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
     let bytes = raw.as_bytes();
     if bytes.first() != Some(&b'/') {
@@ -59,6 +64,7 @@ pub fn canonicalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
             }
             Some(b'\\') => return Err(PathError::Backslash),
             Some(b';') => return Err(PathError::Semicolon),
+            Some(b'#') => return Err(PathError::Fragment),
             Some(b'%') => {
                 let hi = bytes.get(i + 1).copied().and_then(hex_value);
                 let lo = bytes.get(i + 2).copied().and_then(hex_value);
@@ -149,6 +155,7 @@ mod tests {
             ("/%41%7e%2D%5f", "/A~-_"),
             ("/files/a%20b", "/files/a%20b"),
             ("/files/a%3fb", "/files/a%3Fb"),
+            ("/admin%23x", "/admin%23x"),
             ("/caf%C3%A9", "/caf%C3%A9"),
             ("/x.y/..z/...", "/x.y/..z/..."),
             ("/a:b@c!$&'()*+,=", "/a:b@c!$&'()*+,="),
@@ -185,6 +192,10 @@ mod tests {
             ("//admin", EmptySegment),
             ("/admin//x", EmptySegment),
             ("/admin;jsessionid=1", Semicolon),
+            ("/admin#x", Fragment),
+            ("/admin#", Fragment),
+            ("/invoices/7/export#", Fragment),
+            ("/#/admin", Fragment),
             ("/admin%", InvalidPercentEncoding),
             ("/admin%4", InvalidPercentEncoding),
             ("/admin%zz", InvalidPercentEncoding),

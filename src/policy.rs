@@ -1,5 +1,11 @@
 //! The path policy: ordered rules from a TOML file, first match wins, no match denies.
 //!
+//! The app behind the gate may read a path more loosely than the rules do: Express and
+//! ASP.NET route case-insensitively, and Express (non-strict routing, its default) and
+//! Spring before 6 ignore one trailing slash. The gate cannot know which, so
+//! [`Policy::govern`] judges every such reading of the path, and a request is allowed
+//! only when the rules of all of them allow it.
+//!
 //! This module is pure: no I/O after loading, no clock, no async. It answers two
 //! questions — which rule governs (method, canonical path), and does that rule's grant
 //! admit a given identity — so both can be tested as tables.
@@ -18,6 +24,40 @@ use crate::verify::Identity;
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// `case_sensitive = true`: the app is known to route case-sensitively, so the
+    /// case-folded reading is not judged.
+    case_sensitive: bool,
+    /// Whether a rule has an upper-case letter (outside escapes); if none has and the
+    /// path has none either, the case-folded reading cannot differ and is skipped.
+    upper_case_literals: bool,
+}
+
+/// The rules that govern a request: the rule of each reading of its path, without
+/// repeats, the path as sent first. Every one of them must allow the request.
+#[derive(Debug)]
+pub struct Governing<'p> {
+    rules: [Option<&'p Rule>; 4],
+}
+
+impl<'p> Governing<'p> {
+    /// The rule of the path as sent: the one an allowed request is logged with.
+    pub fn primary(&self) -> Option<&'p Rule> {
+        self.rules[0]
+    }
+
+    /// Every governing rule, the path as sent first.
+    pub fn rules(&self) -> impl Iterator<Item = &'p Rule> + '_ {
+        self.rules.iter().flatten().copied()
+    }
+
+    fn add(&mut self, rule: &'p Rule) {
+        if self.rules().any(|r| std::ptr::eq(r, rule)) {
+            return;
+        }
+        if let Some(slot) = self.rules.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some(rule);
+        }
+    }
 }
 
 /// One `[[rule]]` table.
@@ -102,6 +142,10 @@ impl Rule {
     }
 
     fn matches(&self, method: &Method, canonical_path: &str) -> bool {
+        self.matches_as(method, canonical_path, Case::Sensitive)
+    }
+
+    fn matches_as(&self, method: &Method, canonical_path: &str, case: Case) -> bool {
         let method_ok = match &self.methods {
             None => true,
             // GET also admits HEAD, as nginx's limit_except and most routers do.
@@ -109,11 +153,35 @@ impl Rule {
                 .iter()
                 .any(|m| m == method || (*m == Method::GET && *method == Method::HEAD)),
         };
-        method_ok && pattern_matches(&self.pattern, canonical_path)
+        method_ok && pattern_matches(&self.pattern, canonical_path, case)
     }
 }
 
-fn pattern_matches(pattern: &[Segment], canonical_path: &str) -> bool {
+/// How literal segments compare with the path's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Sensitive,
+    /// ASCII letters compare equal in either case, as in Express and ASP.NET.
+    Insensitive,
+}
+
+/// Whether `text` has an ASCII upper-case letter outside its `%XX` escapes (whose hex
+/// digits are upper case in canonical form).
+fn has_upper_case_letter(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                bytes.nth(1);
+            }
+            b if b.is_ascii_uppercase() => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+fn pattern_matches(pattern: &[Segment], canonical_path: &str, case: Case) -> bool {
     let mut segs = path::segments(canonical_path);
     for p in pattern {
         match p {
@@ -124,6 +192,7 @@ fn pattern_matches(pattern: &[Segment], canonical_path: &str) -> bool {
             },
             Segment::Literal(lit) => match segs.next() {
                 Some(s) if s == lit => {}
+                Some(s) if case == Case::Insensitive && s.eq_ignore_ascii_case(lit) => {}
                 _ => return false,
             },
         }
@@ -138,6 +207,33 @@ impl Policy {
         self.rules
             .iter()
             .find(|r| r.matches(method, canonical_path))
+    }
+
+    /// The rules that govern `method` and `canonical_path` under every reading a
+    /// common router makes: the path as sent; case-folded (unless `case_sensitive`);
+    /// without one trailing slash; and both. `None` when some reading matches no rule,
+    /// which denies the request whatever the others say.
+    pub fn govern(&self, method: &Method, canonical_path: &str) -> Option<Governing<'_>> {
+        let mut governing = Governing { rules: [None; 4] };
+        let folded = !self.case_sensitive
+            && (self.upper_case_literals || has_upper_case_letter(canonical_path));
+        let trimmed = canonical_path
+            .strip_suffix('/')
+            .filter(|rest| !rest.is_empty());
+        let readings = [
+            Some((canonical_path, Case::Sensitive)),
+            folded.then_some((canonical_path, Case::Insensitive)),
+            trimmed.map(|p| (p, Case::Sensitive)),
+            trimmed.filter(|_| folded).map(|p| (p, Case::Insensitive)),
+        ];
+        for (path, case) in readings.into_iter().flatten() {
+            let rule = self
+                .rules
+                .iter()
+                .find(|r| r.matches_as(method, path, case))?;
+            governing.add(rule);
+        }
+        Some(governing)
     }
 
     /// The rules in order, for `check`'s summary.
@@ -171,7 +267,16 @@ impl Policy {
             }
         }
         if problems.is_empty() {
-            Ok(Policy { rules })
+            let upper_case_literals = rules.iter().any(|r| {
+                r.pattern
+                    .iter()
+                    .any(|s| matches!(s, Segment::Literal(l) if has_upper_case_letter(l)))
+            });
+            Ok(Policy {
+                rules,
+                case_sensitive: raw.case_sensitive,
+                upper_case_literals,
+            })
         } else {
             Err(PolicyError { problems })
         }
@@ -214,6 +319,8 @@ impl std::error::Error for PolicyError {}
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
+    #[serde(default)]
+    case_sensitive: bool,
     #[serde(default)]
     rule: Vec<RawRule>,
 }
@@ -450,6 +557,98 @@ mod tests {
             let got = policy.route(&method, path).map(|r| r.id().to_string());
             assert_eq!(got.as_deref(), *want, "{method} {path}");
         }
+    }
+
+    /// The rules that govern each request, by name, for the readings table below.
+    fn governing(policy: &Policy, method: &str, path: &str) -> Option<Vec<String>> {
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        policy
+            .govern(&method, path)
+            .map(|g| g.rules().map(|r| r.id().to_string()).collect())
+    }
+
+    const READINGS: &str = r#"
+        [[rule]]
+        name = "public"
+        path = "/public/**"
+        allow = "anyone"
+
+        [[rule]]
+        name = "admin"
+        path = "/admin/**"
+        groups = ["admins"]
+
+        [[rule]]
+        name = "export"
+        path = "/invoices/*/export"
+        methods = ["POST"]
+        groups = ["finance"]
+
+        [[rule]]
+        name = "app"
+        path = "/**"
+        allow = "authenticated"
+    "#;
+
+    #[test]
+    fn every_reading_a_router_makes_is_governed() {
+        let policy = Policy::from_toml(READINGS).expect("valid policy");
+        let cases: &[(&str, &str, &[&str])] = &[
+            // Exactly as sent: one rule.
+            ("GET", "/admin/x", &["admin"]),
+            ("GET", "/public/x", &["public"]),
+            // Express and ASP.NET route /ADMIN/x to the admin pages.
+            ("GET", "/ADMIN/x", &["app", "admin"]),
+            ("GET", "/Admin", &["app", "admin"]),
+            // An escape decodes to a letter first, then folds.
+            ("GET", "/Public/secret", &["app", "public"]),
+            // Express's non-strict routing serves /export for /export/.
+            ("POST", "/invoices/7/export/", &["app", "export"]),
+            ("POST", "/INVOICES/7/EXPORT/", &["app", "export"]),
+            ("GET", "/invoices/7/export/", &["app"]),
+            // The root has no trailing slash to lose.
+            ("GET", "/", &["app"]),
+            // Escapes keep their (upper-case) hex digits and are not "letters".
+            ("GET", "/caf%C3%A9", &["app"]),
+        ];
+        for (method, path, want) in cases {
+            let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            assert_eq!(
+                governing(&policy, method, path),
+                Some(want),
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reading_no_rule_matches_denies() {
+        let policy = Policy::from_toml(
+            "[[rule]]\npath = \"/api/**\"\nallow = \"anyone\"\n\
+             [[rule]]\npath = \"/Docs\"\nallow = \"anyone\"\n",
+        )
+        .expect("valid");
+        assert_eq!(governing(&policy, "GET", "/api/x"), Some(vec!["#1".into()]));
+        // Case-sensitively /API matches nothing, so it is denied whatever /api allows.
+        assert_eq!(governing(&policy, "GET", "/API/x"), None);
+        // A rule with capitals is compared folded as well.
+        assert_eq!(governing(&policy, "GET", "/Docs"), Some(vec!["#2".into()]));
+        assert_eq!(governing(&policy, "GET", "/docs"), None);
+    }
+
+    #[test]
+    fn case_sensitive_policies_judge_the_path_as_sent_only() {
+        let text = format!("case_sensitive = true\n{READINGS}");
+        let policy = Policy::from_toml(&text).expect("valid policy");
+        assert_eq!(
+            governing(&policy, "GET", "/ADMIN/x"),
+            Some(vec!["app".into()])
+        );
+        // The trailing slash is still judged both ways.
+        assert_eq!(
+            governing(&policy, "POST", "/invoices/7/export/"),
+            Some(vec!["app".into(), "export".into()])
+        );
     }
 
     #[test]

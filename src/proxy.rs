@@ -1,8 +1,14 @@
 //! The reverse proxy: authorize, rewrite headers, stream to the upstream and back.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
 
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
@@ -17,7 +23,8 @@ use crate::client::Connector;
 use crate::config::UpstreamConfig;
 use crate::error::{Fault, GateBody, Rejection};
 use crate::headers::{
-    remove_hop_by_hop, strip_folded, wants_upgrade, IdentityHeaders, ROUTING_OVERRIDES,
+    drop_h2c_offer, remove_hop_by_hop, strip_folded, wants_upgrade, IdentityHeaders,
+    ROUTING_OVERRIDES,
 };
 use crate::jwks::error_chain;
 use crate::policy::RuleId;
@@ -33,7 +40,7 @@ type Forwarded = (Response<GateBody>, Option<RuleId>, Option<String>);
 /// The reverse proxy in front of the app. Holds the pooled client to the upstream.
 pub struct Proxy {
     authz: Arc<Authorizer>,
-    client: Client<Connector, Incoming>,
+    client: Client<Connector, ClientBody>,
     upstream: UpstreamConfig,
     identity: IdentityHeaders,
     forward_authorization: bool,
@@ -42,7 +49,7 @@ pub struct Proxy {
 impl Proxy {
     pub fn new(
         authz: Arc<Authorizer>,
-        client: Client<Connector, Incoming>,
+        client: Client<Connector, ClientBody>,
         upstream: UpstreamConfig,
         identity: IdentityHeaders,
         forward_authorization: bool,
@@ -90,6 +97,9 @@ impl Proxy {
         mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Forwarded, (Rejection, Option<RuleId>, Option<String>)> {
+        // An h2c offer is ignored, never forwarded: an app that accepted it would take
+        // HTTP/2 streams on the tunnel that no rule judged.
+        drop_h2c_offer(req.headers_mut());
         let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let decision = self
@@ -108,6 +118,10 @@ impl Proxy {
             Err(e) => return Err((Rejection::Auth(e), rule, sub)),
         };
         let uri = self.upstream_uri(&path, parts.uri.query());
+        let path_for_log = upgrade
+            .as_ref()
+            .map(|_| path.to_string())
+            .unwrap_or_default();
         drop(path);
         let Some(uri) = uri else {
             return Err((Rejection::Internal, rule, sub));
@@ -129,9 +143,15 @@ impl Proxy {
             identity.as_ref(),
             upgrade.is_some(),
         );
+        let protocol = parts.headers.get(header::UPGRADE).cloned();
         parts.uri = uri;
         parts.version = Version::HTTP_11;
 
+        let broken = Arc::new(AtomicBool::new(false));
+        let body = ClientBody {
+            inner: body,
+            broken: broken.clone(),
+        };
         let sent = tokio::time::timeout(
             self.upstream.request_timeout,
             self.client.request(Request::from_parts(parts, body)),
@@ -139,6 +159,10 @@ impl Proxy {
         .await;
         let mut response = match sent {
             Ok(Ok(response)) => response,
+            Ok(Err(_)) if broken.load(Ordering::Relaxed) => {
+                tracing::debug!("the client's request body was malformed or cut off");
+                return Err((Rejection::BadRequestBody, rule, sub));
+            }
             Ok(Err(e)) => {
                 tracing::warn!(error = %error_chain(&e), upstream = %self.upstream.url, "upstream request failed");
                 return Err((Rejection::UpstreamUnreachable, rule, sub));
@@ -155,16 +179,25 @@ impl Proxy {
                 return Err((Rejection::UpstreamUnreachable, rule, sub));
             };
             let upstream_side = hyper::upgrade::on(&mut response);
+            let session = Session {
+                path: path_for_log,
+                protocol: protocol
+                    .as_ref()
+                    .and_then(|p| p.to_str().ok())
+                    .unwrap_or("-")
+                    .to_owned(),
+                rule: rule.clone(),
+                sub: sub.clone(),
+            };
             tokio::spawn(async move {
                 match tokio::try_join!(client_side, upstream_side) {
                     Ok((client, upstream)) => {
+                        let started = Instant::now();
                         let mut client = TokioIo::new(client);
                         let mut upstream = TokioIo::new(upstream);
-                        if let Err(e) =
-                            tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                        {
-                            tracing::debug!(error = %e, "upgraded connection ended with an error");
-                        }
+                        let copied =
+                            tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                        session.log_end(started, copied);
                     }
                     Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
                 }
@@ -230,6 +263,74 @@ impl Proxy {
         if let Some(identity) = identity {
             self.identity.inject(headers, identity);
         }
+    }
+}
+
+/// The client's request body, noting whether the client broke it (bad chunked framing,
+/// or a connection cut mid-body), so that a failed upstream request is blamed on the
+/// right side: 400, not 502.
+pub struct ClientBody {
+    inner: Incoming,
+    broken: Arc<AtomicBool>,
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.broken.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An upgraded (WebSocket) connection, logged when it ends: the requests inside it
+/// are the app's business, but its length and size are the operator's.
+struct Session {
+    path: String,
+    protocol: String,
+    rule: Option<RuleId>,
+    sub: Option<String>,
+}
+
+impl Session {
+    fn log_end(&self, started: Instant, copied: std::io::Result<(u64, u64)>) {
+        let rule: &dyn std::fmt::Display = match &self.rule {
+            Some(rule) => rule,
+            None => &"-",
+        };
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let (from_client, from_upstream, error) = match &copied {
+            Ok((c, u)) => (*c, *u, None),
+            Err(e) => (0, 0, Some(e.to_string())),
+        };
+        tracing::info!(
+            target: "cognito_gate::access",
+            endpoint = "proxy",
+            path = %self.path,
+            protocol = %self.protocol,
+            rule = %rule,
+            sub = self.sub.as_deref().unwrap_or("-"),
+            duration_ms = format_args!("{duration_ms:.3}"),
+            bytes_from_client = from_client,
+            bytes_from_upstream = from_upstream,
+            error = error.as_deref().unwrap_or("-"),
+            "upgraded connection closed"
+        );
     }
 }
 

@@ -1,22 +1,86 @@
 //! The accept loop shared by every listener: HTTP/1.1 and h2c on one port, a header
-//! read timeout, a header size limit (431 beyond it), and graceful shutdown that stops
-//! accepting at once and drains open connections up to a deadline.
+//! size limit (431 beyond it), a connection limit, an idle watchdog, HTTP/2 keep-alive
+//! pings, and graceful shutdown that stops accepting at once and drains open
+//! connections up to a deadline.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 
 use crate::error::GateBody;
+
+/// Connections the admin listener accepts on its own budget, so that `/healthz` and
+/// `/readyz` still answer when the proxy and decision listeners are full.
+pub const ADMIN_CONNECTIONS: usize = 32;
+
+/// File descriptors kept for everything but client connections: the listeners, the
+/// key fetches, the log, the runtime, and the admin listener's connections.
+const RESERVED_FDS: u64 = 64 + ADMIN_CONNECTIONS as u64;
+
+/// The most client connections a default limit allows, whatever the fd limit.
+const MAX_DEFAULT_CONNECTIONS: u64 = 1 << 20;
+
+/// The default `max_connections` for a soft file-descriptor limit of `fd_limit`: what
+/// is left after [`RESERVED_FDS`], halved when proxying, because each client
+/// connection may hold one connection to the app as well.
+pub fn default_max_connections(fd_limit: u64, proxying: bool) -> usize {
+    let spare = fd_limit.saturating_sub(RESERVED_FDS);
+    let per_connection = if proxying { 2 } else { 1 };
+    let n = (spare / per_connection).clamp(16, MAX_DEFAULT_CONNECTIONS);
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// The process's soft limit on open files, if it can be read.
+pub fn fd_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own and reads nothing else.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    ok.then_some(limit.rlim_cur)
+}
+
+/// Raises the soft limit on open files to the hard limit, as Go and nginx
+/// (`worker_rlimit_nofile`) do: a server's connections should be bounded by
+/// `max_connections`, not by a shell's default of 1024. Returns the new soft limit.
+pub fn raise_fd_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: as above; setrlimit only reads the struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+    }
+    Some(limit.rlim_cur)
+}
 
 /// Per-listener connection settings.
 #[derive(Debug, Clone, Copy)]
@@ -24,13 +88,31 @@ pub struct ServerOptions {
     pub header_read_timeout: Duration,
     pub max_header_bytes: usize,
     pub shutdown_timeout: Duration,
+    pub http2_keep_alive_interval: Duration,
+    pub http2_keep_alive_timeout: Duration,
+}
+
+impl ServerOptions {
+    /// The settings of the development servers (demo app, demo and dev issuer).
+    pub fn development() -> Self {
+        ServerOptions {
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            shutdown_timeout: Duration::from_secs(1),
+            http2_keep_alive_interval: Duration::from_secs(20),
+            http2_keep_alive_timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 /// Serves `handler` on `listener` until `shutdown` changes (or its sender is dropped),
-/// then drains. Returns once every connection closed or the deadline passed.
+/// then drains. Returns once every connection closed or the deadline passed. A
+/// connection is accepted only with a permit from `limit`: at the limit, new
+/// connections wait in the kernel's backlog instead of taking file descriptors.
 pub async fn serve<H, F>(
     listener: TcpListener,
     options: ServerOptions,
+    limit: Arc<Semaphore>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -46,39 +128,73 @@ pub async fn serve<H, F>(
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(options.http2_keep_alive_interval)
+        .keep_alive_timeout(options.http2_keep_alive_timeout)
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
+    let local = listener.local_addr().ok();
     loop {
-        tokio::select! {
+        let permit = match limit.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                tracing::warn!(
+                    listener = ?local,
+                    "connection limit reached (max_connections); new connections wait"
+                );
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => break,
+                    permit = limit.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        let (stream, peer) = tokio::select! {
             biased;
             _ = shutdown.changed() => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(pair) => pair,
-                    Err(e) => {
-                        // Usually EMFILE: back off instead of spinning.
-                        tracing::error!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let handler = handler.clone();
-                let service = service_fn(move |req| {
-                    let answer = handler(req, peer);
-                    async move { Ok::<_, Infallible>(answer.await) }
-                });
-                let conn = builder
-                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE when the limit is above what the process may open: back
+                    // off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::new());
+        let handler = handler.clone();
+        let seen = activity.clone();
+        let service = service_fn(move |req| {
+            let busy = Busy::start(seen.clone());
+            let answer = handler(req, peer);
+            async move {
+                let response = answer.await;
+                Ok::<_, Infallible>(response.map(|inner| Tracked { inner, _busy: busy }))
+            }
+        });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let conn = graceful.watch(conn);
+        let idle_limit = options.header_read_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                ended = conn => {
+                    if let Err(e) = ended {
                         tracing::debug!(%peer, error = %e, "connection closed with an error");
                     }
-                });
+                }
+                () = activity.idle_for(idle_limit) => {
+                    tracing::debug!(%peer, "no complete request head within header_read_timeout; closing");
+                }
             }
-        }
+        });
     }
     drop(listener);
     let open = graceful.count();
@@ -90,5 +206,109 @@ pub async fn serve<H, F>(
         .is_err()
     {
         tracing::warn!("drain deadline passed; closing the remaining connections");
+    }
+}
+
+/// What a connection is doing: how many requests are between a complete head and the
+/// end of their response, and when that last changed.
+struct Activity {
+    origin: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds from `origin` to the last request start or finish.
+    last_change_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Activity {
+            origin: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_change_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_change_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Completes once the connection has had no request in flight for `limit`: from
+    /// accept until the first complete request head, and between requests. This holds
+    /// for HTTP/1 and HTTP/2 alike, so a client that sends nothing, a byte, half a
+    /// preface, or only SETTINGS cannot hold a connection.
+    async fn idle_for(&self, limit: Duration) {
+        let mut wait = limit;
+        loop {
+            tokio::time::sleep(wait).await;
+            if self.in_flight.load(Ordering::Relaxed) > 0 {
+                wait = limit;
+                continue;
+            }
+            let since = Duration::from_millis(self.last_change_ms.load(Ordering::Relaxed));
+            let idle = self.origin.elapsed().saturating_sub(since);
+            if idle >= limit {
+                return;
+            }
+            wait = limit - idle;
+        }
+    }
+}
+
+/// One request in flight on a connection, from its complete head until its response
+/// body is finished or dropped.
+struct Busy(Arc<Activity>);
+
+impl Busy {
+    fn start(activity: Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        Busy(activity)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its request counted as in flight until it is done.
+pub struct Tracked {
+    inner: GateBody,
+    _busy: Busy,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_limit_leaves_room_for_the_app_and_the_admin_listener() {
+        assert_eq!(default_max_connections(256, true), 80);
+        assert_eq!(default_max_connections(256, false), 160);
+        assert_eq!(default_max_connections(1024, true), 464);
+        assert_eq!(default_max_connections(50, true), 16);
+        assert_eq!(default_max_connections(u64::MAX, true), 1 << 20);
     }
 }

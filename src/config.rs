@@ -830,6 +830,10 @@ mod tests {
         assert_eq!(c.token_cache_bytes, 4 * 1024 * 1024);
         assert_eq!(c.header_read_timeout, Duration::from_secs(10));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_connections, None, "sized from the fd limit");
+        assert_eq!(c.http2_keep_alive_interval, Duration::from_secs(20));
+        assert_eq!(c.http2_keep_alive_timeout, Duration::from_secs(20));
+        assert_eq!(c.allowed_upgrades, ["websocket"]);
         let upstream = c.upstream.as_ref().expect("upstream");
         assert_eq!(upstream.connect_timeout, Duration::from_secs(5));
         assert_eq!(upstream.request_timeout, Duration::from_secs(30));
@@ -923,6 +927,28 @@ mod tests {
             "log.format: \"xml\" must be \"pretty\" or \"json\"",
         ];
         assert_eq!(err.problems, want);
+    }
+
+    #[test]
+    fn upgrades_are_protocol_names_and_never_h2c() {
+        let with = |list: &str| Config::from_toml(&format!("allowed_upgrades = {list}\n{MINIMAL}"));
+        let c = with(r#"["WebSocket", "foo"]"#).expect("valid");
+        assert_eq!(c.allowed_upgrades, ["websocket", "foo"]);
+        assert_eq!(
+            with("[]").expect("valid").allowed_upgrades,
+            Vec::<String>::new()
+        );
+        let err = with(r#"["websocket", "H2C", "a b", ""]"#).expect_err("h2c");
+        assert_eq!(
+            err.problems,
+            [
+                "allowed_upgrades: \"h2c\" cannot be allowed: HTTP/2 streams on the upgraded connection would bypass the policy",
+                "allowed_upgrades: \"a b\" is not a protocol name",
+                "allowed_upgrades: \"\" is not a protocol name",
+            ]
+        );
+        let c = Config::from_toml(&format!("max_connections = 500\n{MINIMAL}")).expect("valid");
+        assert_eq!(c.max_connections, Some(500));
     }
 
     #[test]

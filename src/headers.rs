@@ -42,7 +42,8 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
         .collect();
     for name in listed {
-        if !(keep_upgrade && name == header::UPGRADE) && !END_TO_END.contains(&name) {
+        let kept = END_TO_END.contains(&name) || (keep_upgrade && name == header::UPGRADE);
+        if !kept {
             headers.remove(name);
         }
     }

@@ -567,28 +567,7 @@ mod tests {
             .map(|g| g.rules().map(|r| r.id().to_string()).collect())
     }
 
-    const READINGS: &str = r#"
-        [[rule]]
-        name = "public"
-        path = "/public/**"
-        allow = "anyone"
-
-        [[rule]]
-        name = "admin"
-        path = "/admin/**"
-        groups = ["admins"]
-
-        [[rule]]
-        name = "export"
-        path = "/invoices/*/export"
-        methods = ["POST"]
-        groups = ["finance"]
-
-        [[rule]]
-        name = "app"
-        path = "/**"
-        allow = "authenticated"
-    "#;
+    const READINGS: &str = include_str!("../tests/policies/readings.toml");
 
     #[test]
     fn every_reading_a_router_makes_is_governed() {

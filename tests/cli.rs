@@ -71,6 +71,19 @@ async fn run_gate(
     jwks: &JwksServer,
     extra: &str,
 ) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
+    run_gate_with(tag, upstream, jwks, "", extra, None).await
+}
+
+/// [`run_gate`] with top-level keys `top`, under a shell's `ulimit -n fd_limit` when
+/// one is given (soft and hard alike, so the gate cannot raise it).
+async fn run_gate_with(
+    tag: &str,
+    upstream: &Upstream,
+    jwks: &JwksServer,
+    top: &str,
+    extra: &str,
+    fd_limit: Option<u32>,
+) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
     // Released just before the binary binds them; a clash would fail loudly, not pass.
     let (listen, admin) = (reserve_port().await.addr, reserve_port().await.addr);
     let policy = temp_file(&format!("{tag}-policy.toml"), POLICY);
@@ -79,11 +92,19 @@ async fn run_gate(
         &format!(
             "listen = \"{listen}\"\nadmin_listen = \"{admin}\"\npolicy_file = {:?}\n{}\n{extra}\n",
             policy.display().to_string(),
-            config(&upstream.url(), &jwks.url(), "")
+            config(&upstream.url(), &jwks.url(), top)
         ),
     );
+    let mut command = match fd_limit {
+        None => Command::new(BIN),
+        Some(n) => {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+            sh
+        }
+    };
     let child = Running(Some(
-        Command::new(BIN)
+        command
             .args(["run", "--config"])
             .arg(&config)
             .stderr(Stdio::piped())
@@ -340,11 +361,63 @@ async fn every_request_writes_one_json_access_line_without_the_token() {
         .await;
         assert_eq!(status, want, "{path}");
     }
+    {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
+        let mut request = format!("ws://{listen}/ws").into_client_request().unwrap();
+        request
+            .headers_mut()
+            .insert("authorization", alice.parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        ws.send(Message::text("twelve bytes")).await.unwrap();
+        assert!(ws.next().await.unwrap().unwrap().is_text());
+        ws.close(None).await.unwrap();
+        while ws.next().await.is_some() {}
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let (_, stderr) = child.stop().await;
     assert!(
         !stderr.contains("eyJ"),
         "a token reached the log:\n{stderr}"
     );
+    // The WebSocket session's own line, when it ends: how long, and how much.
+    let session: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| l["message"] == "upgraded connection closed")
+        .collect();
+    assert_eq!(session.len(), 1, "{stderr}");
+    let session = &session[0];
+    assert_eq!(
+        (
+            &session["target"],
+            &session["path"],
+            &session["sub"],
+            &session["rule"]
+        ),
+        (
+            &serde_json::json!("cognito_gate::access"),
+            &serde_json::json!("/ws"),
+            &serde_json::json!("alice"),
+            &serde_json::json!("app")
+        ),
+        "{session}"
+    );
+    // A masked 12-byte text frame plus a close frame from the client; the echo and the
+    // close reply from the app.
+    assert!(
+        session["bytes_from_client"].as_u64().unwrap() >= 18 + 6,
+        "{session}"
+    );
+    assert!(
+        session["bytes_from_upstream"].as_u64().unwrap() >= 14 + 2,
+        "{session}"
+    );
+    assert!(session["duration_ms"]
+        .as_str()
+        .unwrap()
+        .parse::<f64>()
+        .is_ok());
 
     let lines: Vec<serde_json::Value> = stderr
         .lines()
@@ -369,6 +442,7 @@ async fn every_request_writes_one_json_access_line_without_the_token() {
         ("/missing", 404, "allow", "app", "alice", "INFO"),
         ("/admin/reports", 403, "deny", "admin", "bob", "INFO"),
         ("/admin/reports", 401, "deny", "admin", "-", "INFO"),
+        ("/ws", 101, "allow", "app", "alice", "INFO"),
     ]
     .map(|(p, s, d, r, u, l)| {
         (
@@ -388,6 +462,50 @@ async fn every_request_writes_one_json_access_line_without_the_token() {
             "{line}"
         );
     }
+}
+
+#[tokio::test]
+async fn silent_connections_cannot_exhaust_file_descriptors() {
+    // The attack: 300 connections that never speak, against a process allowed 256 open
+    // files. The gate must keep answering probes, and serve real requests again as
+    // soon as the silent ones are cut off.
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (child, listen, admin) = run_gate_with(
+        "fds",
+        &upstream,
+        &jwks,
+        "header_read_timeout = \"1s\"",
+        "",
+        Some(256),
+    )
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(tokio::net::TcpStream::connect(listen).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        let (status, _, _) = get(&format!("http://{admin}/readyz"), &[]).await;
+        assert_eq!(status, 200, "/readyz stopped answering");
+    }
+    let started = std::time::Instant::now();
+    let (status, _, _) = tokio::time::timeout(
+        Duration::from_secs(15),
+        get(
+            &format!("http://{listen}/app"),
+            &[("authorization", &bearer(key_a(), "x", &[]))],
+        ),
+    )
+    .await
+    .expect("a real request was never answered");
+    assert_eq!(status, 200, "after {:?}", started.elapsed());
+    drop(silent);
+    let (_, stderr) = child.stop().await;
+    assert!(
+        !stderr.contains("Too many open files"),
+        "the gate ran out of file descriptors:\n{stderr}"
+    );
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod common;
 
 use std::time::Duration;
 
+use cognito_gate::issuer::SigningKey;
 use cognito_gate::Clock;
 use common::*;
 
@@ -224,10 +225,11 @@ async fn real_cognito_tokens_are_expired_today() {
     assert_eq!(upstream.count(), 0);
 }
 
-#[tokio::test]
-async fn a_remembered_token_is_refused_once_its_key_leaves_the_key_set() {
+/// A gate whose JWKS serves `keys`, and a token signed by key A that it has verified
+/// and remembered.
+async fn remembering(keys: &[&SigningKey]) -> (Gate, Upstream, JwksServer, String) {
     let upstream = Upstream::start().await;
-    let jwks = JwksServer::start(&[key_a(), key_b()]).await;
+    let jwks = JwksServer::start(keys).await;
     let gate = Gate::start(&config(&upstream.url(), &jwks.url(), ""), POLICY).await;
     gate.wait_ready(Duration::from_secs(10)).await;
     let signed_by_a = bearer(key_a(), "alice", &[]);
@@ -239,11 +241,16 @@ async fn a_remembered_token_is_refused_once_its_key_leaves_the_key_set() {
             200
         );
     }
+    (gate, upstream, jwks, signed_by_a)
+}
 
-    // Key A is withdrawn; an unknown kid after the cooldown makes the gate refetch.
-    jwks.set_keys(&[key_b()]);
+/// Publishes `keys`, then makes the gate refetch them: an unknown kid after the
+/// cooldown (1 s in the test config) causes exactly one fetch.
+async fn republish(gate: &Gate, jwks: &JwksServer, keys: &[&SigningKey]) {
+    jwks.set_keys(keys);
+    let fetches = jwks.fetches();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let stranger = cognito_gate::issuer::SigningKey::generate("key-c").unwrap();
+    let stranger = SigningKey::generate("key-c").unwrap();
     assert_eq!(
         get(
             &gate.url("/app"),
@@ -253,6 +260,18 @@ async fn a_remembered_token_is_refused_once_its_key_leaves_the_key_set() {
         .0,
         401
     );
+    assert_eq!(
+        jwks.fetches(),
+        fetches + 1,
+        "the unknown kid caused a refetch"
+    );
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_its_key_leaves_the_key_set() {
+    let (gate, _upstream, jwks, signed_by_a) = remembering(&[key_a(), key_b()]).await;
+    // Key A is withdrawn.
+    republish(&gate, &jwks, &[key_b()]).await;
 
     let (status, h, _) = get(&gate.url("/app"), &[("authorization", &signed_by_a)]).await;
     assert_eq!(
@@ -295,4 +314,31 @@ async fn a_remembered_token_still_expires_on_time() {
         .to_str()
         .unwrap()
         .contains("token has expired"));
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_its_kid_names_another_key() {
+    let (gate, _upstream, jwks, signed_by_a) = remembering(&[key_a()]).await;
+    // The key set is republished with the same kid and new key material.
+    let successor = SigningKey::generate(key_a().kid()).unwrap();
+    republish(&gate, &jwks, &[&successor]).await;
+
+    let (status, h, _) = get(&gate.url("/app"), &[("authorization", &signed_by_a)]).await;
+    assert_eq!(
+        status, 401,
+        "a token whose kid now names another key must not be served from memory"
+    );
+    assert!(h["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("signature is invalid"));
+    assert_eq!(
+        get(
+            &gate.url("/app"),
+            &[("authorization", &bearer(&successor, "bob", &[]))]
+        )
+        .await
+        .0,
+        200
+    );
 }

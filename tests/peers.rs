@@ -190,6 +190,8 @@ struct Quirks {
     challenge_on_403: bool,
     /// nginx's `proxy_set_header` with an empty value removes the header.
     drops_empty_headers: bool,
+    /// Caddy (Go) escapes a raw `#` in the request target as `%23`.
+    escapes_fragments: bool,
 }
 
 /// What every peer must guarantee, checked through `peer`.
@@ -363,6 +365,134 @@ async fn exercise(name: &str, peer: &Peer, upstream: &Upstream, quirks: Quirks) 
         before,
         "{name}: a path trick reached the app"
     );
+
+    // Methods that are not upper case, and methods that cannot be forwarded.
+    let before = upstream.count();
+    for method in ["delete", "Delete", "DeLeTe", "post", "CONNECT", "TRACE"] {
+        let (status, answer) = raw(
+            peer.addr,
+            &format!(
+                "{method} /reports/1 HTTP/1.1\r\nHost: app.test\r\nAuthorization: {reader}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(
+            !(200..300).contains(&status),
+            "{name}: {method} was allowed: {answer}"
+        );
+    }
+    assert_eq!(
+        upstream.count(),
+        before,
+        "{name}: a bad method reached the app"
+    );
+
+    // A `#` in the request target. nginx passes it raw in $request_uri, and the gate
+    // refuses it; Caddy (Go) escapes it to %23 for the gate and the app alike, so the
+    // app receives exactly the segment that was judged, never a delimiter.
+    // (With Caddy, /admin%23x is the app rule's, and POST /reports/7%23 still needs
+    // finance and editors.)
+    let fragments = [
+        ("GET", "/admin#x", 200),
+        ("POST", "/reports/7#", 403),
+        ("GET", "/admin#/x", 200),
+    ];
+    for (method, path, escaped_status) in fragments {
+        let before = upstream.count();
+        let (status, answer) = raw(
+            peer.addr,
+            &format!(
+                "{method} {path} HTTP/1.1\r\nHost: app.test\r\nAuthorization: {reader}\r\n\
+                 Content-Length: 0\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        if quirks.escapes_fragments && escaped_status == 200 {
+            assert_eq!(status, 200, "{name}: {method} {path}: {answer}");
+            assert_eq!(upstream.last().uri, path.replace('#', "%23"), "{name}");
+        } else if quirks.escapes_fragments {
+            assert_eq!(status, escaped_status, "{name}: {method} {path}: {answer}");
+            assert_eq!(upstream.count(), before, "{name}: {path} reached the app");
+        } else {
+            assert!(
+                !(200..300).contains(&status),
+                "{name}: {method} {path} was allowed: {answer}"
+            );
+            assert_eq!(
+                upstream.count(),
+                before,
+                "{name}: a fragment reached the app"
+            );
+        }
+    }
+    let before = upstream.count();
+
+    // Case-insensitive routers would serve these as the admin pages.
+    for path in ["/ADMIN/x", "/Admin", "/aDmIn/reports/", "/%41dmin/x"] {
+        assert_eq!(
+            raw_get(peer.addr, path, Some(&bob)).await,
+            403,
+            "{name}: {path}"
+        );
+    }
+    assert_eq!(upstream.count(), before, "{name}: /ADMIN reached the app");
+
+    // An h2c upgrade offer is never tunnelled: the streams after it would be unjudged.
+    for upgrade in ["h2c", "H2C"] {
+        let mut stream = tokio::net::TcpStream::connect(peer.addr).await.unwrap();
+        let request = format!(
+            "GET /public/x HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+             Upgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        );
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        stream.write_all(request.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await;
+        let mut answer = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(3), stream.read(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer[..n]).into_owned();
+        assert!(!answer.contains(" 101 "), "{name} {upgrade}: {answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for seen in upstream.seen() {
+        assert_eq!(
+            seen.header("upgrade"),
+            None,
+            "{name}: an upgrade reached the app"
+        );
+    }
+    assert!(
+        upstream.tunnelled().is_empty(),
+        "{name}: bytes were tunnelled"
+    );
+
+    // A client naming the identity headers in Connection cannot make them vanish.
+    let (status, _) = raw(
+        peer.addr,
+        &format!(
+            "GET /admin/x HTTP/1.1\r\nHost: app.test\r\nAuthorization: {alice}\r\n\
+             Connection: X-User-Sub, X-User-Groups, close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{name}");
+    let seen = upstream.last();
+    assert_eq!(
+        seen.identity_like("x-user-sub"),
+        [("x-user-sub".to_owned(), "alice".to_owned())],
+        "{name}: Connection removed the identity"
+    );
+    assert_eq!(
+        seen.header("x-user-groups").as_deref(),
+        Some("admins,Team%20Leads"),
+        "{name}"
+    );
 }
 
 #[tokio::test]
@@ -374,6 +504,7 @@ async fn nginx_auth_request_with_the_shipped_config() {
     let quirks = Quirks {
         challenge_on_403: false,
         drops_empty_headers: true,
+        escapes_fragments: false,
     };
     exercise("nginx", &nginx, &upstream, quirks).await;
     // nginx drops the empty header rather than sending it: the app sees none at all.
@@ -394,6 +525,20 @@ async fn caddy_forward_auth_with_the_shipped_caddyfile() {
     let quirks = Quirks {
         challenge_on_403: true,
         drops_empty_headers: false,
+        escapes_fragments: true,
     };
+    // The request_header deletions run before forward_auth: a client's own
+    // X-Original-* never reaches the gate (which would refuse two families with 400).
+    let (status, _, body) = get(
+        &format!("http://{}/public/page", caddy.addr),
+        &[
+            ("X-Original-URI", "/admin/x"),
+            ("X-Original-Method", "DELETE"),
+        ],
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert_eq!(upstream.last().uri, "/public/page");
+
     exercise("caddy", &caddy, &upstream, quirks).await;
 }

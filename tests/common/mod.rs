@@ -221,9 +221,12 @@ impl Seen {
 /// An app that records every request. Routes: `/ws` (WebSocket echo), `/upload`
 /// (answers the byte count of the streamed body), `/download?bytes=N` (streams N
 /// bytes), `/slow` (answers after one second), `/missing` (404), anything else: 200 "ok".
+/// Like Hypercorn, it accepts any other upgrade it is offered (`h2c` included) on any
+/// path, answers 101, and records every byte that then arrives on the tunnel.
 pub struct Upstream {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    tunnelled: Arc<Mutex<Vec<u8>>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -232,11 +235,15 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        let stop = spawn_server(listener, move |req| upstream_handler(req, s.clone()));
+        let tunnelled = Arc::new(Mutex::new(Vec::new()));
+        let (s, t) = (seen.clone(), tunnelled.clone());
+        let stop = spawn_server(listener, move |req| {
+            upstream_handler(req, s.clone(), t.clone())
+        });
         Upstream {
             addr,
             seen,
+            tunnelled,
             _stop: stop,
         }
     }
@@ -256,17 +263,47 @@ impl Upstream {
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
+
+    /// Every byte that reached the app on a non-WebSocket upgraded connection.
+    pub fn tunnelled(&self) -> Vec<u8> {
+        self.tunnelled.lock().unwrap().clone()
+    }
 }
 
 async fn upstream_handler(
     mut req: Request<Incoming>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    tunnelled: Arc<Mutex<Vec<u8>>>,
 ) -> Response<Body> {
     seen.lock().unwrap().push(Seen {
         method: req.method().to_string(),
         uri: req.uri().to_string(),
         headers: req.headers().clone(),
     });
+    let offered = req
+        .headers()
+        .get("upgrade")
+        .map(|v| v.to_str().unwrap_or("").to_owned());
+    if let Some(protocol) = offered.filter(|_| req.uri().path() != "/ws") {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let Ok(upgraded) = upgrade.await else { return };
+            let mut io = TokioIo::new(upgraded);
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = io.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                tunnelled.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("upgrade", protocol)
+            .header("connection", "upgrade")
+            .body(full(""))
+            .unwrap();
+    }
     match req.uri().path() {
         "/ws" => {
             let key = req

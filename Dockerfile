@@ -1,5 +1,9 @@
 # cognito-gate: a distroless image with the binary, the example config and policy.
 # Build: docker build -t cognito-gate .
+#
+# The default image is built without the `dev` feature: it has no `demo` and no
+# `dev-issuer` subcommand, and no token-signing code. The development issuer that
+# docker-compose.yml runs is a separate target: docker build --target dev-issuer .
 
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
@@ -10,14 +14,28 @@ RUN mkdir -p src benches config \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs config/policy.toml \
  && echo 'fn main() {}' > benches/authorize.rs \
- && cargo build --release --locked \
+ && cargo build --release --locked --no-default-features \
  && rm -rf src benches config
 COPY src ./src
 COPY benches ./benches
 COPY config ./config
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked
+ && cargo build --release --locked --no-default-features
 
+# The same binary with the `dev` feature, for the development issuer only.
+FROM build AS dev-build
+RUN cargo build --release --locked \
+ && cp target/release/cognito-gate /cognito-gate-dev
+
+# DEVELOPMENT ONLY: mints tokens that a gate trusting its JWKS accepts.
+FROM gcr.io/distroless/cc-debian12:nonroot AS dev-issuer
+COPY --from=dev-build /cognito-gate-dev /usr/local/bin/cognito-gate
+USER 65532:65532
+EXPOSE 9400
+ENTRYPOINT ["/usr/local/bin/cognito-gate"]
+CMD ["dev-issuer", "--listen", "0.0.0.0:9400"]
+
+# The production image: the default target.
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/cognito-gate /usr/local/bin/cognito-gate
 COPY config/container.toml /etc/cognito-gate/cognito-gate.toml

@@ -8,10 +8,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::Method;
 use serde_json::json;
 
-use cognito_gate::issuer::SigningKey;
-use cognito_gate::jwks::parse_key_set;
-use cognito_gate::path::canonicalize;
-use cognito_gate::verify::Verifier;
+use cognito_gate::internals::canonicalize;
+use cognito_gate::internals::issuer::SigningKey;
+use cognito_gate::internals::parse_key_set;
+use cognito_gate::internals::Verifier;
 use cognito_gate::{Config, Policy};
 
 const ISS: &str = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Bench1234";

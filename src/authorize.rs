@@ -1,6 +1,7 @@
-//! The one decision core. The reverse proxy (and any decision endpoint) hands it the
+//! The one decision core. The reverse proxy and every decision endpoint hand it the
 //! request's method, raw path and headers; it answers with the canonical path to
 //! forward, the rule that decided, and either the caller's identity or why not.
+//! May import `policy`, `token`, `path`, `config` and `wire`; nothing from `http`.
 
 use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,12 +9,37 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
-use crate::error::AuthError;
-use crate::headers::upgrade_allowed;
-use crate::jwks::KeyStore;
-use crate::path;
+use crate::path::{self, PathError};
 use crate::policy::{Policy, RuleId};
-use crate::verify::{Identity, TokenError, Verifier};
+use crate::token::{Identity, KeyStore, TokenError, Verifier, VerifyError};
+use crate::wire::upgrade_allowed;
+
+/// Why `authorize` refused a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("the method must be an upper-case token (RFC 9110 §9.1)")]
+    BadMethod,
+    #[error("this method cannot be forwarded")]
+    MethodNotAllowed,
+    #[error("this protocol upgrade is not allowed (see allowed_upgrades)")]
+    UpgradeNotAllowed,
+    #[error("{0}")]
+    BadPath(PathError),
+    #[error("more than one Authorization header")]
+    AmbiguousCredentials,
+    #[error("no bearer token")]
+    MissingToken,
+    #[error("{0}")]
+    InvalidToken(TokenError),
+    /// Our fault, not the token's: the pool's signing keys could not be fetched.
+    #[error("signing keys are unavailable")]
+    KeysUnavailable,
+    /// The token is valid, but its groups or scopes do not satisfy the rule.
+    #[error("the token's groups or scopes are not allowed by the rule")]
+    NotGranted,
+    #[error("no policy rule matches this request")]
+    NoMatchingRule,
+}
 
 /// Where "now" comes from. Injected so that tests can verify tokens that Cognito
 /// issued years ago, at an instant inside their validity window.
@@ -36,15 +62,16 @@ impl Clock {
     }
 }
 
-/// What `authorize` needs to know about a request.
+/// What `authorize` needs to know about a request. The decision borrows only the path
+/// (`'p`), so the caller may move the request once it has the answer.
 #[derive(Debug, Clone, Copy)]
-pub struct RequestFacts<'a> {
-    pub method: &'a Method,
+pub struct RequestFacts<'r, 'p> {
+    pub method: &'r Method,
     /// The path as received, without the query.
-    pub path: &'a str,
+    pub path: &'p str,
     /// The headers as they will be forwarded, as far as `Upgrade` and `Authorization`
     /// go: the proxy drops an h2c offer before asking; a decision endpoint cannot.
-    pub headers: &'a HeaderMap,
+    pub headers: &'r HeaderMap,
 }
 
 /// Methods must be upper-case tokens: Werkzeug (Flask) upper-cases `delete` and runs
@@ -109,17 +136,12 @@ impl Authorizer {
         }
     }
 
-    /// The key store, for readiness reporting.
-    pub fn keys(&self) -> &KeyStore {
-        &self.keys
-    }
-
     /// Checks the method and any upgrade, canonicalizes the path (refusing doubtful
     /// ones), finds the rule of every reading of the path (see [`Policy::govern`]),
     /// and, if one of them needs a token, verifies it and checks every rule's grant.
     /// The strictest answer wins: a reading no rule matches denies outright, then a
     /// missing or bad token, then the first rule whose grant refuses the identity.
-    pub async fn authorize<'a>(&self, req: RequestFacts<'a>) -> Decision<'a> {
+    pub async fn authorize<'p>(&self, req: RequestFacts<'_, 'p>) -> Decision<'p> {
         if let Err(e) = check_method(req.method) {
             return Decision::refused(None, e);
         }
@@ -149,7 +171,7 @@ impl Authorizer {
             .rules()
             .find(|r| !r.grant().admits(Some(&identity)))
         {
-            Some(refusing) => (Some(refusing.id().clone()), Err(AuthError::GroupNotAllowed)),
+            Some(refusing) => (Some(refusing.id().clone()), Err(AuthError::NotGranted)),
             None => (primary, Ok(path)),
         };
         Decision {
@@ -164,7 +186,10 @@ impl Authorizer {
         self.verifier
             .verify(token, &self.keys, self.clock.now())
             .await
-            .map_err(AuthError::InvalidToken)
+            .map_err(|e| match e {
+                VerifyError::Token(e) => AuthError::InvalidToken(e),
+                VerifyError::KeysUnavailable => AuthError::KeysUnavailable,
+            })
     }
 }
 

@@ -55,3 +55,16 @@ where
         .pool_idle_timeout(idle_timeout)
         .build(connector)
 }
+
+/// An error with its sources, since hyper-util's client error alone says only
+/// "client error (Connect)".
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

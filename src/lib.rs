@@ -1,176 +1,51 @@
 //! cognito-gate: an authorization sidecar that verifies Amazon Cognito tokens and
 //! enforces a path policy in front of an unmodified HTTP app.
 //!
-//! A request flows: [`server`] accepts it → [`proxy`] hands method, path and headers
-//! to [`authorize`] → [`path`] canonicalizes the path → [`policy`] picks the rule →
-//! [`verify`] checks the token with keys from [`jwks`] → [`proxy`] strips and injects
-//! [`headers`] and streams the request to the upstream through [`client`]. The
-//! [`decision`] endpoints hand the original request to the same [`authorize`] core
-//! and answer with the verdict only.
+//! The public API is [`run`] with its [`Listeners`], [`Config`], [`Policy`], [`Clock`]
+//! and [`StartError`]. The module map, floor by floor (each imports only its own floor
+//! and below; `tests/layout.rs` checks it):
+//!
+//! - `config`, `path`, `wire`: settings, canonical paths, header-name facts.
+//! - `client`: the outbound HTTP client (key fetches, the upstream).
+//! - `token`: identity, verification, signing keys, the verified-token cache.
+//! - `policy`: rules, routing and grants (pure).
+//! - `authorize`: the one decision core.
+//! - `http`: accept loop, proxy, decision endpoints, admin, headers, answers, log;
+//!   `logging`: the subscriber.
+//! - `dev` (feature `dev`): the demo and the development issuer.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-pub mod admin;
-pub mod authorize;
-pub mod client;
-pub mod config;
-pub mod decision;
-pub mod demo;
-pub mod error;
-pub mod headers;
-pub mod issuer;
-pub mod jwks;
-pub mod logging;
-pub mod path;
-pub mod policy;
-pub mod proxy;
-pub mod server;
-pub mod verify;
-
-use std::future::Future;
-use std::sync::Arc;
-
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+mod authorize;
+mod client;
+mod config;
+#[cfg(feature = "dev")]
+mod dev;
+mod gate;
+mod http;
+mod logging;
+mod path;
+mod policy;
+mod token;
+mod wire;
 
 pub use authorize::Clock;
 pub use config::Config;
+pub use gate::{run, Listeners, StartError};
 pub use policy::Policy;
 
-use crate::authorize::Authorizer;
-use crate::decision::DecisionService;
-use crate::headers::IdentityHeaders;
-use crate::jwks::KeyStore;
-use crate::proxy::Proxy;
-use crate::server::ServerOptions;
-use crate::verify::Verifier;
-
-/// The sockets the gate serves on, bound by the caller (port 0 in tests). `proxy` is
-/// used when `upstream` is configured, `authz` when `authz.listen` is.
-pub struct Listeners {
-    pub proxy: Option<TcpListener>,
-    pub admin: TcpListener,
-    pub authz: Option<TcpListener>,
-}
-
-/// Why the gate could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("TLS set-up failed: {0}")]
-    Tls(#[from] rustls::Error),
-    #[error("{0} is configured but no listener was given for it")]
-    MissingListener(&'static str),
-}
-
-/// How long the JWKS client keeps idle connections to a key server.
-const JWKS_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
-
-/// Runs the gate until `shutdown` completes, then drains in-flight requests for at
-/// most `config.shutdown_timeout` and returns.
-pub async fn run(
-    config: Config,
-    policy: Policy,
-    listeners: Listeners,
-    clock: Clock,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), StartError> {
-    let jwks_connector = client::connector(config.jwks.fetch_timeout)?;
-    let (keys, _refreshers) = KeyStore::start(
-        &config.pools,
-        &config.jwks,
-        client::client(jwks_connector, JWKS_IDLE_TIMEOUT),
-    );
-    let verifier = Verifier::new(
-        &config.pools,
-        config.max_token_bytes,
-        config.token_cache_bytes,
-    );
-    let authz = Arc::new(Authorizer::new(
-        policy,
-        verifier,
-        keys.clone(),
-        clock,
-        config.allowed_upgrades.clone(),
-    ));
-    let identity = IdentityHeaders::new(&config.headers);
-    let options = ServerOptions {
-        header_read_timeout: config.header_read_timeout,
-        max_header_bytes: config.max_header_bytes,
-        shutdown_timeout: config.shutdown_timeout,
-        http2_keep_alive_interval: config.http2_keep_alive_interval,
-        http2_keep_alive_timeout: config.http2_keep_alive_timeout,
-    };
-    // One budget for the proxy and decision listeners, and a separate one for the
-    // admin listener, so that probes still answer when the others are full.
-    let max_connections = config.max_connections.unwrap_or_else(|| {
-        let fds = server::fd_limit().unwrap_or(1024);
-        server::default_max_connections(fds, config.upstream.is_some())
-    });
-    tracing::info!(max_connections, "connection limit");
-    let connections = Arc::new(Semaphore::new(max_connections));
-    let admin_connections = Arc::new(Semaphore::new(server::ADMIN_CONNECTIONS));
-    let (stop, stopped) = watch::channel(false);
-    let mut servers = Vec::new();
-
-    let pools = Arc::new(config.pools.clone());
-    servers.push(tokio::spawn(server::serve(
-        listeners.admin,
-        options,
-        admin_connections,
-        move |req, _peer| {
-            let response = admin::answer(&req, &keys, &pools);
-            async move { response }
-        },
-        stopped.clone(),
-    )));
-
-    if let Some(upstream) = config.upstream {
-        let listener = listeners
-            .proxy
-            .ok_or(StartError::MissingListener("upstream"))?;
-        let connector = client::connector(upstream.connect_timeout)?;
-        let proxy = Arc::new(Proxy::new(
-            authz.clone(),
-            client::client(connector, upstream.idle_timeout),
-            upstream,
-            identity.clone(),
-            config.headers.forward_authorization,
-        ));
-        servers.push(tokio::spawn(server::serve(
-            listener,
-            options,
-            connections.clone(),
-            move |req, peer| {
-                let proxy = proxy.clone();
-                async move { proxy.handle(req, peer).await }
-            },
-            stopped.clone(),
-        )));
-    }
-
-    if let Some(settings) = config.authz {
-        let listener = listeners
-            .authz
-            .ok_or(StartError::MissingListener("authz.listen"))?;
-        let decisions = Arc::new(DecisionService::new(authz, identity, settings));
-        servers.push(tokio::spawn(server::serve(
-            listener,
-            options,
-            connections,
-            move |req, peer| {
-                let decisions = decisions.clone();
-                async move { decisions.handle(req, peer).await }
-            },
-            stopped,
-        )));
-    }
-
-    shutdown.await;
-    tracing::info!("shutting down: no new connections, draining in-flight requests");
-    let _ = stop.send(true);
-    for server in servers {
-        let _ = server.await;
-    }
-    Ok(())
+/// For the binary, the integration tests and the benchmarks: not a stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::config::{LogConfig, LogFormat};
+    #[cfg(feature = "dev")]
+    pub use crate::dev::{demo, issuer};
+    pub use crate::http::admin::probe;
+    pub use crate::http::headers::ROUTING_OVERRIDES;
+    pub use crate::http::server::raise_fd_limit;
+    pub use crate::logging::init as init_logging;
+    pub use crate::path::canonicalize;
+    pub use crate::policy::Grant;
+    pub use crate::token::{parse_key_set, Verifier};
 }

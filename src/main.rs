@@ -9,10 +9,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tokio::net::TcpListener;
 
-use cognito_gate::config::{LogConfig, LogFormat};
-use cognito_gate::demo::{self, DemoOptions};
-use cognito_gate::policy::Grant;
-use cognito_gate::{logging, Clock, Config, Listeners, Policy};
+#[cfg(feature = "dev")]
+use cognito_gate::internals::demo::{self, DemoOptions};
+use cognito_gate::internals::{init_logging, probe, raise_fd_limit, Grant};
+#[cfg(feature = "dev")]
+use cognito_gate::internals::{LogConfig, LogFormat};
+use cognito_gate::{Clock, Config, Listeners, Policy};
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +43,7 @@ enum Command {
     /// Validate the configuration and the policy, print a summary, exit non-zero on problems.
     Check,
     /// Run a self-contained demo on loopback: local issuer, echo app and the gate.
+    #[cfg(feature = "dev")]
     Demo {
         /// Where the gate listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -59,6 +62,7 @@ enum Command {
         url: Option<String>,
     },
     /// DEVELOPMENT ONLY: serve a local JWKS and mint tokens that a gate trusting it accepts.
+    #[cfg(feature = "dev")]
     DevIssuer {
         #[arg(long, default_value = "127.0.0.1:9400")]
         listen: SocketAddr,
@@ -86,12 +90,13 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => runtime.block_on(run(cli.config)),
         Command::Check => check(&cli.config),
+        #[cfg(feature = "dev")]
         Command::Demo {
             listen,
             admin_listen,
             policy,
         } => {
-            logging::init(&LogConfig {
+            init_logging(&LogConfig {
                 level: "info".into(),
                 format: LogFormat::Pretty,
             });
@@ -105,6 +110,7 @@ fn main() -> ExitCode {
                 .map_err(|e| e.to_string())
         }
         Command::Health { url } => runtime.block_on(health(&cli.config, url)),
+        #[cfg(feature = "dev")]
         Command::DevIssuer {
             listen,
             pool_id,
@@ -130,8 +136,8 @@ fn load(config_file: &Path) -> Result<(Config, Policy), String> {
 
 async fn run(config_file: PathBuf) -> Result<(), String> {
     let (config, policy) = load(&config_file)?;
-    logging::init(&config.log);
-    let fds = cognito_gate::server::raise_fd_limit();
+    init_logging(&config.log);
+    let fds = raise_fd_limit();
     tracing::debug!(fd_limit = ?fds, "open-file limit");
     let bind = |addr: SocketAddr| async move {
         TcpListener::bind(addr)
@@ -223,18 +229,19 @@ async fn health(config_file: &Path, url: Option<String>) -> Result<(), String> {
         }
     };
     let url: http::Uri = url.parse().map_err(|_| format!("{url:?} is not a URL"))?;
-    cognito_gate::admin::probe(&url, std::time::Duration::from_secs(3)).await?;
+    probe(&url, std::time::Duration::from_secs(3)).await?;
     println!("ok: {url}");
     Ok(())
 }
 
+#[cfg(feature = "dev")]
 async fn dev_issuer(listen: SocketAddr, pool_id: &str, client_id: &str) -> Result<(), String> {
-    logging::init(&LogConfig {
+    use cognito_gate::internals::issuer;
+    init_logging(&LogConfig {
         level: "info".into(),
         format: LogFormat::Pretty,
     });
-    let issuer =
-        cognito_gate::issuer::DevIssuer::new(pool_id, client_id).map_err(|e| e.to_string())?;
+    let issuer = issuer::DevIssuer::new(pool_id, client_id).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -248,7 +255,7 @@ async fn dev_issuer(listen: SocketAddr, pool_id: &str, client_id: &str) -> Resul
         jwks = issuer.jwks_path(),
         iss = issuer.issuer(),
     );
-    cognito_gate::issuer::serve(std::sync::Arc::new(issuer), listener, shutdown_signal()).await;
+    issuer::serve(std::sync::Arc::new(issuer), listener, shutdown_signal()).await;
     Ok(())
 }
 

@@ -1,5 +1,7 @@
 //! The `cognito-gate` binary as a user runs it: the demo's printed commands answer
 //! what they promise, `check` validates, and SIGTERM ends `run` cleanly.
+// The tests sign their tokens with the development issuer (feature `dev`).
+#![cfg(feature = "dev")]
 
 mod common;
 

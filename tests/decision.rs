@@ -2,6 +2,8 @@
 //! ext_authz (path prefix + original path and query, the original method, the
 //! Authorization header) and the forward-auth header families of nginx and
 //! Traefik/Caddy. Envoy cannot be installed here, so its contract is replayed.
+// The tests sign their tokens with the development issuer (feature `dev`).
+#![cfg(feature = "dev")]
 
 mod common;
 

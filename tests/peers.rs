@@ -3,6 +3,8 @@
 //!
 //! With CI=true a missing binary fails these tests; elsewhere they are skipped with a
 //! message naming the Debian package to install.
+// The tests sign their tokens with the development issuer (feature `dev`).
+#![cfg(feature = "dev")]
 
 mod common;
 
@@ -337,7 +339,7 @@ async fn exercise(name: &str, peer: &Peer, upstream: &Upstream, quirks: Quirks) 
     ];
     assert_eq!(get(&url("/public/page"), overrides).await.0, 200, "{name}");
     let seen = upstream.last();
-    for header in cognito_gate::headers::ROUTING_OVERRIDES {
+    for header in cognito_gate::internals::ROUTING_OVERRIDES {
         assert_eq!(
             seen.identity_like(header),
             [],

@@ -1,5 +1,7 @@
 //! The reverse proxy end to end, over real sockets: what the client gets back and
 //! exactly what the upstream app received.
+// The tests sign their tokens with the development issuer (feature `dev`).
+#![cfg(feature = "dev")]
 
 mod common;
 
@@ -109,7 +111,7 @@ async fn invalid_tokens_get_401_with_a_bearer_challenge_and_never_reach_the_app(
         c[key] = value;
         format!("Bearer {}", token(key_a(), &c))
     };
-    let other_key = cognito_gate::issuer::SigningKey::generate("key-a").unwrap();
+    let other_key = cognito_gate::internals::issuer::SigningKey::generate("key-a").unwrap();
     let cases: Vec<(&str, Option<String>, Option<&str>)> = vec![
         ("missing", None, None),
         (
@@ -368,7 +370,7 @@ async fn method_and_path_override_headers_never_reach_the_app() {
         (seen.method.as_str(), seen.uri.as_str()),
         ("GET", "/public/page")
     );
-    for name in cognito_gate::headers::ROUTING_OVERRIDES {
+    for name in cognito_gate::internals::ROUTING_OVERRIDES {
         assert_eq!(seen.identity_like(name), [], "{name} reached the app");
     }
 }

@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use cognito_gate::issuer::SigningKey;
+use cognito_gate::internals::issuer::SigningKey;
 use cognito_gate::{Clock, Config, Listeners, Policy};
 
 pub type Body = BoxBody<Bytes, Infallible>;

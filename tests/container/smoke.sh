@@ -42,12 +42,30 @@ dc() { "${compose[@]}" -p "$project" -f docker-compose.yml -f tests/container/co
 teardown() { dc down -v -t 5 >/dev/null 2>&1 || true; }
 trap teardown EXIT
 
-say "building the image"
+say "building the images"
 "${engine[@]}" build -t cognito-gate:local .
+"${engine[@]}" build --target dev-issuer -t cognito-gate-dev-issuer:local .
 "${engine[@]}" build -t cognito-gate-echo:test tests/container/echo
 size=$("${engine[@]}" image inspect cognito-gate:local --format '{{.Size}}')
 say "image size: $size bytes ($((size / 1000 / 1000)) MB)"
 [ "$size" -lt 40000000 ] && ok "image is under 40 MB" || fail "image is $size bytes, over 40 MB"
+
+# The production image cannot mint tokens: no dev-issuer or demo subcommand, and none
+# of the development issuer's code in its binary.
+if out=$("${engine[@]}" run --rm cognito-gate:local dev-issuer 2>&1); then
+  fail "the default image ran dev-issuer: $out"
+fi
+grep -q "unrecognized subcommand 'dev-issuer'" <<<"$out" || fail "dev-issuer was not refused as unknown: $out"
+if out=$("${engine[@]}" run --rm cognito-gate:local demo 2>&1); then
+  fail "the default image ran demo: $out"
+fi
+binary=$(mktemp)
+cid=$("${engine[@]}" create cognito-gate:local)
+"${engine[@]}" cp "$cid:/usr/local/bin/cognito-gate" "$binary" >/dev/null
+"${engine[@]}" rm "$cid" >/dev/null
+grep -qa "DEVELOPMENT ONLY" "$binary" && fail "the default image's binary contains the development issuer"
+rm -f "$binary"
+ok "the default image has no dev-issuer and no demo, and no token minter in its binary"
 
 say "starting the stack (gate on 127.0.0.1:$GATE_PORT, issuer on 127.0.0.1:$ISSUER_PORT)"
 dc up -d

@@ -5,9 +5,9 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Request, Response, StatusCode};
 use serde_json::json;
 
+use super::answer::{full_body, GateBody};
 use crate::config::PoolConfig;
-use crate::error::{full_body, GateBody};
-use crate::jwks::KeyStore;
+use crate::token::{KeyStore, PoolId};
 
 /// `/healthz`: the process is up. `/readyz`: every pool has signing keys.
 pub fn answer<B>(req: &Request<B>, keys: &KeyStore, pools: &[PoolConfig]) -> Response<GateBody> {
@@ -16,8 +16,8 @@ pub fn answer<B>(req: &Request<B>, keys: &KeyStore, pools: &[PoolConfig]) -> Res
         "/readyz" => {
             let states: Vec<_> = pools
                 .iter()
-                .enumerate()
-                .map(|(i, p)| json!({ "user_pool_id": p.user_pool_id, "keys": keys.has_keys(i) }))
+                .zip(PoolId::all(pools.len()))
+                .map(|(p, id)| json!({ "user_pool_id": p.user_pool_id, "keys": keys.has_keys(id) }))
                 .collect();
             let ready = keys.is_ready();
             let status = if ready {
@@ -49,7 +49,7 @@ pub async fn probe(url: &http::Uri, timeout: std::time::Duration) -> Result<(), 
     match tokio::time::timeout(timeout, client.request(request)).await {
         Ok(Ok(response)) if response.status() == StatusCode::OK => Ok(()),
         Ok(Ok(response)) => Err(format!("{url} answered {}", response.status())),
-        Ok(Err(e)) => Err(format!("{url}: {}", crate::jwks::error_chain(&e))),
+        Ok(Err(e)) => Err(format!("{url}: {}", crate::client::error_chain(&e))),
         Err(_) => Err(format!("{url} did not answer within {timeout:?}")),
     }
 }

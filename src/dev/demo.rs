@@ -13,13 +13,16 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::error::full_body;
-use crate::issuer::{DevIssuer, IssuerError};
-use crate::server::{self, ServerOptions};
-use crate::{Clock, Config, Listeners, Policy};
+use super::issuer::{DevIssuer, IssuerError};
+use crate::authorize::Clock;
+use crate::config::Config;
+use crate::gate::{self, Listeners, StartError};
+use crate::http::answer::full_body;
+use crate::http::server::{self, ServerOptions};
+use crate::policy::Policy;
 
 /// The policy the demo uses when `config/policy.toml` is not in the working directory.
-pub const EMBEDDED_POLICY: &str = include_str!("../config/policy.toml");
+pub const EMBEDDED_POLICY: &str = include_str!("../../config/policy.toml");
 const POOL_ID: &str = "us-east-1_DemoPool1";
 const CLIENT_ID: &str = "demo-client";
 
@@ -36,12 +39,11 @@ pub enum DemoError {
     Bind(SocketAddr, std::io::Error),
     #[error(transparent)]
     Issuer(#[from] IssuerError),
+    /// The configuration or the policy.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Invalid(#[from] crate::config::ProblemList),
     #[error(transparent)]
-    Policy(#[from] crate::policy::PolicyError),
-    #[error(transparent)]
-    Start(#[from] crate::StartError),
+    Start(#[from] StartError),
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, DemoError> {
@@ -50,7 +52,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, DemoError> {
         .map_err(|e| DemoError::Bind(addr, e))
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response<crate::error::GateBody> {
+fn json_response(status: StatusCode, body: &Value) -> Response<crate::http::answer::GateBody> {
     let mut response = Response::new(full_body(body.to_string()));
     *response.status_mut() = status;
     response
@@ -92,7 +94,7 @@ pub async fn run(
         options_small,
         limit(),
         move |req, _| {
-            let response = crate::issuer::answer(&jwks_issuer, &req);
+            let response = super::issuer::answer(&jwks_issuer, &req);
             async move { response }
         },
         stopped.clone(),
@@ -190,7 +192,7 @@ Press Ctrl-C to stop."#,
         admin: admin_listener,
         authz: None,
     };
-    let result = crate::run(config, policy, listeners, Clock::System, shutdown).await;
+    let result = gate::run(config, policy, listeners, Clock::System, shutdown).await;
     let _ = stop.send(true);
     let _ = tokio::join!(jwks_task, echo_task);
     Ok(result?)

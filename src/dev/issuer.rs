@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::error::{full_body, GateBody};
+use crate::http::answer::{full_body, GateBody};
 
 #[derive(Debug, thiserror::Error)]
 /// Why the local issuer could not make a key or a token.
@@ -246,11 +246,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(crate::server::serve(
+    let task = tokio::spawn(crate::http::server::serve(
         listener,
-        crate::server::ServerOptions::development(),
+        crate::http::server::ServerOptions::development(),
         std::sync::Arc::new(tokio::sync::Semaphore::new(
-            crate::server::ADMIN_CONNECTIONS,
+            crate::http::server::ADMIN_CONNECTIONS,
         )),
         move |req, _| {
             let response = answer(&issuer, &req);

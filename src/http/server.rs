@@ -22,7 +22,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::error::GateBody;
+use super::answer::GateBody;
 
 /// Connections the admin listener accepts on its own budget, so that `/healthz` and
 /// `/readyz` still answer when the proxy and decision listeners are full.
@@ -92,6 +92,7 @@ pub struct ServerOptions {
     pub http2_keep_alive_timeout: Duration,
 }
 
+#[cfg(feature = "dev")]
 impl ServerOptions {
     /// The settings of the development servers (demo app, demo and dev issuer).
     pub fn development() -> Self {

@@ -11,13 +11,13 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 
-use crate::authorize::{Authorizer, RequestFacts};
+use super::access_log::{answer, Served};
+use super::answer::{full_body, GateBody, Rejection};
+use super::headers::IdentityHeaders;
+use crate::authorize::{AuthError, Authorizer, RequestFacts};
 use crate::config::AuthzConfig;
-use crate::error::{full_body, AuthError, GateBody, Rejection};
-use crate::headers::IdentityHeaders;
 use crate::path::PathError;
-use crate::proxy::{access_log, AccessLine};
-use crate::verify::Identity;
+use crate::token::Identity;
 
 /// Envoy removes the request headers this response header names (comma-separated).
 const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
@@ -77,19 +77,15 @@ impl DecisionService {
         let (endpoint, original) = match self.original_request(&req, peer) {
             Ok(found) => found,
             Err(rejection) => {
-                let response = rejection.response();
-                access_log(&AccessLine {
+                let served = Served {
                     endpoint: "authz",
-                    allowed: false,
-                    fault: Some(rejection.answer().fault),
                     method: req.method().as_str(),
                     path: req.uri().path(),
-                    status: response.status(),
                     rule: None,
                     sub: None,
                     started,
-                });
-                return response;
+                };
+                return answer(served, false, Err(rejection));
             }
         };
         let decision = self
@@ -100,30 +96,21 @@ impl DecisionService {
                 headers: req.headers(),
             })
             .await;
-        let (response, allowed, fault) = match decision.outcome {
-            Ok(_) => (
-                self.allow(endpoint, decision.identity.as_ref(), req.headers()),
-                true,
-                None,
-            ),
-            Err(e) => {
-                let rejection = Rejection::Auth(e);
-                let fault = Some(rejection.answer().fault);
-                (rejection.response(), false, fault)
-            }
+        let identity = decision.identity.as_ref();
+        let allowed = decision.outcome.is_ok();
+        let outcome = match decision.outcome {
+            Ok(_) => Ok(self.allow(endpoint, identity, req.headers())),
+            Err(e) => Err(Rejection::Auth(e)),
         };
-        access_log(&AccessLine {
+        let served = Served {
             endpoint: endpoint.name(),
-            allowed,
-            fault,
             method: original.method.as_str(),
             path: original.path(),
-            status: response.status(),
             rule: decision.rule.as_ref(),
-            sub: decision.identity.as_ref().map(|i| i.sub.as_str()),
+            sub: identity.map(|i| i.sub.as_str()),
             started,
-        });
-        response
+        };
+        answer(served, allowed, outcome)
     }
 
     /// Checks the peer, then finds the original method and URI for this endpoint.

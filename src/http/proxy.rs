@@ -18,24 +18,21 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 
-use crate::authorize::{Authorizer, RequestFacts};
-use crate::client::Connector;
-use crate::config::UpstreamConfig;
-use crate::error::{Fault, GateBody, Rejection};
-use crate::headers::{
+use super::access_log::{answer, Served};
+use super::answer::{GateBody, Rejection};
+use super::headers::{
     drop_h2c_offer, remove_hop_by_hop, strip_folded, wants_upgrade, IdentityHeaders,
     ROUTING_OVERRIDES,
 };
-use crate::jwks::error_chain;
+use crate::authorize::{Authorizer, RequestFacts};
+use crate::client::{error_chain, Connector};
+use crate::config::UpstreamConfig;
 use crate::policy::RuleId;
-use crate::verify::Identity;
+use crate::token::Identity;
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
-
-/// A relayed response, the rule that allowed it and the caller's `sub`.
-type Forwarded = (Response<GateBody>, Option<RuleId>, Option<String>);
 
 /// The reverse proxy in front of the app. Holds the pooled client to the upstream.
 pub struct Proxy {
@@ -63,68 +60,55 @@ impl Proxy {
         }
     }
 
-    /// Handles one request end to end and writes its access-log line.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<GateBody> {
+    /// Handles one request end to end: authorize, forward, answer and log.
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<GateBody> {
         let started = Instant::now();
+        // An h2c offer is ignored, never forwarded: an app that accepted it would take
+        // HTTP/2 streams on the tunnel that no rule judged.
+        drop_h2c_offer(req.headers_mut());
         let method = req.method().clone();
         // A Uri clone shares its bytes: no copy of the path just for the log line.
         let uri = req.uri().clone();
-        let (response, rule, sub, allowed, fault) = match self.forward(req, peer).await {
-            Ok((response, rule, sub)) => (response, rule, sub, true, None),
-            Err((rejection, rule, sub)) => {
-                // Upstream trouble and internal errors come after the policy allowed.
-                let allowed = !matches!(rejection, Rejection::Auth(_));
-                let fault = Some(rejection.answer().fault);
-                (rejection.response(), rule, sub, allowed, fault)
-            }
+        let decision = self
+            .authz
+            .authorize(RequestFacts {
+                method: &method,
+                path: uri.path(),
+                headers: req.headers(),
+            })
+            .await;
+        let rule = decision.rule.as_ref();
+        let identity = decision.identity.as_ref();
+        let allowed = decision.outcome.is_ok();
+        let outcome = match &decision.outcome {
+            Ok(path) => self.forward(req, peer, path, identity, rule).await,
+            Err(e) => Err(Rejection::Auth(e.clone())),
         };
-        access_log(&AccessLine {
+        let served = Served {
             endpoint: "proxy",
-            allowed,
-            fault,
             method: method.as_str(),
             path: uri.path(),
-            status: response.status(),
-            rule: rule.as_ref(),
-            sub: sub.as_deref(),
+            rule,
+            sub: identity.map(|i| i.sub.as_str()),
             started,
-        });
-        response
+        };
+        answer(served, allowed, outcome)
     }
 
+    /// Forwards an allowed request to the app: `path` is the canonical path the policy
+    /// judged, `identity` the caller (none on an `anyone` rule).
     async fn forward(
         &self,
         mut req: Request<Incoming>,
         peer: SocketAddr,
-    ) -> Result<Forwarded, (Rejection, Option<RuleId>, Option<String>)> {
-        // An h2c offer is ignored, never forwarded: an app that accepted it would take
-        // HTTP/2 streams on the tunnel that no rule judged.
-        drop_h2c_offer(req.headers_mut());
+        path: &str,
+        identity: Option<&Identity>,
+        rule: Option<&RuleId>,
+    ) -> Result<Response<GateBody>, Rejection> {
         let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let decision = self
-            .authz
-            .authorize(RequestFacts {
-                method: &parts.method,
-                path: parts.uri.path(),
-                headers: &parts.headers,
-            })
-            .await;
-        let rule = decision.rule;
-        let identity = decision.identity;
-        let sub = identity.as_ref().map(|i| i.sub.clone());
-        let path = match decision.outcome {
-            Ok(path) => path,
-            Err(e) => return Err((Rejection::Auth(e), rule, sub)),
-        };
-        let uri = self.upstream_uri(&path, parts.uri.query());
-        let path_for_log = upgrade
-            .as_ref()
-            .map(|_| path.to_string())
-            .unwrap_or_default();
-        drop(path);
-        let Some(uri) = uri else {
-            return Err((Rejection::Internal, rule, sub));
+        let Some(uri) = self.upstream_uri(path, parts.uri.query()) else {
+            return Err(Rejection::Internal);
         };
 
         // HTTP/2 clients send no Host header; the app gets the :authority instead.
@@ -137,12 +121,7 @@ impl Proxy {
                 parts.headers.insert(header::HOST, host);
             }
         }
-        self.rewrite_headers(
-            &mut parts.headers,
-            peer,
-            identity.as_ref(),
-            upgrade.is_some(),
-        );
+        self.rewrite_headers(&mut parts.headers, peer, identity, upgrade.is_some());
         let protocol = parts.headers.get(header::UPGRADE).cloned();
         parts.uri = uri;
         parts.version = Version::HTTP_11;
@@ -161,33 +140,33 @@ impl Proxy {
             Ok(Ok(response)) => response,
             Ok(Err(_)) if broken.load(Ordering::Relaxed) => {
                 tracing::debug!("the client's request body was malformed or cut off");
-                return Err((Rejection::BadRequestBody, rule, sub));
+                return Err(Rejection::BadRequestBody);
             }
             Ok(Err(e)) => {
                 tracing::warn!(error = %error_chain(&e), upstream = %self.upstream.url, "upstream request failed");
-                return Err((Rejection::UpstreamUnreachable, rule, sub));
+                return Err(Rejection::UpstreamUnreachable);
             }
             Err(_) => {
                 tracing::warn!(upstream = %self.upstream.url, timeout = ?self.upstream.request_timeout, "upstream timed out");
-                return Err((Rejection::UpstreamTimeout, rule, sub));
+                return Err(Rejection::UpstreamTimeout);
             }
         };
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_side) = upgrade else {
                 tracing::warn!("upstream switched protocols without being asked");
-                return Err((Rejection::UpstreamUnreachable, rule, sub));
+                return Err(Rejection::UpstreamUnreachable);
             };
             let upstream_side = hyper::upgrade::on(&mut response);
             let session = Session {
-                path: path_for_log,
+                path: path.to_owned(),
                 protocol: protocol
                     .as_ref()
                     .and_then(|p| p.to_str().ok())
                     .unwrap_or("-")
                     .to_owned(),
-                rule: rule.clone(),
-                sub: sub.clone(),
+                rule: rule.cloned(),
+                sub: identity.map(|i| i.sub.clone()),
             };
             tokio::spawn(async move {
                 match tokio::try_join!(client_side, upstream_side) {
@@ -202,10 +181,10 @@ impl Proxy {
                     Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
                 }
             });
-            return Ok((response.map(BodyExt::boxed), rule, sub));
+            return Ok(response.map(BodyExt::boxed));
         }
         remove_hop_by_hop(response.headers_mut(), false);
-        Ok((response.map(BodyExt::boxed), rule, sub))
+        Ok(response.map(BodyExt::boxed))
     }
 
     /// The upstream URI: the configured scheme and authority, the canonical path the
@@ -331,56 +310,5 @@ impl Session {
             error = error.as_deref().unwrap_or("-"),
             "upgraded connection closed"
         );
-    }
-}
-
-/// The fields of the one structured line written per request.
-pub struct AccessLine<'a> {
-    /// `proxy`, `forward_auth`, `ext_authz`, or `authz` before the endpoint is known.
-    pub endpoint: &'a str,
-    /// What the policy decided (an allowed request may still fail at the upstream).
-    pub allowed: bool,
-    /// Whose fault the gate's own error answer was; `None` when the answer is the
-    /// app's (or the decision endpoint's "allow"), whatever its status.
-    pub fault: Option<Fault>,
-    pub method: &'a str,
-    pub path: &'a str,
-    pub status: StatusCode,
-    pub rule: Option<&'a RuleId>,
-    pub sub: Option<&'a str>,
-    pub started: Instant,
-}
-
-/// Writes the access-log line. Answers from the app and denials by the client's own
-/// doing stay at info like every access line; our own faults are errors, the
-/// upstream's warnings.
-pub fn access_log(line: &AccessLine<'_>) {
-    let decision = if line.allowed { "allow" } else { "deny" };
-    let rule: &dyn std::fmt::Display = match line.rule {
-        Some(rule) => rule,
-        None => &"-",
-    };
-    let latency_ms = line.started.elapsed().as_secs_f64() * 1000.0;
-    macro_rules! emit {
-        ($level:expr) => {
-            tracing::event!(
-                target: "cognito_gate::access",
-                $level,
-                endpoint = line.endpoint,
-                method = line.method,
-                path = line.path,
-                status = line.status.as_u16(),
-                decision,
-                rule = %rule,
-                sub = line.sub.unwrap_or("-"),
-                latency_ms = format_args!("{latency_ms:.3}"),
-                "request"
-            )
-        };
-    }
-    match line.fault {
-        None | Some(Fault::Client) => emit!(tracing::Level::INFO),
-        Some(Fault::Upstream) => emit!(tracing::Level::WARN),
-        Some(Fault::Ours) => emit!(tracing::Level::ERROR),
     }
 }

@@ -25,7 +25,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 
-use crate::client::Connector;
+use super::identity::PoolId;
+use crate::client::{error_chain, Connector};
 use crate::config::{JwksConfig, PoolConfig};
 
 /// RSA moduli below 2048 bits are refused (NIST SP 800-131A); Cognito uses 2048.
@@ -186,8 +187,8 @@ struct Inner {
     sources: Vec<Uri>,
     client: Client<Connector, Empty<Bytes>>,
     settings: JwksConfig,
-    current: Cache<usize, Arc<KeySet>>,
-    refetched: Cache<usize, Result<(), JwksError>>,
+    current: Cache<PoolId, Arc<KeySet>>,
+    refetched: Cache<PoolId, Result<(), JwksError>>,
 }
 
 /// Stops the background refresh tasks when dropped.
@@ -220,24 +221,24 @@ impl KeyStore {
                     .build(),
             }),
         };
-        let tasks = (0..pools.len())
+        let tasks = PoolId::all(pools.len())
             .map(|pool| tokio::spawn(refresh_loop(store.inner.clone(), pool)))
             .collect();
         (store, Refreshers(tasks))
     }
 
     /// Whether the pool has ever received a good key set.
-    pub fn has_keys(&self, pool: usize) -> bool {
+    pub fn has_keys(&self, pool: PoolId) -> bool {
         self.inner.current.contains_key(&pool)
     }
 
     /// Whether every pool has keys: what `/readyz` reports.
     pub fn is_ready(&self) -> bool {
-        (0..self.inner.sources.len()).all(|p| self.has_keys(p))
+        PoolId::all(self.inner.sources.len()).all(|p| self.has_keys(p))
     }
 
     /// The key `kid` of `pool`. A miss triggers at most one refetch per cooldown.
-    pub async fn find(&self, pool: usize, kid: &str) -> Result<Arc<Key>, KeyLookupError> {
+    pub async fn find(&self, pool: PoolId, kid: &str) -> Result<Arc<Key>, KeyLookupError> {
         if let Some(key) = self.cached(pool, kid).await {
             return Ok(key);
         }
@@ -245,7 +246,10 @@ impl KeyStore {
         let refetch = inner
             .refetched
             .get_with(pool, async {
-                tracing::info!(pool, "unknown key id or no keys yet; refetching the JWKS");
+                tracing::info!(
+                    pool = pool.0,
+                    "unknown key id or no keys yet; refetching the JWKS"
+                );
                 inner.fetch_and_store(pool).await
             })
             .await;
@@ -260,29 +264,29 @@ impl KeyStore {
     }
 
     /// The pool's current key `kid`, without fetching anything.
-    pub async fn cached(&self, pool: usize, kid: &str) -> Option<Arc<Key>> {
+    pub async fn cached(&self, pool: PoolId, kid: &str) -> Option<Arc<Key>> {
         self.inner.current.get(&pool).await?.get(kid)
     }
 }
 
 impl Inner {
-    async fn fetch_and_store(&self, pool: usize) -> Result<(), JwksError> {
-        let Some(url) = self.sources.get(pool) else {
+    async fn fetch_and_store(&self, pool: PoolId) -> Result<(), JwksError> {
+        let Some(url) = self.sources.get(pool.0) else {
             return Err(JwksError::Request(format!("no pool {pool}")));
         };
         match tokio::time::timeout(self.settings.fetch_timeout, self.fetch(url)).await {
             Ok(Ok(set)) => {
-                tracing::debug!(pool, %url, keys = set.len(), "JWKS loaded");
+                tracing::debug!(pool = pool.0, %url, keys = set.len(), "JWKS loaded");
                 self.current.insert(pool, Arc::new(set)).await;
                 Ok(())
             }
             Ok(Err(e)) => {
-                tracing::error!(pool, %url, error = %e, "JWKS fetch failed; keeping the last good keys");
+                tracing::error!(pool = pool.0, %url, error = %e, "JWKS fetch failed; keeping the last good keys");
                 Err(e)
             }
             Err(_) => {
                 let e = JwksError::Timeout(self.settings.fetch_timeout);
-                tracing::error!(pool, %url, error = %e, "JWKS fetch failed; keeping the last good keys");
+                tracing::error!(pool = pool.0, %url, error = %e, "JWKS fetch failed; keeping the last good keys");
                 Err(e)
             }
         }
@@ -329,20 +333,7 @@ impl Inner {
     }
 }
 
-/// An error with its sources, since hyper-util's client error alone says only
-/// "client error (Connect)".
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-async fn refresh_loop(inner: Arc<Inner>, pool: usize) {
+async fn refresh_loop(inner: Arc<Inner>, pool: PoolId) {
     const FIRST_RETRY: Duration = Duration::from_secs(1);
     const MAX_RETRY: Duration = Duration::from_secs(30);
     let mut retry = FIRST_RETRY;
@@ -393,7 +384,7 @@ mod tests {
 
     #[test]
     fn the_real_cognito_jwks_parses() {
-        let body = include_str!("../tests/fixtures/real-cognito/jwks.json");
+        let body = include_str!("../../tests/fixtures/real-cognito/jwks.json");
         let set = parse_key_set(body.as_bytes()).expect("valid");
         assert!(set
             .get("Ob3sVovGdh62Pp9TLNibzCEhRwbhLjhkxygoCJzoYWQ=")

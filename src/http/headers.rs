@@ -4,31 +4,12 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::HeadersConfig;
-use crate::verify::Identity;
-
-/// Hop-by-hop headers (RFC 9110 §7.6.1), plus the non-standard ones proxies also drop,
-/// and `HTTP2-Settings`, which belongs to one connection's h2c upgrade (RFC 7540 §3.2.1).
-const HOP_BY_HOP: [HeaderName; 10] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    HeaderName::from_static("http2-settings"),
-];
+use crate::token::Identity;
+use crate::wire::{same_folded_name, upgrade_protocols, HOP_BY_HOP};
 
 /// Headers a client may not remove by naming them in `Connection`: without `Host` the
 /// app would see the upstream's own address instead of the name the client asked for.
 const END_TO_END: [HeaderName; 1] = [header::HOST];
-
-/// Whether `name` is hop-by-hop, and so may not be configured as an identity header.
-pub fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
-}
 
 /// Removes hop-by-hop headers and every header named in `Connection`. When
 /// `keep_upgrade` is set (an authorised upgrade such as WebSocket), `Upgrade` and a
@@ -72,25 +53,6 @@ pub fn wants_upgrade(headers: &HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// The protocols a request's `Upgrade` header names (RFC 9110 §7.8), without versions.
-fn upgrade_protocols(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::UPGRADE)
-        .iter()
-        .map(|v| v.to_str().unwrap_or("\u{0}"))
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim())
-        .filter(|t| !t.is_empty())
-        .map(|t| t.split_once('/').map_or(t, |(name, _)| name))
-}
-
-/// Whether the request's `Upgrade` header, if any, names only `allowed` protocols
-/// (lower-case names, compared case-insensitively). A header that is not text names
-/// a protocol nobody allowed. A request with no `Upgrade` header passes.
-pub fn upgrade_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
-    upgrade_protocols(headers).all(|p| allowed.iter().any(|a| a.eq_ignore_ascii_case(p)))
-}
-
 /// Removes an h2c upgrade offer (`Upgrade: h2c` and `HTTP2-Settings`), which a proxy
 /// may ignore and then answer in HTTP/1.1 (RFC 9110 §7.8), as nginx and Envoy do.
 /// An `Upgrade` header that also names other protocols is left for
@@ -104,20 +66,6 @@ pub fn drop_h2c_offer(headers: &mut HeaderMap) {
         headers.remove(header::UPGRADE);
         headers.remove("http2-settings");
     }
-}
-
-/// Whether two header names may reach an app as the same header: case-insensitive,
-/// with `-`, `_` and `.` treated as one character. CGI-style servers (WSGI, Rack,
-/// PHP) turn `X_User_Sub` into the same variable as `X-User-Sub` (the root of
-/// oauth2-proxy GHSA-vjrc-mh2v-45x6).
-pub fn same_folded_name(a: &str, b: &str) -> bool {
-    fn fold(b: u8) -> u8 {
-        match b {
-            b'_' | b'.' => b'-',
-            other => other.to_ascii_lowercase(),
-        }
-    }
-    a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
 }
 
 /// Headers with which common frameworks let a client change the method or path they
@@ -214,6 +162,7 @@ pub fn encode_value<'a>(items: impl Iterator<Item = &'a String>) -> HeaderValue 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::upgrade_allowed;
 
     fn encode(items: &[&str]) -> String {
         let owned: Vec<String> = items.iter().map(|s| s.to_string()).collect();

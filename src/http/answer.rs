@@ -1,12 +1,13 @@
-//! Every way a request can be refused, and the one place that maps each to its answer.
+//! Every way a request can be refused, and the one place that maps each to its answer:
+//! status, RFC 6750 challenge, JSON body, and whose fault it is.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use crate::path::PathError;
-use crate::verify::TokenError;
+use crate::authorize::AuthError;
+use crate::token::TokenError;
 
 /// The body type of every response the gate writes or relays.
 pub type GateBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
@@ -24,29 +25,6 @@ pub const FORWARDED_METHODS: &str = "GET, HEAD, POST, PUT, DELETE, PATCH, OPTION
 
 /// The realm of every `WWW-Authenticate` challenge.
 pub const REALM: &str = "cognito-gate";
-
-/// Why `authorize` refused a request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    #[error("the method must be an upper-case token (RFC 9110 §9.1)")]
-    BadMethod,
-    #[error("this method cannot be forwarded")]
-    MethodNotAllowed,
-    #[error("this protocol upgrade is not allowed (see allowed_upgrades)")]
-    UpgradeNotAllowed,
-    #[error("{0}")]
-    BadPath(PathError),
-    #[error("more than one Authorization header")]
-    AmbiguousCredentials,
-    #[error("no bearer token")]
-    MissingToken,
-    #[error("{0}")]
-    InvalidToken(TokenError),
-    #[error("the token's groups are not allowed by the rule")]
-    GroupNotAllowed,
-    #[error("no policy rule matches this request")]
-    NoMatchingRule,
-}
 
 /// Anything that ends a request with an error answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -136,13 +114,13 @@ impl Rejection {
                 bearer(None, None),
                 Fault::Client,
             ),
+            Rejection::Auth(AuthError::KeysUnavailable) => (
+                S::SERVICE_UNAVAILABLE,
+                "keys_unavailable",
+                None,
+                Fault::Ours,
+            ),
             Rejection::Auth(AuthError::InvalidToken(e)) => match e {
-                TokenError::KeysUnavailable => (
-                    S::SERVICE_UNAVAILABLE,
-                    "keys_unavailable",
-                    None,
-                    Fault::Ours,
-                ),
                 TokenError::TooLarge
                 | TokenError::Malformed(_)
                 | TokenError::UnsupportedAlgorithm
@@ -166,7 +144,7 @@ impl Rejection {
                     Fault::Client,
                 ),
             },
-            Rejection::Auth(AuthError::GroupNotAllowed) => (
+            Rejection::Auth(AuthError::NotGranted) => (
                 S::FORBIDDEN,
                 "insufficient_scope",
                 bearer(Some("insufficient_scope"), None),
@@ -243,6 +221,7 @@ impl Rejection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::path::PathError;
 
     #[test]
     fn each_rejection_maps_to_its_status_and_challenge() {
@@ -276,13 +255,9 @@ mod tests {
                     r#"Bearer realm="cognito-gate", error="invalid_token", error_description="token has no sub claim""#,
                 ),
             ),
+            (r(AuthError::KeysUnavailable), 503, None),
             (
-                r(AuthError::InvalidToken(TokenError::KeysUnavailable)),
-                503,
-                None,
-            ),
-            (
-                r(AuthError::GroupNotAllowed),
+                r(AuthError::NotGranted),
                 403,
                 Some(r#"Bearer realm="cognito-gate", error="insufficient_scope""#),
             ),
@@ -306,7 +281,7 @@ mod tests {
 
     #[test]
     fn key_trouble_is_our_fault_and_upstream_trouble_the_upstreams() {
-        let keys = Rejection::Auth(AuthError::InvalidToken(TokenError::KeysUnavailable));
+        let keys = Rejection::Auth(AuthError::KeysUnavailable);
         assert_eq!(keys.answer().fault, Fault::Ours);
         assert_eq!(Rejection::UpstreamTimeout.answer().fault, Fault::Upstream);
         assert_eq!(

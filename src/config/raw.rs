@@ -1,0 +1,229 @@
+//! The configuration as written: serde structs that figment fills from the built-in
+//! defaults, the TOML file and the environment. Unknown keys are errors.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The raw configuration, as written. Unknown keys are errors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub listen: String,
+    pub admin_listen: String,
+    pub policy_file: String,
+    pub max_header_bytes: usize,
+    pub header_read_timeout: RawDuration,
+    /// 0 means "size it from the file-descriptor limit".
+    pub max_connections: usize,
+    pub http2_keep_alive_interval: RawDuration,
+    pub http2_keep_alive_timeout: RawDuration,
+    pub allowed_upgrades: Vec<String>,
+    pub shutdown_timeout: RawDuration,
+    pub max_token_bytes: usize,
+    pub token_cache: RawTokenCache,
+    pub upstream: Option<RawUpstream>,
+    pub authz: RawAuthz,
+    pub pools: Vec<RawPool>,
+    pub jwks: RawJwks,
+    pub headers: RawHeaders,
+    pub log: RawLog,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            listen: "0.0.0.0:8080".into(),
+            admin_listen: "127.0.0.1:9090".into(),
+            policy_file: "config/policy.toml".into(),
+            max_header_bytes: 16 * 1024,
+            header_read_timeout: RawDuration::text("10s"),
+            max_connections: 0,
+            http2_keep_alive_interval: RawDuration::text("20s"),
+            http2_keep_alive_timeout: RawDuration::text("20s"),
+            allowed_upgrades: vec!["websocket".into()],
+            shutdown_timeout: RawDuration::text("30s"),
+            max_token_bytes: 8 * 1024,
+            token_cache: RawTokenCache::default(),
+            upstream: None,
+            authz: RawAuthz::default(),
+            pools: Vec::new(),
+            jwks: RawJwks::default(),
+            headers: RawHeaders::default(),
+            log: RawLog::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    pub url: Option<String>,
+    pub connect_timeout: RawDuration,
+    pub request_timeout: RawDuration,
+    pub idle_timeout: RawDuration,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        RawUpstream {
+            url: None,
+            connect_timeout: RawDuration::text("5s"),
+            request_timeout: RawDuration::text("30s"),
+            idle_timeout: RawDuration::text("90s"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokenCache {
+    pub max_bytes: u64,
+}
+
+impl Default for RawTokenCache {
+    fn default() -> Self {
+        RawTokenCache {
+            max_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuthz {
+    pub listen: Option<String>,
+    pub path: String,
+    pub envoy_prefix: String,
+    pub trusted_peers: Vec<String>,
+}
+
+impl Default for RawAuthz {
+    fn default() -> Self {
+        RawAuthz {
+            listen: None,
+            path: "/auth".into(),
+            envoy_prefix: "/envoy".into(),
+            trusted_peers: vec!["127.0.0.0/8".into(), "::1/128".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPool {
+    pub user_pool_id: Option<String>,
+    pub client_ids: Vec<String>,
+    pub token_use: String,
+    pub jwks_url: Option<String>,
+    pub leeway: RawDuration,
+}
+
+impl Default for RawPool {
+    fn default() -> Self {
+        RawPool {
+            user_pool_id: None,
+            client_ids: Vec::new(),
+            token_use: "access".into(),
+            jwks_url: None,
+            leeway: RawDuration::Seconds(0),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawJwks {
+    pub refresh_interval: RawDuration,
+    pub unknown_kid_cooldown: RawDuration,
+    pub fetch_timeout: RawDuration,
+    pub max_response_bytes: usize,
+}
+
+impl Default for RawJwks {
+    fn default() -> Self {
+        RawJwks {
+            refresh_interval: RawDuration::text("10m"),
+            unknown_kid_cooldown: RawDuration::text("10s"),
+            fetch_timeout: RawDuration::text("5s"),
+            max_response_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHeaders {
+    pub user_sub: String,
+    pub user_groups: String,
+    pub forward_authorization: bool,
+}
+
+impl Default for RawHeaders {
+    fn default() -> Self {
+        RawHeaders {
+            user_sub: "X-User-Sub".into(),
+            user_groups: "X-User-Groups".into(),
+            forward_authorization: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    pub level: String,
+    pub format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: "info".into(),
+            format: "pretty".into(),
+        }
+    }
+}
+
+/// A duration as written: whole seconds (`30`) or a number with a unit (`250ms`,
+/// `10s`, `5m`, `1h`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RawDuration {
+    Seconds(u64),
+    Text(String),
+}
+
+impl RawDuration {
+    pub(crate) fn text(s: &str) -> Self {
+        RawDuration::Text(s.to_owned())
+    }
+
+    pub(crate) fn parse(&self) -> Result<Duration, String> {
+        let text = match self {
+            RawDuration::Seconds(s) => return Ok(Duration::from_secs(*s)),
+            RawDuration::Text(t) => t.trim(),
+        };
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (digits, unit) = text.split_at(split);
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration (try \"10s\", \"250ms\", \"5m\")"))?;
+        let per_unit = match unit.trim() {
+            "" | "s" => 1000,
+            "ms" => 1,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            other => {
+                return Err(format!(
+                    "{text:?} has an unknown unit {other:?} (ms, s, m, h)"
+                ))
+            }
+        };
+        n.checked_mul(per_unit)
+            .map(Duration::from_millis)
+            .ok_or_else(|| format!("{text:?} is too long"))
+    }
+}

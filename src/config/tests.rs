@@ -1,0 +1,226 @@
+//! Validation of the raw configuration: defaults, every problem with its key, and the
+//! rules each key follows.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+    [upstream]
+    url = "http://127.0.0.1:3000"
+
+    [[pools]]
+    user_pool_id = "us-east-1_AbC123"
+    client_ids = ["client-a"]
+"#;
+
+#[test]
+fn minimal_config_gets_the_documented_defaults() {
+    let c = Config::from_toml(MINIMAL).expect("valid");
+    assert_eq!(c.listen, "0.0.0.0:8080".parse().expect("addr"));
+    assert_eq!(c.admin_listen, "127.0.0.1:9090".parse().expect("addr"));
+    assert_eq!(c.policy_file, PathBuf::from("config/policy.toml"));
+    assert_eq!(c.max_header_bytes, 16384);
+    assert_eq!(c.max_token_bytes, 8192);
+    assert_eq!(c.token_cache_bytes, 4 * 1024 * 1024);
+    assert_eq!(c.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(c.max_connections, None, "sized from the fd limit");
+    assert_eq!(c.http2_keep_alive_interval, Duration::from_secs(20));
+    assert_eq!(c.http2_keep_alive_timeout, Duration::from_secs(20));
+    assert_eq!(c.allowed_upgrades, ["websocket"]);
+    let upstream = c.upstream.as_ref().expect("upstream");
+    assert_eq!(upstream.connect_timeout, Duration::from_secs(5));
+    assert_eq!(upstream.request_timeout, Duration::from_secs(30));
+    assert!(
+        c.authz.is_none(),
+        "no decision endpoints unless authz.listen is set"
+    );
+    let pool = &c.pools[0];
+    assert_eq!(pool.region, "us-east-1");
+    assert_eq!(pool.token_use, TokenUsePolicy::Access);
+    assert_eq!(pool.leeway, Duration::ZERO);
+    assert_eq!(
+        pool.jwks_url.to_string(),
+        "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123/.well-known/jwks.json"
+    );
+    assert_eq!(
+        pool.issuer(),
+        "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123"
+    );
+    assert_eq!(c.jwks.refresh_interval, Duration::from_secs(600));
+    assert_eq!(c.jwks.unknown_kid_cooldown, Duration::from_secs(10));
+    assert_eq!(c.jwks.fetch_timeout, Duration::from_secs(5));
+    assert_eq!(c.jwks.max_response_bytes, 65536);
+    assert_eq!(c.headers.user_sub, "x-user-sub");
+    assert_eq!(c.headers.user_groups, "x-user-groups");
+    assert!(c.headers.forward_authorization);
+    assert_eq!(c.log.format, LogFormat::Pretty);
+}
+
+#[test]
+fn durations_accept_seconds_and_units() {
+    let cases = [
+        (RawDuration::Seconds(7), Ok(Duration::from_secs(7))),
+        (RawDuration::text("250ms"), Ok(Duration::from_millis(250))),
+        (RawDuration::text("10s"), Ok(Duration::from_secs(10))),
+        (RawDuration::text("5m"), Ok(Duration::from_secs(300))),
+        (RawDuration::text("1h"), Ok(Duration::from_secs(3600))),
+        (RawDuration::text("12"), Ok(Duration::from_secs(12))),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(raw.parse(), want, "{raw:?}");
+    }
+    assert!(RawDuration::text("ten").parse().is_err());
+    assert!(RawDuration::text("5d").parse().is_err());
+    assert!(RawDuration::text("-1s").parse().is_err());
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let text = r#"
+        listen = "nowhere"
+        max_header_bytes = 100
+        header_read_timeout = "soon"
+
+        [upstream]
+        url = "http://app:3000/base"
+
+        [[pools]]
+        user_pool_id = "nope"
+        client_ids = []
+        token_use = "refresh"
+
+        [[pools]]
+        client_ids = ["x"]
+        jwks_url = "ftp://x"
+
+        [jwks]
+        fetch_timeout = "1ms"
+
+        [headers]
+        user_sub = "bad header"
+        user_groups = "Authorization"
+
+        [log]
+        format = "xml"
+    "#;
+    let err = Config::from_toml(text).expect_err("invalid");
+    let want = [
+        "listen: \"nowhere\" is not an IP:port address",
+        "max_header_bytes: must be between 8192 and 1048576",
+        "max_token_bytes: must be at least 1 and at most max_header_bytes",
+        "header_read_timeout: \"soon\" is not a duration (try \"10s\", \"250ms\", \"5m\")",
+        "upstream.url: must be scheme://host:port only: requests keep their own path, so the policy judges what the app receives",
+        "pools[0].token_use: \"refresh\" must be \"access\", \"id\" or \"any\"",
+        "pools[0].client_ids: at least one client id is required",
+        "pools[0].user_pool_id: \"nope\" is not a user pool id like \"us-east-1_AbCdEf123\"",
+        "pools[1].user_pool_id: is required",
+        "jwks.fetch_timeout: must be at least 100ms",
+        "headers.user_sub: \"bad header\" is not a valid header name",
+        "headers.user_groups: \"Authorization\" is a header the gate manages itself",
+        "log.format: \"xml\" must be \"pretty\" or \"json\"",
+    ];
+    assert_eq!(err.problems, want);
+}
+
+#[test]
+fn upgrades_are_protocol_names_and_never_h2c() {
+    let with = |list: &str| Config::from_toml(&format!("allowed_upgrades = {list}\n{MINIMAL}"));
+    let c = with(r#"["WebSocket", "foo"]"#).expect("valid");
+    assert_eq!(c.allowed_upgrades, ["websocket", "foo"]);
+    assert_eq!(
+        with("[]").expect("valid").allowed_upgrades,
+        Vec::<String>::new()
+    );
+    let err = with(r#"["websocket", "H2C", "a b", ""]"#).expect_err("h2c");
+    assert_eq!(
+        err.problems,
+        [
+            "allowed_upgrades: \"h2c\" cannot be allowed: HTTP/2 streams on the upgraded connection would bypass the policy",
+            "allowed_upgrades: \"a b\" is not a protocol name",
+            "allowed_upgrades: \"\" is not a protocol name",
+        ]
+    );
+    let c = Config::from_toml(&format!("max_connections = 500\n{MINIMAL}")).expect("valid");
+    assert_eq!(c.max_connections, Some(500));
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let err = Config::from_toml(&format!("{MINIMAL}\n[jwks]\nrefresh = \"1m\"\n"))
+        .expect_err("unknown key");
+    assert!(
+        err.problems[0].contains("unknown field: found `refresh`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_upstream_and_pools_are_reported_together() {
+    let err = Config::from_toml("").expect_err("empty");
+    assert_eq!(
+        err.problems,
+        [
+            "upstream.url: is required, unless authz.listen is set (decision-only mode)",
+            "pools: at least one [[pools]] entry is required"
+        ]
+    );
+}
+
+#[test]
+fn identity_header_names_must_differ_in_normalized_form() {
+    let text = format!("{MINIMAL}\n[headers]\nuser_sub = \"X-Who\"\nuser_groups = \"x_who\"\n");
+    let err = Config::from_toml(&text).expect_err("same name");
+    assert_eq!(
+        err.problems,
+        ["headers.user_groups: must differ from headers.user_sub"]
+    );
+}
+
+#[test]
+fn decision_only_mode_needs_no_upstream() {
+    let text = r#"
+        [authz]
+        listen = "127.0.0.1:9191"
+        [[pools]]
+        user_pool_id = "us-east-1_AbC123"
+        client_ids = ["client-a"]
+    "#;
+    let c = Config::from_toml(text).expect("valid");
+    assert!(c.upstream.is_none());
+    let authz = c.authz.expect("authz");
+    assert_eq!(
+        (authz.path.as_str(), authz.envoy_prefix.as_str()),
+        ("/auth", "/envoy")
+    );
+    assert!(authz.trusts("127.0.0.1".parse().expect("ip")));
+    assert!(authz.trusts("::1".parse().expect("ip")));
+    assert!(authz.trusts("::ffff:127.0.0.9".parse().expect("ip")));
+    assert!(!authz.trusts("10.1.2.3".parse().expect("ip")));
+}
+
+#[test]
+fn authz_settings_are_validated() {
+    let text = format!(
+        "{MINIMAL}\n[authz]\nlisten = \"127.0.0.1:9090\"\npath = \"/check\"\nenvoy_prefix = \"/check/envoy/\"\ntrusted_peers = [\"10.0.0.0/8\", \"10.0.0.1\", \"nope\"]\n"
+    );
+    let err = Config::from_toml(&text).expect_err("invalid");
+    assert_eq!(
+        err.problems,
+        [
+            "authz.envoy_prefix: \"/check/envoy/\" must be a canonical path like \"/auth\", without a trailing '/'",
+            "authz.path: must not overlap authz.envoy_prefix",
+            "authz.trusted_peers: \"nope\" is not an IP address or CIDR range",
+            "authz.listen: must differ from listen and admin_listen",
+        ]
+    );
+}
+
+#[test]
+fn region_is_derived_from_the_pool_id() {
+    assert_eq!(region_of("eu-west-3_Xy7"), Some("eu-west-3"));
+    assert_eq!(region_of("us-gov-west-1_abc"), Some("us-gov-west-1"));
+    assert_eq!(region_of("useast1_abc"), None);
+    assert_eq!(region_of("us-east-1_"), None);
+    assert_eq!(region_of("us-east-1_a/b"), None);
+    assert_eq!(region_of("US-EAST-1_abc"), None);
+}

@@ -1,0 +1,98 @@
+//! The access log, and the one answer-and-log path that the proxy and the decision
+//! endpoints share: every request ends in [`answer`], which writes its line.
+
+use std::time::Instant;
+
+use http::{Response, StatusCode};
+
+use super::answer::{Fault, GateBody, Rejection};
+use crate::policy::RuleId;
+
+/// What is known about a request when it is answered.
+pub(crate) struct Served<'a> {
+    /// `proxy`, `forward_auth`, `ext_authz`, or `authz` before the endpoint is known.
+    pub endpoint: &'a str,
+    /// For decisions, the original method and path.
+    pub method: &'a str,
+    pub path: &'a str,
+    pub rule: Option<&'a RuleId>,
+    pub sub: Option<&'a str>,
+    pub started: Instant,
+}
+
+/// Turns the outcome into the response and writes the request's access-log line.
+/// `allowed` is what the policy decided: a request it allowed may still fail at the
+/// upstream, and is still logged as allowed.
+pub(crate) fn answer(
+    served: Served<'_>,
+    allowed: bool,
+    outcome: Result<Response<GateBody>, Rejection>,
+) -> Response<GateBody> {
+    let (response, fault) = match outcome {
+        Ok(response) => (response, None),
+        Err(rejection) => (rejection.response(), Some(rejection.answer().fault)),
+    };
+    access_log(&AccessLine {
+        endpoint: served.endpoint,
+        allowed,
+        fault,
+        method: served.method,
+        path: served.path,
+        status: response.status(),
+        rule: served.rule,
+        sub: served.sub,
+        started: served.started,
+    });
+    response
+}
+
+/// The fields of the one structured line written per request.
+struct AccessLine<'a> {
+    /// `proxy`, `forward_auth`, `ext_authz`, or `authz` before the endpoint is known.
+    endpoint: &'a str,
+    /// What the policy decided (an allowed request may still fail at the upstream).
+    allowed: bool,
+    /// Whose fault the gate's own error answer was; `None` when the answer is the
+    /// app's (or the decision endpoint's "allow"), whatever its status.
+    fault: Option<Fault>,
+    method: &'a str,
+    path: &'a str,
+    status: StatusCode,
+    rule: Option<&'a RuleId>,
+    sub: Option<&'a str>,
+    started: Instant,
+}
+
+/// Writes the access-log line. Answers from the app and denials by the client's own
+/// doing stay at info like every access line; our own faults are errors, the
+/// upstream's warnings.
+fn access_log(line: &AccessLine<'_>) {
+    let decision = if line.allowed { "allow" } else { "deny" };
+    let rule: &dyn std::fmt::Display = match line.rule {
+        Some(rule) => rule,
+        None => &"-",
+    };
+    let latency_ms = line.started.elapsed().as_secs_f64() * 1000.0;
+    macro_rules! emit {
+        ($level:expr) => {
+            tracing::event!(
+                target: "cognito_gate::access",
+                $level,
+                endpoint = line.endpoint,
+                method = line.method,
+                path = line.path,
+                status = line.status.as_u16(),
+                decision,
+                rule = %rule,
+                sub = line.sub.unwrap_or("-"),
+                latency_ms = format_args!("{latency_ms:.3}"),
+                "request"
+            )
+        };
+    }
+    match line.fault {
+        None | Some(Fault::Client) => emit!(tracing::Level::INFO),
+        Some(Fault::Upstream) => emit!(tracing::Level::WARN),
+        Some(Fault::Ours) => emit!(tracing::Level::ERROR),
+    }
+}

@@ -1,0 +1,234 @@
+//! Loading a policy: the TOML as written, checked rule by rule, every problem reported
+//! at once with the rule and key that caused it.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use http::Method;
+use serde::Deserialize;
+
+use super::{has_upper_case_letter, Grant, Policy, Rule, RuleId, Segment};
+use crate::config::ProblemList;
+use crate::path;
+
+/// A policy that cannot be used, with every reason.
+pub type PolicyError = ProblemList;
+
+impl Policy {
+    /// Reads and validates a policy file.
+    pub fn load(file: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(file).map_err(|e| {
+            PolicyError::policy(vec![format!("cannot read {}: {e}", file.display())])
+        })?;
+        Policy::from_toml(&text)
+    }
+
+    /// Parses and validates policy text, reporting every problem at once.
+    pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            PolicyError::policy(vec![e.message().to_owned() + &location(text, e.span())])
+        })?;
+        let mut problems = Vec::new();
+        if raw.rule.is_empty() {
+            problems.push("the policy has no [[rule]] tables, so it would deny everything".into());
+        }
+        let mut rules = Vec::with_capacity(raw.rule.len());
+        for (i, r) in raw.rule.into_iter().enumerate() {
+            let before = problems.len();
+            let rule = validate_rule(i + 1, r, &mut problems);
+            if problems.len() == before {
+                rules.extend(rule);
+            }
+        }
+        if problems.is_empty() {
+            let upper_case_literals = rules.iter().any(|r| {
+                r.pattern
+                    .iter()
+                    .any(|s| matches!(s, Segment::Literal(l) if has_upper_case_letter(l)))
+            });
+            Ok(Policy {
+                rules,
+                case_sensitive: raw.case_sensitive,
+                upper_case_literals,
+            })
+        } else {
+            Err(PolicyError::policy(problems))
+        }
+    }
+}
+
+fn location(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    match span {
+        Some(s) => {
+            let line = text
+                .get(..s.start)
+                .unwrap_or_default()
+                .matches('\n')
+                .count()
+                + 1;
+            format!(" (line {line})")
+        }
+        None => String::new(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    case_sensitive: bool,
+    #[serde(default)]
+    rule: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<String>,
+    path: Option<String>,
+    methods: Option<Vec<String>>,
+    allow: Option<String>,
+    groups: Option<Vec<String>>,
+    groups_all: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
+}
+
+fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Option<Rule> {
+    let label = match &raw.name {
+        Some(name) => format!("rule {number} ({name})"),
+        None => format!("rule {number}"),
+    };
+    let mut report = |key: &str, msg: String| problems.push(format!("{label}: {key}: {msg}"));
+
+    if raw.name.as_deref() == Some("") {
+        report("name", "must not be empty".into());
+    }
+    let pattern = match raw.path.as_deref() {
+        None => {
+            report("path", "is required".into());
+            None
+        }
+        Some(p) => parse_pattern(p).map_err(|m| report("path", m)).ok(),
+    };
+    let methods = match raw.methods {
+        None => None,
+        Some(list) if list.is_empty() => {
+            report(
+                "methods",
+                "must not be empty (leave it out to match every method)".into(),
+            );
+            None
+        }
+        Some(list) => {
+            let mut parsed = Vec::with_capacity(list.len());
+            for m in list {
+                match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                    Ok(method) if !m.is_empty() => parsed.push(method),
+                    _ => report("methods", format!("{m:?} is not an HTTP method")),
+                }
+            }
+            Some(parsed)
+        }
+    };
+    let grants = [
+        raw.allow.is_some(),
+        raw.groups.is_some(),
+        raw.groups_all.is_some(),
+        raw.scopes.is_some(),
+    ];
+    let grant = match grants.iter().filter(|g| **g).count() {
+        0 => {
+            report(
+                "allow",
+                "a rule needs exactly one of allow, groups, groups_all or scopes".into(),
+            );
+            None
+        }
+        1 => {
+            if let Some(allow) = raw.allow {
+                match allow.as_str() {
+                    "anyone" => Some(Grant::Anyone),
+                    "authenticated" => Some(Grant::Authenticated),
+                    other => {
+                        report(
+                            "allow",
+                            format!("{other:?} must be \"anyone\" or \"authenticated\""),
+                        );
+                        None
+                    }
+                }
+            } else if let Some(groups) = raw.groups {
+                name_list("groups", groups, &mut report).map(Grant::AnyGroup)
+            } else if let Some(groups) = raw.groups_all {
+                name_list("groups_all", groups, &mut report).map(Grant::AllGroups)
+            } else {
+                raw.scopes
+                    .and_then(|s| name_list("scopes", s, &mut report))
+                    .map(Grant::AnyScope)
+            }
+        }
+        _ => {
+            report(
+                "allow",
+                "allow, groups, groups_all and scopes are exclusive: give exactly one".into(),
+            );
+            None
+        }
+    };
+    Some(Rule {
+        id: RuleId {
+            number,
+            name: raw.name.filter(|n| !n.is_empty()).map(Arc::from),
+        },
+        pattern: pattern?,
+        methods,
+        grant: grant?,
+    })
+}
+
+/// A non-empty list of non-empty group or scope names.
+fn name_list(
+    key: &str,
+    names: Vec<String>,
+    report: &mut impl FnMut(&str, String),
+) -> Option<Vec<String>> {
+    if names.is_empty() {
+        report(key, "must name at least one".into());
+        return None;
+    }
+    if names
+        .iter()
+        .any(|n| n.is_empty() || n.contains(char::is_whitespace))
+    {
+        report(key, "names must not be empty or contain spaces".into());
+        return None;
+    }
+    Some(names)
+}
+
+/// Parses a rule's `path`. Literal segments go through the same canonicalization as
+/// request paths, so `/%61dmin` in a rule means `/admin`.
+fn parse_pattern(pattern: &str) -> Result<Vec<Segment>, String> {
+    let canonical = path::canonicalize(pattern).map_err(|e| format!("{pattern:?}: {e}"))?;
+    let parts: Vec<&str> = path::segments(&canonical).collect();
+    let mut out = Vec::with_capacity(parts.len());
+    for (i, part) in parts.iter().enumerate() {
+        let seg = match *part {
+            "**" if i + 1 == parts.len() => Segment::Rest,
+            "**" => {
+                return Err(format!(
+                    "{pattern:?}: '**' is only allowed as the last segment"
+                ))
+            }
+            "*" => Segment::One,
+            p if p.contains('*') => {
+                return Err(format!(
+                    "{pattern:?}: '*' must be a whole segment (no partial wildcards)"
+                ))
+            }
+            p => Segment::Literal(p.to_owned()),
+        };
+        out.push(seg);
+    }
+    Ok(out)
+}

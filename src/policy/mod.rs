@@ -1,0 +1,246 @@
+//! The path policy: ordered rules from a TOML file, first match wins, no match denies.
+//!
+//! The app behind the gate may read a path more loosely than the rules do: Express and
+//! ASP.NET route case-insensitively, and Express (non-strict routing, its default) and
+//! Spring before 6 ignore one trailing slash. The gate cannot know which, so
+//! [`Policy::govern`] judges every such reading of the path, and a request is allowed
+//! only when the rules of all of them allow it.
+//!
+//! This module is pure: no I/O after loading, no clock, no async. It answers two
+//! questions — which rule governs (method, canonical path), and does that rule's grant
+//! admit a given identity — so both can be tested as tables.
+//! May import `path`, `config` and `token`'s identity; nothing above.
+
+mod load;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::Method;
+
+use crate::path;
+use crate::token::Identity;
+
+/// A loaded, validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    rules: Vec<Rule>,
+    /// `case_sensitive = true`: the app is known to route case-sensitively, so the
+    /// case-folded reading is not judged.
+    case_sensitive: bool,
+    /// Whether a rule has an upper-case letter (outside escapes); if none has and the
+    /// path has none either, the case-folded reading cannot differ and is skipped.
+    upper_case_literals: bool,
+}
+
+/// The rules that govern a request: the rule of each reading of its path, without
+/// repeats, the path as sent first. Every one of them must allow the request.
+#[derive(Debug)]
+pub struct Governing<'p> {
+    rules: [Option<&'p Rule>; 4],
+}
+
+impl<'p> Governing<'p> {
+    /// The rule of the path as sent: the one an allowed request is logged with.
+    pub fn primary(&self) -> Option<&'p Rule> {
+        self.rules[0]
+    }
+
+    /// Every governing rule, the path as sent first.
+    pub fn rules(&self) -> impl Iterator<Item = &'p Rule> + '_ {
+        self.rules.iter().flatten().copied()
+    }
+
+    fn add(&mut self, rule: &'p Rule) {
+        if self.rules().any(|r| std::ptr::eq(r, rule)) {
+            return;
+        }
+        if let Some(slot) = self.rules.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some(rule);
+        }
+    }
+}
+
+/// One `[[rule]]` table.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    id: RuleId,
+    pattern: Vec<Segment>,
+    methods: Option<Vec<Method>>,
+    grant: Grant,
+}
+
+/// How a rule is named in logs and answers: its `name`, or `#N` (1-based position).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleId {
+    pub number: usize,
+    pub name: Option<Arc<str>>,
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(name) => f.write_str(name),
+            None => write!(f, "#{}", self.number),
+        }
+    }
+}
+
+/// Who a rule lets in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grant {
+    /// `allow = "anyone"`: no token is needed or read.
+    Anyone,
+    /// `allow = "authenticated"`: any valid token.
+    Authenticated,
+    /// `groups = [..]`: a member of at least one of them.
+    AnyGroup(Vec<String>),
+    /// `groups_all = [..]`: a member of every one of them.
+    AllGroups(Vec<String>),
+    /// `scopes = [..]`: an access token with at least one of these scopes. This is how
+    /// machine-to-machine (client-credentials) tokens, which carry no groups, are gated.
+    AnyScope(Vec<String>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    /// `*`: exactly one non-empty segment.
+    One,
+    /// `**`: any number of trailing segments, including none.
+    Rest,
+}
+
+impl Grant {
+    /// Whether `identity` satisfies this grant. `Anyone` admits even no identity.
+    pub fn admits(&self, identity: Option<&Identity>) -> bool {
+        match (self, identity) {
+            (Grant::Anyone, _) => true,
+            (_, None) => false,
+            (Grant::Authenticated, Some(_)) => true,
+            (Grant::AnyGroup(wanted), Some(id)) => wanted.iter().any(|g| id.groups.contains(g)),
+            (Grant::AllGroups(wanted), Some(id)) => wanted.iter().all(|g| id.groups.contains(g)),
+            (Grant::AnyScope(wanted), Some(id)) => wanted.iter().any(|s| id.scopes.contains(s)),
+        }
+    }
+
+    /// Whether a token must be verified before the grant can be decided; `anyone`
+    /// rules never read the token, so a bad one cannot make a public path fail.
+    pub fn needs_token(&self) -> bool {
+        !matches!(self, Grant::Anyone)
+    }
+}
+
+impl Rule {
+    /// How this rule is named in logs.
+    pub fn id(&self) -> &RuleId {
+        &self.id
+    }
+
+    /// Who this rule lets in.
+    pub fn grant(&self) -> &Grant {
+        &self.grant
+    }
+
+    fn matches(&self, method: &Method, canonical_path: &str) -> bool {
+        self.matches_as(method, canonical_path, Case::Sensitive)
+    }
+
+    fn matches_as(&self, method: &Method, canonical_path: &str, case: Case) -> bool {
+        let method_ok = match &self.methods {
+            None => true,
+            // GET also admits HEAD, as nginx's limit_except and most routers do.
+            Some(list) => list
+                .iter()
+                .any(|m| m == method || (*m == Method::GET && *method == Method::HEAD)),
+        };
+        method_ok && pattern_matches(&self.pattern, canonical_path, case)
+    }
+}
+
+/// How literal segments compare with the path's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Sensitive,
+    /// ASCII letters compare equal in either case, as in Express and ASP.NET.
+    Insensitive,
+}
+
+/// Whether `text` has an ASCII upper-case letter outside its `%XX` escapes (whose hex
+/// digits are upper case in canonical form).
+fn has_upper_case_letter(text: &str) -> bool {
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'%' => {
+                bytes.nth(1);
+            }
+            b if b.is_ascii_uppercase() => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+fn pattern_matches(pattern: &[Segment], canonical_path: &str, case: Case) -> bool {
+    let mut segs = path::segments(canonical_path);
+    for p in pattern {
+        match p {
+            Segment::Rest => return true,
+            Segment::One => match segs.next() {
+                Some(s) if !s.is_empty() => {}
+                _ => return false,
+            },
+            Segment::Literal(lit) => match segs.next() {
+                Some(s) if s == lit => {}
+                Some(s) if case == Case::Insensitive && s.eq_ignore_ascii_case(lit) => {}
+                _ => return false,
+            },
+        }
+    }
+    segs.next().is_none()
+}
+
+impl Policy {
+    /// The first rule matching `method` and `canonical_path`, which must come from
+    /// [`path::canonicalize`]. `None` means no rule matches, and the request is denied.
+    pub fn route(&self, method: &Method, canonical_path: &str) -> Option<&Rule> {
+        self.rules
+            .iter()
+            .find(|r| r.matches(method, canonical_path))
+    }
+
+    /// The rules that govern `method` and `canonical_path` under every reading a
+    /// common router makes: the path as sent; case-folded (unless `case_sensitive`);
+    /// without one trailing slash; and both. `None` when some reading matches no rule,
+    /// which denies the request whatever the others say.
+    pub fn govern(&self, method: &Method, canonical_path: &str) -> Option<Governing<'_>> {
+        let mut governing = Governing { rules: [None; 4] };
+        let folded = !self.case_sensitive
+            && (self.upper_case_literals || has_upper_case_letter(canonical_path));
+        let trimmed = canonical_path
+            .strip_suffix('/')
+            .filter(|rest| !rest.is_empty());
+        let readings = [
+            Some((canonical_path, Case::Sensitive)),
+            folded.then_some((canonical_path, Case::Insensitive)),
+            trimmed.map(|p| (p, Case::Sensitive)),
+            trimmed.filter(|_| folded).map(|p| (p, Case::Insensitive)),
+        ];
+        for (path, case) in readings.into_iter().flatten() {
+            let rule = self
+                .rules
+                .iter()
+                .find(|r| r.matches_as(method, path, case))?;
+            governing.add(rule);
+        }
+        Some(governing)
+    }
+
+    /// The rules in order, for `check`'s summary.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+}

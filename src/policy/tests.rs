@@ -1,0 +1,267 @@
+//! Routing, readings and grants as tables, and every problem a policy file can have.
+
+use super::*;
+use crate::token::{PoolId, TokenUse};
+
+fn identity(groups: &[&str]) -> Identity {
+    Identity {
+        sub: "user-1".into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        scopes: vec!["orders/read".into(), "openid".into()],
+        token_use: TokenUse::Access,
+        client_id: "client".into(),
+        pool: PoolId(0),
+    }
+}
+
+const POLICY: &str = r#"
+    [[rule]]
+    name = "health"
+    path = "/healthz"
+    methods = ["GET"]
+    allow = "anyone"
+
+    [[rule]]
+    name = "public"
+    path = "/public/**"
+    allow = "anyone"
+
+    [[rule]]
+    name = "admin"
+    path = "/admin/**"
+    groups = ["admins"]
+
+    [[rule]]
+    path = "/reports/*/export"
+    methods = ["post", "PUT"]
+    groups_all = ["finance", "auditors"]
+
+    [[rule]]
+    name = "root"
+    path = "/"
+    allow = "anyone"
+
+    [[rule]]
+    name = "api"
+    path = "/api/**"
+    allow = "authenticated"
+"#;
+
+#[test]
+fn routing_table() {
+    let policy = Policy::from_toml(POLICY).expect("valid policy");
+    let cases: &[(&str, &str, Option<&str>)] = &[
+        ("GET", "/healthz", Some("health")),
+        ("HEAD", "/healthz", Some("health")),
+        ("POST", "/healthz", None),
+        ("GET", "/healthz/", None),
+        ("GET", "/public", Some("public")),
+        ("GET", "/public/", Some("public")),
+        ("DELETE", "/public/a/b/c", Some("public")),
+        ("GET", "/publication", None),
+        ("GET", "/admin", Some("admin")),
+        ("GET", "/admin/x/y", Some("admin")),
+        ("GET", "/administrator", None),
+        ("GET", "/Admin", None),
+        ("POST", "/reports/2024/export", Some("#4")),
+        ("PUT", "/reports/q1/export", Some("#4")),
+        ("GET", "/reports/2024/export", None),
+        ("POST", "/reports/export", None),
+        ("POST", "/reports/a/b/export", None),
+        ("POST", "/reports//export", None),
+        ("GET", "/", Some("root")),
+        ("GET", "/api/v1/items", Some("api")),
+        ("GET", "/elsewhere", None),
+    ];
+    for (method, path, want) in cases {
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let got = policy.route(&method, path).map(|r| r.id().to_string());
+        assert_eq!(got.as_deref(), *want, "{method} {path}");
+    }
+}
+
+/// The rules that govern each request, by name, for the readings table below.
+fn governing(policy: &Policy, method: &str, path: &str) -> Option<Vec<String>> {
+    let method = Method::from_bytes(method.as_bytes()).expect("method");
+    policy
+        .govern(&method, path)
+        .map(|g| g.rules().map(|r| r.id().to_string()).collect())
+}
+
+const READINGS: &str = include_str!("../../tests/policies/readings.toml");
+
+#[test]
+fn every_reading_a_router_makes_is_governed() {
+    let policy = Policy::from_toml(READINGS).expect("valid policy");
+    let cases: &[(&str, &str, &[&str])] = &[
+        // Exactly as sent: one rule.
+        ("GET", "/admin/x", &["admin"]),
+        ("GET", "/public/x", &["public"]),
+        // Express and ASP.NET route /ADMIN/x to the admin pages.
+        ("GET", "/ADMIN/x", &["app", "admin"]),
+        ("GET", "/Admin", &["app", "admin"]),
+        // An escape decodes to a letter first, then folds.
+        ("GET", "/Public/secret", &["app", "public"]),
+        // Express's non-strict routing serves /export for /export/.
+        ("POST", "/invoices/7/export/", &["app", "export"]),
+        ("POST", "/INVOICES/7/EXPORT/", &["app", "export"]),
+        ("GET", "/invoices/7/export/", &["app"]),
+        // The root has no trailing slash to lose.
+        ("GET", "/", &["app"]),
+        // Escapes keep their (upper-case) hex digits and are not "letters".
+        ("GET", "/caf%C3%A9", &["app"]),
+    ];
+    for (method, path, want) in cases {
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            governing(&policy, method, path),
+            Some(want),
+            "{method} {path}"
+        );
+    }
+}
+
+#[test]
+fn a_reading_no_rule_matches_denies() {
+    let policy = Policy::from_toml(
+        "[[rule]]\npath = \"/api/**\"\nallow = \"anyone\"\n\
+         [[rule]]\npath = \"/Docs\"\nallow = \"anyone\"\n",
+    )
+    .expect("valid");
+    assert_eq!(governing(&policy, "GET", "/api/x"), Some(vec!["#1".into()]));
+    // Case-sensitively /API matches nothing, so it is denied whatever /api allows.
+    assert_eq!(governing(&policy, "GET", "/API/x"), None);
+    // A rule with capitals is compared folded as well.
+    assert_eq!(governing(&policy, "GET", "/Docs"), Some(vec!["#2".into()]));
+    assert_eq!(governing(&policy, "GET", "/docs"), None);
+}
+
+#[test]
+fn case_sensitive_policies_judge_the_path_as_sent_only() {
+    let text = format!("case_sensitive = true\n{READINGS}");
+    let policy = Policy::from_toml(&text).expect("valid policy");
+    assert_eq!(
+        governing(&policy, "GET", "/ADMIN/x"),
+        Some(vec!["app".into()])
+    );
+    // The trailing slash is still judged both ways.
+    assert_eq!(
+        governing(&policy, "POST", "/invoices/7/export/"),
+        Some(vec!["app".into(), "export".into()])
+    );
+}
+
+#[test]
+fn grant_table() {
+    let admins = identity(&["admins"]);
+    let auditors = identity(&["finance", "auditors", "x"]);
+    let finance = identity(&["finance"]);
+    let nobody = identity(&[]);
+    let any_admin = Grant::AnyGroup(vec!["admins".into(), "ops".into()]);
+    let all_fin = Grant::AllGroups(vec!["finance".into(), "auditors".into()]);
+    let cases: &[(&Grant, Option<&Identity>, bool)] = &[
+        (&Grant::Anyone, None, true),
+        (&Grant::Anyone, Some(&nobody), true),
+        (&Grant::Authenticated, None, false),
+        (&Grant::Authenticated, Some(&nobody), true),
+        (&any_admin, Some(&admins), true),
+        (&any_admin, Some(&finance), false),
+        (&any_admin, Some(&nobody), false),
+        (&any_admin, None, false),
+        (&all_fin, Some(&auditors), true),
+        (&all_fin, Some(&finance), false),
+        (&all_fin, None, false),
+        (
+            &Grant::AnyScope(vec!["orders/read".into()]),
+            Some(&nobody),
+            true,
+        ),
+        (
+            &Grant::AnyScope(vec!["orders/write".into(), "openid".into()]),
+            Some(&nobody),
+            true,
+        ),
+        (
+            &Grant::AnyScope(vec!["orders/write".into()]),
+            Some(&nobody),
+            false,
+        ),
+        (&Grant::AnyScope(vec!["orders/read".into()]), None, false),
+    ];
+    for (i, (grant, id, want)) in cases.iter().enumerate() {
+        assert_eq!(grant.admits(*id), *want, "case {i}: {grant:?}");
+    }
+}
+
+#[test]
+fn group_names_compare_exactly() {
+    let grant = Grant::AnyGroup(vec!["admins".into()]);
+    assert!(!grant.admits(Some(&identity(&["Admins"]))));
+    assert!(!grant.admits(Some(&identity(&["admins "]))));
+}
+
+#[test]
+fn rule_patterns_are_canonicalized() {
+    let policy =
+        Policy::from_toml("[[rule]]\npath = \"/%61dmin/**\"\nallow = \"anyone\"\n").expect("valid");
+    assert!(policy.route(&Method::GET, "/admin/x").is_some());
+}
+
+#[test]
+fn every_problem_is_reported_with_rule_and_key() {
+    let text = r#"
+        [[rule]]
+        path = "admin"
+        allow = "everyone"
+
+        [[rule]]
+        name = "two"
+        path = "/a/**/b"
+        groups = []
+        methods = []
+
+        [[rule]]
+        path = "/x"
+        allow = "anyone"
+        groups = ["g"]
+
+        [[rule]]
+        path = "/y*"
+
+        [[rule]]
+        allow = "authenticated"
+        methods = ["GE T"]
+    "#;
+    let err = Policy::from_toml(text).expect_err("invalid");
+    let want = [
+        "rule 1: path: \"admin\": the path must start with '/'",
+        "rule 1: allow: \"everyone\" must be \"anyone\" or \"authenticated\"",
+        "rule 2 (two): path: \"/a/**/b\": '**' is only allowed as the last segment",
+        "rule 2 (two): methods: must not be empty (leave it out to match every method)",
+        "rule 2 (two): groups: must name at least one",
+        "rule 3: allow: allow, groups, groups_all and scopes are exclusive: give exactly one",
+        "rule 4: path: \"/y*\": '*' must be a whole segment (no partial wildcards)",
+        "rule 4: allow: a rule needs exactly one of allow, groups, groups_all or scopes",
+        "rule 5: path: is required",
+        "rule 5: methods: \"GE T\" is not an HTTP method",
+    ];
+    assert_eq!(err.problems, want);
+}
+
+#[test]
+fn unknown_keys_and_empty_policies_are_refused() {
+    let err = Policy::from_toml("[[rule]]\npath = \"/\"\nallow = \"anyone\"\ngroup = [\"a\"]\n")
+        .expect_err("unknown key");
+    assert!(err.problems[0].contains("unknown field `group`"), "{err}");
+    assert!(err.problems[0].contains("line 4"), "{err}");
+    let err = Policy::from_toml("").expect_err("empty");
+    assert!(err.problems[0].contains("no [[rule]]"), "{err}");
+}
+
+#[test]
+fn bad_path_patterns() {
+    for p in ["/a//b", "/a/../b", "/a%2Fb", "/a;b", "/a/b\\c"] {
+        let text = format!("[[rule]]\npath = {p:?}\nallow = \"anyone\"\n");
+        assert!(Policy::from_toml(&text).is_err(), "{p}");
+    }
+}

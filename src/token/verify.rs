@@ -1,0 +1,380 @@
+//! Cognito token verification, at least as strict as awslabs/aws-jwt-verify's
+//! `CognitoJwtVerifier`, and stricter where it is lax: `crit` is refused, `exp` is
+//! required, base64url must be canonical and unpadded, token size is bounded, and a
+//! duplicated claim is refused instead of "last one wins".
+//!
+//! Verification runs in three steps so that each can be tested alone:
+//! [`Verifier::parse`] (shape, header, issuer → pool), a key lookup by `(pool, kid)`,
+//! and [`Verifier::finish`] (key checks, signature, time, token use, client, claims).
+//! Claims other than `iss` are only interpreted after the signature holds.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::Algorithm;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+use super::cache::{Remembered, TokenCache};
+use super::identity::{Identity, PoolId, TokenUse, Verified};
+use super::keys::{Key, KeyLookupError, KeyStore};
+use crate::config::{PoolConfig, TokenUsePolicy};
+
+/// Why a token was refused. The text is the RFC 6750 `error_description`: short, and
+/// never quoting the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is too large")]
+    TooLarge,
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    #[error("token alg must be RS256")]
+    UnsupportedAlgorithm,
+    #[error("token header has no kid")]
+    MissingKeyId,
+    #[error("token has critical header parameters")]
+    CriticalHeader,
+    #[error("token issuer is not an accepted user pool")]
+    UnknownIssuer,
+    #[error("no signing key matches the token kid")]
+    UnknownKeyId,
+    #[error("the key is not an RSA signing key")]
+    KeyNotUsable,
+    #[error("the key alg does not match the token alg")]
+    AlgorithmMismatch,
+    #[error("token signature is invalid")]
+    InvalidSignature,
+    #[error("token has expired")]
+    Expired,
+    #[error("token is not valid yet")]
+    NotYetValid,
+    #[error("token has no {0} claim")]
+    MissingClaim(&'static str),
+    #[error("token claim {0} has the wrong type")]
+    InvalidClaimType(&'static str),
+    #[error("token_use must be id or access")]
+    InvalidTokenUse,
+    #[error("this kind of token is not accepted here")]
+    TokenUseNotAccepted,
+    #[error("token was issued to another client")]
+    ClientNotAllowed,
+}
+
+/// Why [`Verifier::verify`] gave no identity: the token's fault, or ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Token(#[from] TokenError),
+    /// Not the client's fault: the pool's keys could not be fetched.
+    #[error("signing keys are unavailable")]
+    KeysUnavailable,
+}
+
+/// A token that passed the structural checks and whose issuer picked a pool, but
+/// whose signature has not been checked yet.
+#[derive(Debug)]
+pub struct Unverified<'t> {
+    pub pool: PoolId,
+    pub kid: String,
+    signing_input: &'t str,
+    signature: &'t str,
+    claims: RawClaims,
+}
+
+struct PoolRules {
+    issuers: [String; 2],
+    client_ids: Vec<String>,
+    token_use: TokenUsePolicy,
+    leeway: f64,
+}
+
+impl PoolRules {
+    /// `exp` and `nbf` against `now`, with the pool's leeway. A token is expired from
+    /// the instant `exp` is reached (RFC 7519 §4.1.4: "on or after").
+    fn check_time(&self, exp: f64, nbf: Option<f64>, now: f64) -> Result<(), TokenError> {
+        if now >= exp + self.leeway {
+            return Err(TokenError::Expired);
+        }
+        if nbf.is_some_and(|nbf| now + self.leeway < nbf) {
+            return Err(TokenError::NotYetValid);
+        }
+        Ok(())
+    }
+}
+
+/// Verifies tokens against the configured pools.
+pub struct Verifier {
+    pools: Vec<PoolRules>,
+    max_token_bytes: usize,
+    /// Verified tokens; `None` when `token_cache.max_bytes` is 0.
+    remembered: Option<TokenCache>,
+}
+
+/// Marks a field as present, whatever its value (even `null`).
+#[derive(Debug, Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(d)?;
+        Ok(Present(true))
+    }
+}
+
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<Value>,
+    kid: Option<Value>,
+    #[serde(default)]
+    crit: Present,
+}
+
+/// The claims we read. Derived deserialization refuses a duplicated field, where
+/// a generic JSON map would silently keep the last value.
+#[derive(Debug, Deserialize)]
+struct RawClaims {
+    iss: Option<Value>,
+    sub: Option<Value>,
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    iat: Option<Value>,
+    token_use: Option<Value>,
+    client_id: Option<Value>,
+    aud: Option<Value>,
+    #[serde(rename = "cognito:groups")]
+    groups: Option<Value>,
+    scope: Option<Value>,
+}
+
+fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
+    // The standard engine refuses padding, characters outside the base64url alphabet
+    // and non-canonical trailing bits.
+    URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| TokenError::Malformed(what))
+}
+
+fn string_claim(v: &Option<Value>, name: &'static str) -> Result<Option<String>, TokenError> {
+    match v {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(TokenError::InvalidClaimType(name)),
+    }
+}
+
+fn number_claim(v: &Option<Value>, name: &'static str) -> Result<Option<f64>, TokenError> {
+    match v {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_f64()
+            .map(Some)
+            .ok_or(TokenError::InvalidClaimType(name)),
+        Some(_) => Err(TokenError::InvalidClaimType(name)),
+    }
+}
+
+impl Verifier {
+    /// `cache_bytes` bounds the cache of verified tokens (their text plus a little);
+    /// 0 verifies every signature every time.
+    pub fn new(pools: &[PoolConfig], max_token_bytes: usize, cache_bytes: u64) -> Self {
+        Verifier {
+            pools: pools
+                .iter()
+                .map(|p| PoolRules {
+                    issuers: [p.issuer(), p.multi_region_issuer()],
+                    client_ids: p.client_ids.clone(),
+                    token_use: p.token_use,
+                    leeway: p.leeway.as_secs_f64(),
+                })
+                .collect(),
+            max_token_bytes,
+            remembered: TokenCache::new(cache_bytes),
+        }
+    }
+
+    /// Verifies `token` with keys from `keys`, at the instant `now` (seconds since
+    /// the Unix epoch), which the caller supplies so that tests need no time tricks.
+    pub async fn verify(
+        &self,
+        token: &str,
+        keys: &KeyStore,
+        now: f64,
+    ) -> Result<Identity, VerifyError> {
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLarge.into());
+        }
+        if let Some(cache) = &self.remembered {
+            if let Some(hit) = cache.get(token).await {
+                let id = &hit.verified.identity;
+                let current = keys.cached(id.pool, &hit.kid).await;
+                if current.is_some_and(|k| k.fingerprint == hit.key) {
+                    let pool = self.pools.get(id.pool.0).ok_or(TokenError::UnknownIssuer)?;
+                    pool.check_time(hit.verified.exp, hit.verified.nbf, now)?;
+                    return Ok(id.clone());
+                }
+                // The key left the key set or changed: verify from scratch, which will
+                // say why.
+                cache.forget(token).await;
+            }
+        }
+        let unverified = self.parse(token)?;
+        let (pool, kid) = (unverified.pool, unverified.kid.clone());
+        let key = keys.find(pool, &kid).await.map_err(|e| match e {
+            KeyLookupError::UnknownKeyId => VerifyError::Token(TokenError::UnknownKeyId),
+            KeyLookupError::Unavailable => VerifyError::KeysUnavailable,
+        })?;
+        let verified = self.finish(unverified, &key, now)?;
+        let identity = verified.identity.clone();
+        if let Some(cache) = &self.remembered {
+            let remembered = Remembered {
+                verified,
+                kid,
+                key: key.fingerprint,
+            };
+            cache.remember(token, remembered).await;
+        }
+        Ok(identity)
+    }
+
+    /// Step one: size, compact-JWS shape, header (`alg`, `kid`, `crit`), and the
+    /// issuer, which selects the pool and so the key set.
+    /// (Public so that the unit tests and benchmarks can drive each step alone.)
+    pub fn parse<'t>(&self, token: &'t str) -> Result<Unverified<'t>, TokenError> {
+        if token.len() > self.max_token_bytes {
+            return Err(TokenError::TooLarge);
+        }
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed("not a compact JWS of three parts"));
+        };
+        if header.is_empty() || payload.is_empty() || signature.is_empty() {
+            return Err(TokenError::Malformed("empty part"));
+        }
+        let header: RawHeader = serde_json::from_slice(&decode_part(header, "header encoding")?)
+            .map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
+        if header.alg != Some(Value::String("RS256".into())) {
+            return Err(TokenError::UnsupportedAlgorithm);
+        }
+        let kid = match header.kid {
+            Some(Value::String(kid)) if !kid.is_empty() => kid,
+            _ => return Err(TokenError::MissingKeyId),
+        };
+        // RFC 7515 §4.1.11: a recipient must refuse critical extensions it does not
+        // understand, and we understand none.
+        if header.crit.0 {
+            return Err(TokenError::CriticalHeader);
+        }
+        let claims: RawClaims = serde_json::from_slice(&decode_part(payload, "payload encoding")?)
+            .map_err(|_| TokenError::Malformed("payload is not a JSON object of claims"))?;
+        let iss = string_claim(&claims.iss, "iss")?.ok_or(TokenError::MissingClaim("iss"))?;
+        let pool = self
+            .pools
+            .iter()
+            .position(|p| p.issuers.contains(&iss))
+            .map(PoolId)
+            .ok_or(TokenError::UnknownIssuer)?;
+        let signing_input_len = token.len() - signature.len() - 1;
+        Ok(Unverified {
+            pool,
+            kid,
+            signing_input: &token[..signing_input_len],
+            signature,
+            claims,
+        })
+    }
+
+    /// Steps three and on: the key's own constraints, the signature, then the claims.
+    pub fn finish(&self, t: Unverified<'_>, key: &Key, now: f64) -> Result<Verified, TokenError> {
+        // from_jwk-style helpers ignore `use` and `alg`, so both are checked here.
+        if key.kty != "RSA" || key.use_.as_deref().is_some_and(|u| u != "sig") {
+            return Err(TokenError::KeyNotUsable);
+        }
+        if key.alg.as_deref().is_some_and(|a| a != "RS256") {
+            return Err(TokenError::AlgorithmMismatch);
+        }
+        let Some(rsa) = &key.rsa else {
+            return Err(TokenError::KeyNotUsable);
+        };
+        match jsonwebtoken::crypto::verify(
+            t.signature,
+            t.signing_input.as_bytes(),
+            rsa,
+            Algorithm::RS256,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return Err(TokenError::InvalidSignature),
+            Err(_) => return Err(TokenError::Malformed("signature encoding")),
+        }
+
+        let pool = self.pools.get(t.pool.0).ok_or(TokenError::UnknownIssuer)?;
+        let c = &t.claims;
+        let exp = number_claim(&c.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+        let nbf = number_claim(&c.nbf, "nbf")?;
+        number_claim(&c.iat, "iat")?;
+        pool.check_time(exp, nbf, now)?;
+
+        let sub = string_claim(&c.sub, "sub")?
+            .filter(|s| !s.is_empty())
+            .ok_or(TokenError::MissingClaim("sub"))?;
+        let token_use = match string_claim(&c.token_use, "token_use")?.as_deref() {
+            None => return Err(TokenError::MissingClaim("token_use")),
+            Some("access") => TokenUse::Access,
+            Some("id") => TokenUse::Id,
+            Some(_) => return Err(TokenError::InvalidTokenUse),
+        };
+        let accepted = match (pool.token_use, token_use) {
+            (TokenUsePolicy::Any, _) => true,
+            (TokenUsePolicy::Access, TokenUse::Access) | (TokenUsePolicy::Id, TokenUse::Id) => true,
+            (TokenUsePolicy::Access, TokenUse::Id) | (TokenUsePolicy::Id, TokenUse::Access) => {
+                false
+            }
+        };
+        if !accepted {
+            return Err(TokenError::TokenUseNotAccepted);
+        }
+        let client_id = match token_use {
+            TokenUse::Access => {
+                let id = string_claim(&c.client_id, "client_id")?
+                    .ok_or(TokenError::MissingClaim("client_id"))?;
+                pool.client_ids.contains(&id).then_some(id)
+            }
+            // Cognito issues `aud` as one string; aws-jwt-verify refuses an array too.
+            TokenUse::Id => match &c.aud {
+                None => return Err(TokenError::MissingClaim("aud")),
+                Some(Value::String(aud)) => pool.client_ids.contains(aud).then(|| aud.clone()),
+                Some(_) => return Err(TokenError::InvalidClaimType("aud")),
+            },
+        }
+        .ok_or(TokenError::ClientNotAllowed)?;
+
+        let groups = match &c.groups {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|g| match g {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(TokenError::InvalidClaimType("cognito:groups")),
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(TokenError::InvalidClaimType("cognito:groups")),
+        };
+        let scopes = string_claim(&c.scope, "scope")?
+            .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default();
+
+        Ok(Verified {
+            identity: Identity {
+                sub,
+                groups,
+                scopes,
+                token_use,
+                client_id,
+                pool: t.pool,
+            },
+            exp,
+            nbf,
+        })
+    }
+}

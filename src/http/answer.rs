@@ -9,14 +9,17 @@ use http_body_util::{BodyExt, Full};
 use crate::authorize::AuthError;
 use crate::token::TokenError;
 
+/// An error from any body the gate relays: the app's (hyper) or a gRPC service's.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The body type of every response the gate writes or relays.
-pub type GateBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+pub type GateBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 /// A complete in-memory body, boxed to the type every response shares.
 pub fn full_body(bytes: impl Into<Bytes>) -> GateBody {
     Full::new(bytes.into())
         .map_err(|never| match never {})
-        .boxed()
+        .boxed_unsync()
 }
 
 /// The standard methods the gate forwards, for the `Allow` header of a 405. Extension

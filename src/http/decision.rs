@@ -2,6 +2,7 @@
 //! Traefik ForwardAuth and Caddy `forward_auth` (on `authz.path`), and Envoy's HTTP
 //! `ext_authz` (under `authz.envoy_prefix`). They read the original method and path
 //! the way each peer sends them, then ask the same [`Authorizer`] the proxy uses.
+//! Envoy's gRPC `ext_authz` (`grpc.rs`) decides through [`DecisionService::decide`] too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,15 +21,18 @@ use crate::path::PathError;
 use crate::token::Identity;
 
 /// Envoy removes the request headers this response header names (comma-separated).
-const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+pub(crate) const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 
 /// Which peer's contract a request follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
+pub(crate) enum Endpoint {
     /// nginx, Traefik, Caddy: the original request is described in headers.
     ForwardAuth,
-    /// Envoy: the original method is the request's own, the original path follows the prefix.
+    /// Envoy over HTTP: the original method is the request's own, the original path
+    /// follows the prefix.
     Envoy,
+    /// Envoy over gRPC: method, path and headers come in the `CheckRequest`.
+    EnvoyGrpc,
 }
 
 impl Endpoint {
@@ -36,12 +40,13 @@ impl Endpoint {
         match self {
             Endpoint::ForwardAuth => "forward_auth",
             Endpoint::Envoy => "ext_authz",
+            Endpoint::EnvoyGrpc => "ext_authz_grpc",
         }
     }
 }
 
 /// The original request, as reported by the peer.
-struct Original {
+pub(crate) struct Original {
     method: Method,
     /// The path as the client sent it, without the query: what the policy judges
     /// after the same canonicalization as the proxy's.
@@ -51,6 +56,30 @@ struct Original {
 impl Original {
     fn path(&self) -> &str {
         &self.path
+    }
+
+    /// The original request from a method and a request target (path and query) as
+    /// text: `X-Original-URI`, `X-Forwarded-Uri`, or a gRPC `CheckRequest`'s path. A
+    /// method in the wrong case is kept, for `authorize` to refuse as it does for the
+    /// proxy.
+    pub(crate) fn from_target(method: &[u8], target: &[u8]) -> Result<Original, Rejection> {
+        let method = Method::from_bytes(method).map_err(|_| Rejection::InvalidOriginalRequest)?;
+        // Origin form only (`http::uri` would read "" or "?q" as "/").
+        if !target.starts_with(b"/") {
+            return Err(Rejection::Auth(AuthError::BadPath(PathError::NotAbsolute)));
+        }
+        // nginx passes a raw `#` in `$request_uri`; the app would cut the path there.
+        if target.contains(&b'#') {
+            return Err(Rejection::Auth(AuthError::BadPath(PathError::Fragment)));
+        }
+        // The parser hyper uses for the proxy's own request targets, so that both read
+        // the same path out of the same text.
+        let target =
+            PathAndQuery::try_from(target).map_err(|_| Rejection::InvalidOriginalRequest)?;
+        Ok(Original {
+            method,
+            path: target.path().to_owned(),
+        })
     }
 }
 
@@ -88,18 +117,31 @@ impl DecisionService {
                 return answer(served, false, Err(rejection));
             }
         };
+        self.decide(endpoint, &original, req.headers(), started)
+            .await
+    }
+
+    /// Decides on `original`, with the peer's copy of the request `headers`, answers as
+    /// `endpoint`'s contract asks, and writes the access-log line.
+    pub(crate) async fn decide(
+        &self,
+        endpoint: Endpoint,
+        original: &Original,
+        headers: &HeaderMap,
+        started: Instant,
+    ) -> Response<GateBody> {
         let decision = self
             .authz
             .authorize(RequestFacts {
                 method: &original.method,
                 path: original.path(),
-                headers: req.headers(),
+                headers,
             })
             .await;
         let identity = decision.identity.as_ref();
         let allowed = decision.outcome.is_ok();
         let outcome = match decision.outcome {
-            Ok(_) => Ok(self.allow(endpoint, identity, req.headers())),
+            Ok(_) => Ok(self.allow(endpoint, identity, headers)),
             Err(e) => Err(Rejection::Auth(e)),
         };
         let served = Served {
@@ -113,14 +155,42 @@ impl DecisionService {
         answer(served, allowed, outcome)
     }
 
+    /// Refuses a request before a decision (its shape is wrong), and logs it.
+    pub(crate) fn refuse(
+        &self,
+        endpoint: Endpoint,
+        method: &str,
+        path: &str,
+        rejection: Rejection,
+        started: Instant,
+    ) -> Response<GateBody> {
+        let served = Served {
+            endpoint: endpoint.name(),
+            method,
+            path,
+            rule: None,
+            sub: None,
+            started,
+        };
+        answer(served, false, Err(rejection))
+    }
+
+    /// Whether `peer` may ask for decisions; logs a refusal.
+    pub(crate) fn trusts(&self, peer: SocketAddr) -> bool {
+        let trusted = self.settings.trusts(peer.ip());
+        if !trusted {
+            tracing::warn!(%peer, "decision request from an untrusted peer refused");
+        }
+        trusted
+    }
+
     /// Checks the peer, then finds the original method and URI for this endpoint.
     fn original_request<B>(
         &self,
         req: &Request<B>,
         peer: SocketAddr,
     ) -> Result<(Endpoint, Original), Rejection> {
-        if !self.settings.trusts(peer.ip()) {
-            tracing::warn!(%peer, "decision request from an untrusted peer refused");
+        if !self.trusts(peer) {
             return Err(Rejection::UntrustedPeer);
         }
         let path = req.uri().path();
@@ -160,9 +230,9 @@ impl DecisionService {
                 headers.insert(self.identity.sub.clone(), HeaderValue::from_static(""));
                 headers.insert(self.identity.groups.clone(), HeaderValue::from_static(""));
             }
-            (Endpoint::Envoy, None) => {}
+            (Endpoint::Envoy | Endpoint::EnvoyGrpc, None) => {}
         }
-        if endpoint == Endpoint::Envoy {
+        if matches!(endpoint, Endpoint::Envoy | Endpoint::EnvoyGrpc) {
             // Envoy overwrites the canonical names with allowed_upstream_headers when we
             // send them; everything else that reads as an identity header must go.
             let mut remove: Vec<HeaderName> = self.identity.forged_names(request_headers);
@@ -202,26 +272,7 @@ fn original_from_headers(headers: &HeaderMap) -> Result<Original, Rejection> {
     let (Some(method), Some(uri)) = (method, uri) else {
         return Err(Rejection::MissingOriginalRequest);
     };
-    // The method's case is kept: `authorize` refuses anything but upper case, as it
-    // does for the proxy.
-    let method =
-        Method::from_bytes(method.as_bytes()).map_err(|_| Rejection::InvalidOriginalRequest)?;
-    // Origin form only (`http::uri` would read "" or "?q" as "/").
-    if !uri.as_bytes().starts_with(b"/") {
-        return Err(Rejection::Auth(AuthError::BadPath(PathError::NotAbsolute)));
-    }
-    // nginx passes a raw `#` in `$request_uri`; the app would cut the path there.
-    if uri.as_bytes().contains(&b'#') {
-        return Err(Rejection::Auth(AuthError::BadPath(PathError::Fragment)));
-    }
-    // The parser hyper uses for the proxy's own request targets, so that both read
-    // the same path out of the same text.
-    let target =
-        PathAndQuery::try_from(uri.as_bytes()).map_err(|_| Rejection::InvalidOriginalRequest)?;
-    Ok(Original {
-        method,
-        path: target.path().to_owned(),
-    })
+    Original::from_target(method.as_bytes(), uri.as_bytes())
 }
 
 type Pair<'h> = (Option<&'h HeaderValue>, Option<&'h HeaderValue>);

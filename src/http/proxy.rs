@@ -19,7 +19,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioIo;
 
 use super::access_log::{answer, Served};
-use super::answer::{GateBody, Rejection};
+use super::answer::{BoxError, GateBody, Rejection};
 use super::headers::{
     drop_h2c_offer, remove_hop_by_hop, strip_folded, wants_upgrade, IdentityHeaders,
     ROUTING_OVERRIDES,
@@ -181,10 +181,10 @@ impl Proxy {
                     Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
                 }
             });
-            return Ok(response.map(BodyExt::boxed));
+            return Ok(response.map(relay));
         }
         remove_hop_by_hop(response.headers_mut(), false);
-        Ok(response.map(BodyExt::boxed))
+        Ok(response.map(relay))
     }
 
     /// The upstream URI: the configured scheme and authority, the canonical path the
@@ -243,6 +243,11 @@ impl Proxy {
             self.identity.inject(headers, identity);
         }
     }
+}
+
+/// The app's response body, relayed as it streams.
+fn relay(body: Incoming) -> GateBody {
+    body.map_err(BoxError::from).boxed_unsync()
 }
 
 /// The client's request body, noting whether the client broke it (bad chunked framing,

@@ -377,6 +377,8 @@ pub struct Gate {
     pub admin: SocketAddr,
     /// The decision listener (used when the config sets `authz.listen`).
     pub authz: SocketAddr,
+    /// The gRPC decision listener (used when the config sets `authz.grpc_listen`).
+    pub grpc: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -389,14 +391,17 @@ impl Gate {
         let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let authz = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (addr, admin_addr) = (proxy.local_addr().unwrap(), admin.local_addr().unwrap());
         let authz_addr = authz.local_addr().unwrap();
+        let grpc_addr = grpc.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let listeners = Listeners {
                 proxy: Some(proxy),
                 admin,
                 authz: Some(authz),
+                grpc: Some(grpc),
             };
             cognito_gate::run(config, policy, listeners, clock, async {
                 let _ = stopped.await;
@@ -408,6 +413,7 @@ impl Gate {
             addr,
             admin: admin_addr,
             authz: authz_addr,
+            grpc: grpc_addr,
             stop: Some(stop),
             task,
         }

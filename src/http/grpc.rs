@@ -1,0 +1,306 @@
+//! Envoy's gRPC external authorization (`envoy.service.auth.v3.Authorization/Check`)
+//! and the standard `grpc.health.v1` health service, on `authz.grpc_listen`, over h2c.
+//!
+//! A `Check` is decided by the same [`DecisionService`] as the HTTP endpoints, which
+//! answers in HTTP; that answer is then written as the `CheckResponse`, so a client
+//! behind Envoy gets the same status, challenge and JSON body either way.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, DeniedHttpResponse,
+    HeaderAppendAction, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap as PbHeaderMap, HeaderValue as PbValue};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
+use envoy_types::pb::google::rpc::Status as RpcStatus;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tonic::codegen::Service;
+use tonic::Code;
+use tonic_health::server::{health_reporter, HealthReporter};
+use tonic_health::ServingStatus;
+
+use super::answer::{BoxError, GateBody, Rejection};
+use super::decision::{DecisionService, Endpoint, Original, ENVOY_HEADERS_TO_REMOVE};
+use crate::token::KeyStore;
+
+const AUTHORIZATION: &str = "/envoy.service.auth.v3.Authorization/";
+const HEALTH: &str = "/grpc.health.v1.Health/";
+/// The service names the health service reports on (besides "", the whole server).
+const AUTHORIZATION_SERVICE: &str = "envoy.service.auth.v3.Authorization";
+
+/// The gRPC listener's services, cheap to clone per request.
+#[derive(Clone)]
+pub(crate) struct GrpcServices<H> {
+    decisions: Arc<DecisionService>,
+    authz: AuthorizationServer<Check>,
+    health: H,
+}
+
+/// Builds the services, and a task that keeps the health status in step with the
+/// keys: SERVING once every pool has keys, as `/readyz`.
+pub(crate) fn services(
+    decisions: Arc<DecisionService>,
+    keys: KeyStore,
+) -> (
+    GrpcServices<
+        impl Service<
+                Request<Incoming>,
+                Response = Response<tonic::body::Body>,
+                Error = Infallible,
+                Future: Send,
+            > + Clone
+            + Send
+            + 'static,
+    >,
+    tokio::task::JoinHandle<()>,
+) {
+    let (reporter, health) = health_reporter();
+    let updater = tokio::spawn(report_readiness(reporter, keys));
+    let authz = AuthorizationServer::new(Check {
+        decisions: decisions.clone(),
+    });
+    (
+        GrpcServices {
+            decisions,
+            authz,
+            health,
+        },
+        updater,
+    )
+}
+
+async fn report_readiness(reporter: HealthReporter, keys: KeyStore) {
+    let mut last = None;
+    loop {
+        let status = if keys.is_ready() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if last != Some(status) {
+            reporter.set_service_status("", status).await;
+            reporter
+                .set_service_status(AUTHORIZATION_SERVICE, status)
+                .await;
+            last = Some(status);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+impl<H> GrpcServices<H>
+where
+    H: Service<Request<Incoming>, Response = Response<tonic::body::Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    H::Future: Send,
+{
+    /// Routes one gRPC call by its path, after checking `authz.trusted_peers`.
+    pub(crate) async fn handle(
+        self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<GateBody> {
+        if !self.decisions.trusts(peer) {
+            return grpc_error(
+                Code::PermissionDenied,
+                "this peer may not ask for decisions",
+            );
+        }
+        let path = req.uri().path();
+        let answered = if path.starts_with(AUTHORIZATION) {
+            let mut authz = self.authz;
+            authz.call(req).await
+        } else if path.starts_with(HEALTH) {
+            let mut health = self.health;
+            health.call(req).await
+        } else {
+            return grpc_error(Code::Unimplemented, "no such service");
+        };
+        match answered {
+            Ok(response) => response.map(|body| body.map_err(BoxError::from).boxed_unsync()),
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// A trailers-only gRPC error answer.
+fn grpc_error(code: Code, message: &str) -> Response<GateBody> {
+    tonic::Status::new(code, message)
+        .into_http::<tonic::body::Body>()
+        .map(|body| body.map_err(BoxError::from).boxed_unsync())
+}
+
+/// The `Authorization` service: one `Check` per request Envoy forwards.
+#[derive(Clone)]
+pub(crate) struct Check {
+    decisions: Arc<DecisionService>,
+}
+
+#[tonic::async_trait]
+impl Authorization for Check {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let started = Instant::now();
+        let http = request
+            .get_ref()
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let answer = match http.map(original_request) {
+            Some(Ok((original, headers))) => {
+                self.decisions
+                    .decide(Endpoint::EnvoyGrpc, &original, &headers, started)
+                    .await
+            }
+            Some(Err(rejection)) => {
+                let (method, path) = http
+                    .map(|h| (h.method.as_str(), h.path.as_str()))
+                    .unwrap_or_default();
+                self.decisions
+                    .refuse(Endpoint::EnvoyGrpc, method, path, rejection, started)
+            }
+            None => self.decisions.refuse(
+                Endpoint::EnvoyGrpc,
+                "-",
+                "-",
+                Rejection::MissingOriginalRequest,
+                started,
+            ),
+        };
+        Ok(tonic::Response::new(check_response(answer).await))
+    }
+}
+
+/// The original method, path and headers of a `CheckRequest`: `headers` (lower-case
+/// names, values merged), or `header_map` when Envoy sends raw values. Pseudo-headers
+/// (`:path`, `:method`, ...) are left out; a header that is not valid HTTP refuses the
+/// request rather than being dropped.
+fn original_request(http: &HttpRequest) -> Result<(Original, HeaderMap), Rejection> {
+    let original = Original::from_target(http.method.as_bytes(), http.path.as_bytes())?;
+    let mut headers = HeaderMap::new();
+    let mut add = |name: &str, value: &[u8]| -> Result<(), Rejection> {
+        if name.starts_with(':') {
+            return Ok(());
+        }
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Rejection::InvalidOriginalRequest)?;
+        let value =
+            HeaderValue::from_bytes(value).map_err(|_| Rejection::InvalidOriginalRequest)?;
+        headers.append(name, value);
+        Ok(())
+    };
+    match &http.header_map {
+        Some(PbHeaderMap { headers: raw }) if !raw.is_empty() => {
+            for PbValue {
+                key,
+                value,
+                raw_value,
+            } in raw
+            {
+                let bytes = if raw_value.is_empty() {
+                    value.as_bytes()
+                } else {
+                    raw_value.as_slice()
+                };
+                add(key, bytes)?;
+            }
+        }
+        _ => {
+            for (name, value) in &http.headers {
+                add(name, value.as_bytes())?;
+            }
+        }
+    }
+    Ok((original, headers))
+}
+
+/// The HTTP answer of the decision service, as Envoy's `CheckResponse`. Allowed:
+/// `OkHttpResponse` with the identity headers (overwriting the client's) and the
+/// headers to remove. Refused: `DeniedHttpResponse` with the same status, headers and
+/// body, which Envoy returns to the client as they are.
+async fn check_response(answer: Response<GateBody>) -> CheckResponse {
+    let (parts, body) = answer.into_parts();
+    let option = |name: &HeaderName, value: &HeaderValue| HeaderValueOption {
+        header: Some(PbValue {
+            key: name.as_str().to_owned(),
+            value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            ..Default::default()
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    };
+    if parts.status == StatusCode::OK {
+        let remove = parts
+            .headers
+            .get(ENVOY_HEADERS_TO_REMOVE)
+            .and_then(|v| v.to_str().ok())
+            .map(|list| {
+                list.split(',')
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let headers = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| name.as_str() != ENVOY_HEADERS_TO_REMOVE)
+            .map(|(name, value)| option(name, value))
+            .collect();
+        return CheckResponse {
+            status: Some(RpcStatus {
+                code: Code::Ok as i32,
+                ..Default::default()
+            }),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                headers,
+                headers_to_remove: remove,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+    }
+    // The body is the gate's own small JSON answer, already in memory.
+    let body = match body.collect().await {
+        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
+        Err(_) => String::new(),
+    };
+    let code = match parts.status {
+        StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+        StatusCode::FORBIDDEN => Code::PermissionDenied,
+        StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => Code::InvalidArgument,
+        _ => Code::Internal,
+    };
+    CheckResponse {
+        status: Some(RpcStatus {
+            code: code as i32,
+            message: parts.status.to_string(),
+            ..Default::default()
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(parts.status.as_u16()),
+            }),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| option(name, value))
+                .collect(),
+            body,
+        })),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,334 @@
+//! Envoy's gRPC ext_authz, spoken to by a real tonic client exactly as Envoy speaks
+//! it: `CheckRequest` with the original method, path and headers (as `headers`, or as
+//! `header_map` when Envoy sends raw values), over h2c; and `grpc.health.v1`.
+// The tests sign their tokens with the development issuer (feature `dev`).
+#![cfg(feature = "dev")]
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, HttpResponse};
+use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use tonic::transport::Channel;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+async fn channel(gate: &Gate) -> Channel {
+    Channel::from_shared(format!("http://{}", gate.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn check_request(method: &str, path: &str, headers: &[(&str, &str)], raw: bool) -> CheckRequest {
+    let mut http = HttpRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        ..Default::default()
+    };
+    let mut all: Vec<(String, String)> = vec![
+        (":path".into(), path.into()),
+        (":method".into(), method.into()),
+        (":authority".into(), "app.test".into()),
+    ];
+    all.extend(headers.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    if raw {
+        http.header_map = Some(HeaderMap {
+            headers: all
+                .into_iter()
+                .map(|(key, value)| HeaderValue {
+                    key,
+                    raw_value: value.into_bytes(),
+                    ..Default::default()
+                })
+                .collect(),
+        });
+    } else {
+        http.headers = all.into_iter().collect::<HashMap<_, _>>();
+    }
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(http),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+/// The HTTP status Envoy would give the client, and the answer's headers as a map.
+fn outcome(response: &CheckResponse) -> (u16, HashMap<String, String>, Vec<String>, String) {
+    match &response.http_response {
+        Some(HttpResponse::OkResponse(ok)) => {
+            assert_eq!(response.status.as_ref().map(|s| s.code), Some(0));
+            let headers = ok
+                .headers
+                .iter()
+                .filter_map(|h| h.header.as_ref())
+                .map(|h| (h.key.clone(), h.value.clone()))
+                .collect();
+            (200, headers, ok.headers_to_remove.clone(), String::new())
+        }
+        Some(HttpResponse::DeniedResponse(denied)) => {
+            assert_ne!(response.status.as_ref().map(|s| s.code), Some(0));
+            let headers = denied
+                .headers
+                .iter()
+                .filter_map(|h| h.header.as_ref())
+                .map(|h| (h.key.clone(), h.value.clone()))
+                .collect();
+            let status = denied.status.as_ref().map(|s| s.code).unwrap_or_default();
+            (
+                u16::try_from(status).unwrap(),
+                headers,
+                Vec::new(),
+                denied.body.clone(),
+            )
+        }
+        other => panic!("no http_response: {other:?}"),
+    }
+}
+
+async fn check(
+    client: &mut AuthorizationClient<Channel>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HashMap<String, String>, Vec<String>, String) {
+    let response = client
+        .check(check_request(method, path, headers, false))
+        .await
+        .unwrap()
+        .into_inner();
+    outcome(&response)
+}
+
+/// A gate with the proxy, the HTTP decision endpoints and the gRPC service, and the
+/// app it proxies to.
+async fn grpc_gate(jwks: &str) -> (Gate, Upstream) {
+    let upstream = Upstream::start().await;
+    let text = config(&upstream.url(), jwks, "").replace(
+        "[upstream]",
+        "[authz]\nlisten = \"127.0.0.1:9191\"\ngrpc_listen = \"127.0.0.1:9192\"\n[upstream]",
+    );
+    (Gate::start(&text, &shipped_policy()).await, upstream)
+}
+
+#[tokio::test]
+async fn grpc_decides_like_the_proxy_and_the_http_endpoints() {
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (gate, _upstream) = grpc_gate(&jwks.url()).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let mut client = AuthorizationClient::new(channel(&gate).await);
+    let tokens = [
+        None,
+        Some(bearer(key_a(), "a", &["admins"])),
+        Some(bearer(key_a(), "b", &[])),
+        Some("Bearer x.y.z".to_owned()),
+    ];
+    for path in [
+        "/admin/x",
+        "/public/x",
+        "/reports/1",
+        "/%61dmin/x",
+        "/public/../admin",
+    ] {
+        for token in &tokens {
+            let headers: Vec<(&str, &str)> = token
+                .iter()
+                .map(|t| ("authorization", t.as_str()))
+                .collect();
+            let proxied = raw_get(gate.addr, path, token.as_deref()).await;
+            let envoy_http = get(&format!("http://{}/envoy{path}", gate.authz), &headers).await;
+            let (grpc, grpc_headers, _, grpc_body) =
+                check(&mut client, "GET", path, &headers).await;
+            assert_eq!((grpc, envoy_http.0), (proxied, proxied), "{path} {token:?}");
+            // The same challenge and JSON body as the HTTP endpoint.
+            assert_eq!(
+                grpc_headers.get("www-authenticate").map(String::as_str),
+                envoy_http
+                    .1
+                    .get("www-authenticate")
+                    .map(|v| v.to_str().unwrap()),
+                "{path} {token:?}"
+            );
+            if grpc != 200 {
+                assert_eq!(grpc_body, envoy_http.2, "{path} {token:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn grpc_allows_with_identity_headers_and_names_forgeries_to_remove() {
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (gate, _upstream) = grpc_gate(&jwks.url()).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let mut client = AuthorizationClient::new(channel(&gate).await);
+    let alice = bearer(key_a(), "alice", &["admins", "a,b"]);
+    for raw in [false, true] {
+        let request = check_request(
+            "GET",
+            "/admin/reports?year=2024",
+            &[
+                ("authorization", &alice),
+                ("x.user.sub", "forged"),
+                ("x-user-sub", "forged"),
+            ],
+            raw,
+        );
+        let response = client.check(request).await.unwrap().into_inner();
+        let (status, headers, mut remove, _) = outcome(&response);
+        assert_eq!(status, 200, "raw={raw}");
+        assert_eq!(headers.get("x-user-sub").map(String::as_str), Some("alice"));
+        assert_eq!(
+            headers.get("x-user-groups").map(String::as_str),
+            Some("admins,a%2Cb")
+        );
+        remove.sort();
+        // x-user-sub itself is overwritten; the other spelling must go.
+        assert_eq!(remove, ["x.user.sub"], "raw={raw}");
+        let Some(HttpResponse::OkResponse(ok)) = &response.http_response else {
+            unreachable!()
+        };
+        assert!(
+            ok.headers.iter().all(|h| h.append_action == 2),
+            "overwrite, never append"
+        );
+    }
+    // Anonymous on a public rule: no identity headers, and the canonical names removed.
+    let (status, headers, mut remove, _) =
+        check(&mut client, "GET", "/public/x", &[("x-user-sub", "forged")]).await;
+    assert_eq!(status, 200);
+    assert!(headers.is_empty(), "{headers:?}");
+    remove.sort();
+    assert_eq!(remove, ["x-user-groups", "x-user-sub"]);
+}
+
+#[tokio::test]
+async fn grpc_refuses_what_the_http_endpoints_refuse() {
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (gate, _upstream) = grpc_gate(&jwks.url()).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let mut client = AuthorizationClient::new(channel(&gate).await);
+    let reader = bearer(key_a(), "reader", &["finance"]);
+    let auth = [("authorization", reader.as_str())];
+    let cases: &[(&str, &str, u16)] = &[
+        ("delete", "/reports/1", 400),
+        ("DELETE", "/reports/1", 403),
+        ("CONNECT", "/public/x", 405),
+        ("GET", "/admin#x", 400),
+        ("GET", "/ADMIN/x", 403),
+        ("GET", "public/x", 400),
+    ];
+    for (method, path, want) in cases {
+        let (status, headers, _, body) = check(&mut client, method, path, &auth).await;
+        assert_eq!(status, *want, "{method} {path}: {body}");
+        assert_eq!(
+            headers.get("content-type").map(String::as_str),
+            Some("application/json")
+        );
+    }
+    let (status, _, _, _) = check(
+        &mut client,
+        "GET",
+        "/public/x",
+        &[("upgrade", "h2c"), ("connection", "upgrade")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    // No request attributes at all.
+    let empty = client
+        .check(CheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(outcome(&empty).0, 400);
+}
+
+#[tokio::test]
+async fn grpc_says_503_and_not_serving_without_keys() {
+    let down = reserve_port().await;
+    let (gate, _upstream) = grpc_gate(&format!(
+        "http://{}/{POOL}/.well-known/jwks.json",
+        down.addr
+    ))
+    .await;
+    let ch = channel(&gate).await;
+    let mut client = AuthorizationClient::new(ch.clone());
+    let auth = bearer(key_a(), "a", &[]);
+    let (status, _, _, body) =
+        check(&mut client, "GET", "/app/x", &[("authorization", &auth)]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("keys_unavailable"), "{body}");
+    // Public rules need no keys.
+    assert_eq!(check(&mut client, "GET", "/public/x", &[]).await.0, 200);
+
+    let mut health = HealthClient::new(ch);
+    for service in ["", "envoy.service.auth.v3.Authorization"] {
+        let answer = health
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.status(), ServingStatus::NotServing, "{service:?}");
+    }
+}
+
+#[tokio::test]
+async fn grpc_health_reports_serving_once_keys_are_loaded() {
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (gate, _upstream) = grpc_gate(&jwks.url()).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let mut health = HealthClient::new(channel(&gate).await);
+    let mut status = ServingStatus::Unknown;
+    for _ in 0..40 {
+        status = health
+            .check(HealthCheckRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .status();
+        if status == ServingStatus::Serving {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, ServingStatus::Serving);
+    let unknown = health
+        .check(HealthCheckRequest {
+            service: "no.such.Service".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test]
+async fn grpc_refuses_untrusted_peers() {
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let upstream = Upstream::start().await;
+    let text = config(&upstream.url(), &jwks.url(), "").replace(
+        "[upstream]",
+        "[authz]\nlisten = \"127.0.0.1:9191\"\ngrpc_listen = \"127.0.0.1:9192\"\n\
+         trusted_peers = [\"10.0.0.0/8\"]\n[upstream]",
+    );
+    let gate = Gate::start(&text, &shipped_policy()).await;
+    let mut client = AuthorizationClient::new(channel(&gate).await);
+    let refused = client
+        .check(check_request("GET", "/public/x", &[], false))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+}

@@ -160,7 +160,7 @@ fn missing_upstream_and_pools_are_reported_together() {
     assert_eq!(
         err.problems,
         [
-            "upstream.url: is required, unless authz.listen is set (decision-only mode)",
+            "upstream.url: is required, unless authz.listen or authz.grpc_listen is set (decision-only mode)",
             "pools: at least one [[pools]] entry is required"
         ]
     );

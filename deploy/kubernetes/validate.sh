@@ -7,11 +7,7 @@ set -euo pipefail
 here=$(dirname "$0")
 bin=$(realpath "${1:-$here/../../target/debug/cognito-gate}")
 cd "$here"
-venv="${KUBE_VALIDATE_VENV:-/tmp/cognito-gate-kube-validate}"
-if [ ! -x "$venv/bin/kubernetes-validate" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet kubernetes-validate
-fi
+source ../schemas.sh
 "$venv/bin/kubernetes-validate" --strict -k 1.30.0 configmap.yaml deployment.yaml service.yaml
 
 work=$(mktemp -d)

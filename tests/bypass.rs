@@ -548,3 +548,67 @@ async fn at_the_connection_limit_the_admin_listener_still_answers() {
     assert!(waited >= Duration::from_millis(1000), "{waited:?}");
     assert_eq!(upstream.count(), 1);
 }
+
+#[tokio::test]
+async fn an_http2_client_that_stops_answering_pings_is_cut_off() {
+    // A download stalled by HTTP/2 flow control keeps the request in flight, so only
+    // the keep-alive PING can notice that this client is gone: it never ACKs.
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let text = config(
+        &upstream.url(),
+        &jwks.url(),
+        "http2_keep_alive_interval = \"1s\"\nhttp2_keep_alive_timeout = \"1s\"",
+    );
+    let gate = Gate::start(&text, "[[rule]]\npath = \"/**\"\nallow = \"anyone\"\n").await;
+    let mut stream = TcpStream::connect(gate.addr).await.unwrap();
+    // HPACK: :method GET, :scheme http (static 2 and 6), then :path and :authority as
+    // literals with indexed names (static 4 and 1), without indexing.
+    let path = b"/download?bytes=10000000";
+    let mut block = vec![0x82, 0x86, 0x04, path.len() as u8];
+    block.extend_from_slice(path);
+    block.extend_from_slice(&[0x01, 8]);
+    block.extend_from_slice(b"app.test");
+    let mut frames = H2_PREFACE.to_vec();
+    frames.extend(H2_SETTINGS);
+    let len = block.len() as u32;
+    // HEADERS, END_STREAM | END_HEADERS, stream 1.
+    frames.extend_from_slice(&[
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        1,
+        5,
+        0,
+        0,
+        0,
+        1,
+    ]);
+    frames.extend(block);
+    stream.write_all(&frames).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 16384];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(6), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+            Err(_) => break false,
+        }
+    };
+    assert!(closed, "the connection stayed open without PING ACKs");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(1500), "{waited:?}");
+    // The gate did ask: a PING frame (type 6) is among what it sent.
+    let mut at = 0;
+    let mut pinged = false;
+    while at + 9 <= seen.len() {
+        let len = usize::from(seen[at]) << 16
+            | usize::from(seen[at + 1]) << 8
+            | usize::from(seen[at + 2]);
+        pinged |= seen[at + 3] == 6 && seen[at + 4] & 1 == 0;
+        at += 9 + len;
+    }
+    assert!(pinged, "no PING was sent");
+    assert_eq!(upstream.last().uri, "/download?bytes=10000000");
+}

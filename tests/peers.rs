@@ -459,6 +459,15 @@ async fn exercise(name: &str, peer: &Peer, upstream: &Upstream, quirks: Quirks) 
         header(&h, "www-authenticate").contains(r#"error="invalid_token""#),
         "{name}: {h:?}"
     );
+    let mut claims = access_claims("late", &["admins"]);
+    claims["exp"] = serde_json::json!(now() - 60);
+    let expired = format!("Bearer {}", token(key_a(), &claims));
+    let (status, h, _) = get(&url("/admin/reports"), &[("authorization", &expired)]).await;
+    assert_eq!(status, 401, "{name}");
+    assert!(
+        header(&h, "www-authenticate").contains("token has expired"),
+        "{name}: {h:?}"
+    );
     let (status, h, _) = get(&url("/admin/reports"), &[("authorization", &bob)]).await;
     assert_eq!(status, 403, "{name}");
     if quirks.challenge_on_403 {

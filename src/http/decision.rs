@@ -89,14 +89,22 @@ pub struct DecisionService {
     authz: Arc<Authorizer>,
     identity: IdentityHeaders,
     settings: AuthzConfig,
+    /// The override and identity header names whose other spellings `/auth` refuses.
+    exact_names: Vec<String>,
 }
 
 impl DecisionService {
     pub fn new(authz: Arc<Authorizer>, identity: IdentityHeaders, settings: AuthzConfig) -> Self {
+        let exact_names = ROUTING_OVERRIDES
+            .iter()
+            .map(|n| n.to_string())
+            .chain([identity.sub.to_string(), identity.groups.to_string()])
+            .collect();
         DecisionService {
             authz,
             identity,
             settings,
+            exact_names,
         }
     }
 
@@ -195,9 +203,7 @@ impl DecisionService {
         }
         let path = req.uri().path();
         if path == self.settings.path {
-            let mut names = ROUTING_OVERRIDES.to_vec();
-            names.extend([self.identity.sub.as_str(), self.identity.groups.as_str()]);
-            if has_odd_spelling(req.headers(), &names) {
+            if has_odd_spelling(req.headers(), &self.exact_names) {
                 return Err(Rejection::OddHeaderSpelling);
             }
             return original_from_headers(req.headers()).map(|o| (Endpoint::ForwardAuth, o));

@@ -87,11 +87,12 @@ pub const ROUTING_OVERRIDES: [&str; 8] = [
 /// exactly as it (header names are lower case here): `x_user_sub`, `x.http-method-override`.
 /// A forward-auth peer removes or overwrites only the exact spelling, and the gate
 /// cannot remove headers from a peer's request, so it refuses these instead.
-pub fn has_odd_spelling(headers: &HeaderMap, names: &[&str]) -> bool {
+pub fn has_odd_spelling(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool {
     headers.keys().any(|k| {
-        names
-            .iter()
-            .any(|n| same_folded_name(k.as_str(), n) && !k.as_str().eq_ignore_ascii_case(n))
+        names.iter().any(|n| {
+            let n = n.as_ref();
+            same_folded_name(k.as_str(), n) && !k.as_str().eq_ignore_ascii_case(n)
+        })
     })
 }
 

@@ -1,7 +1,8 @@
 //! The decision endpoints, spoken to exactly as each peer speaks: Envoy's HTTP
 //! ext_authz (path prefix + original path and query, the original method, the
 //! Authorization header) and the forward-auth header families of nginx and
-//! Traefik/Caddy. Envoy cannot be installed here, so its contract is replayed.
+//! Traefik/Caddy, over plain HTTP. The same contracts through the real peers are in
+//! `peers.rs`.
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 

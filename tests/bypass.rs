@@ -491,28 +491,40 @@ async fn silent_connections_are_closed_whatever_the_protocol() {
 }
 
 #[tokio::test]
-async fn a_long_request_is_not_an_idle_connection() {
-    // /slow answers after 1 s; the connection is busy, not idle, while it waits.
-    let (gate, _upstream, _jwks) = stack_with("header_read_timeout = \"1s\"").await;
+async fn a_request_in_progress_is_not_an_idle_connection() {
+    // The body trickles in for about 2.5 s, well past header_read_timeout (1 s): the
+    // head is complete and the request is in flight, so the connection stays open and
+    // the app receives every byte.
+    let (gate, upstream, _jwks) = stack_with("header_read_timeout = \"1s\"").await;
     let bob = bearer(key_a(), "bob", &[]);
     let mut s = TcpStream::connect(gate.addr).await.unwrap();
     s.write_all(
-        format!("GET /slow HTTP/1.1\r\nHost: t\r\nAuthorization: {bob}\r\n\r\n").as_bytes(),
+        format!(
+            "POST /upload HTTP/1.1\r\nHost: t\r\nAuthorization: {bob}\r\n\
+             Content-Length: 5\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    // 600 ms into the request, then another 600 ms: past the idle limit in total.
-    let mut first = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut first))
+    let started = std::time::Instant::now();
+    for byte in b"hello" {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.write_all(&[*byte]).await.unwrap();
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut answer))
         .await
         .unwrap()
         .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(started.elapsed() >= Duration::from_millis(2400));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
-        String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&first[..n])
+        answer.ends_with("\r\n\r\n5"),
+        "the app did not get the whole body: {answer}"
     );
+    assert_eq!(upstream.last().uri, "/upload");
 }
 
 #[tokio::test]

@@ -590,3 +590,23 @@ pub async fn raw_get(addr: SocketAddr, path: &str, authorization: Option<&str>) 
     .await
     .0
 }
+
+/// The paths of the equivalence checks: every way in must answer these alike.
+pub const EQUIVALENCE_PATHS: [&str; 5] = [
+    "/admin/x",
+    "/public/x",
+    "/reports/1",
+    "/%61dmin/x",
+    "/public/../admin",
+];
+
+/// The `Authorization` values of the equivalence checks: none, an admin, a user in no
+/// group, and a malformed token.
+pub fn equivalence_tokens() -> [Option<String>; 4] {
+    [
+        None,
+        Some(bearer(key_a(), "a", &["admins"])),
+        Some(bearer(key_a(), "b", &[])),
+        Some("Bearer x.y.z".to_owned()),
+    ]
+}

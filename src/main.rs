@@ -106,7 +106,7 @@ fn main() -> ExitCode {
                 policy,
             };
             runtime
-                .block_on(demo::run(options, shutdown_signal()))
+                .block_on(async { demo::run(options, shutdown_signal()).await })
                 .map_err(|e| e.to_string())
         }
         Command::Health { url } => runtime.block_on(health(&cli.config, url)),
@@ -135,6 +135,7 @@ fn load(config_file: &Path) -> Result<(Config, Policy), String> {
 }
 
 async fn run(config_file: PathBuf) -> Result<(), String> {
+    let shutdown = shutdown_signal();
     let (config, policy) = load(&config_file)?;
     init_logging(&config.log);
     let fds = raise_fd_limit();
@@ -171,7 +172,7 @@ async fn run(config_file: PathBuf) -> Result<(), String> {
         rules = policy.rules().len(),
         "cognito-gate started"
     );
-    cognito_gate::run(config, policy, listeners, Clock::System, shutdown_signal())
+    cognito_gate::run(config, policy, listeners, Clock::System, shutdown)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!("stopped");
@@ -253,6 +254,7 @@ async fn dev_issuer(listen: SocketAddr, pool_id: &str, client_id: &str) -> Resul
         level: "info".into(),
         format: LogFormat::Pretty,
     });
+    let shutdown = shutdown_signal();
     let issuer = issuer::DevIssuer::new(pool_id, client_id).map_err(|e| e.to_string())?;
     let listener = TcpListener::bind(listen)
         .await
@@ -267,30 +269,39 @@ async fn dev_issuer(listen: SocketAddr, pool_id: &str, client_id: &str) -> Resul
         jwks = issuer.jwks_path(),
         iss = issuer.issuer(),
     );
-    issuer::serve(std::sync::Arc::new(issuer), listener, shutdown_signal()).await;
+    issuer::serve(std::sync::Arc::new(issuer), listener, shutdown).await;
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Completes on SIGINT or SIGTERM. The handlers are installed by this call, not when
+/// the future is first polled, so a signal that arrives while the gate is starting
+/// is not lost to the default action (which would end the process with no drain).
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = term.recv() => {}
+        let streams = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        async move {
+            match streams {
+                (Ok(mut interrupt), Ok(mut term)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = term.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = interrupt.await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = interrupt.await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

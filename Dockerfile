@@ -16,9 +16,13 @@ RUN mkdir -p src benches config \
  && echo 'fn main() {}' > benches/authorize.rs \
  && cargo build --release --locked --no-default-features \
  && rm -rf src benches config
+COPY build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY config ./config
+# The image has no .git: pass the commit for --version and cognito_gate_build_info,
+# e.g. --build-arg GATE_BUILD_COMMIT=$(git rev-parse --short=12 HEAD).
+ARG GATE_BUILD_COMMIT=""
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --no-default-features
 

@@ -1,17 +1,24 @@
 //! The one decision core. The reverse proxy and every decision endpoint hand it the
 //! request's method, raw path and headers; it answers with the canonical path to
 //! forward, the rule that decided, and either the caller's identity or why not.
-//! May import `policy`, `token`, `path`, `config` and `wire`; nothing from `http`.
+//! May import `policy`, `token`, `client`, `path`, `config`, `metrics` and `wire`;
+//! nothing from `http`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
+use crate::client::Connector;
+use crate::config::{Config, PoolConfig};
+use crate::metrics::Metrics;
 use crate::path::{self, PathError};
-use crate::policy::{Policy, RuleId};
-use crate::token::{Identity, KeyStore, TokenError, Verifier, VerifyError};
+use crate::policy::{Governing, Policy, RuleId};
+use crate::token::{Identity, KeyStore, Refreshers, TokenError, Verifier, VerifyError};
 use crate::wire::upgrade_allowed;
 
 /// Why `authorize` refused a request.
@@ -99,7 +106,7 @@ pub struct Decision<'a> {
 }
 
 impl Decision<'_> {
-    fn refused(rule: Option<RuleId>, error: AuthError) -> Self {
+    pub(crate) fn refused(rule: Option<RuleId>, error: AuthError) -> Self {
         Decision {
             rule,
             identity: None,
@@ -108,83 +115,146 @@ impl Decision<'_> {
     }
 }
 
-/// The decision core: policy, verifier, keys and clock. Shared by the proxy and the
-/// decision endpoints, so that both answer every request the same way.
+/// Halfway through a decision: everything that needs no token is settled.
+pub enum Judged<'p, 's> {
+    /// Decided without a token: refused, or allowed by `anyone` rules alone.
+    Done(Decision<'p>),
+    /// Some governing rule needs an identity; [`conclude`] finishes with it.
+    NeedsIdentity(Pending<'p, 's>),
+}
+
+/// A decision waiting for the caller's identity; it borrows the policy's rules.
+pub struct Pending<'p, 's> {
+    path: Cow<'p, str>,
+    governing: Governing<'s>,
+}
+
+/// The part of the decision that needs no token: method, upgrade, path, and the rules
+/// of every reading of the path (see [`Policy::govern`]). Pure, so that the policy's
+/// own tests and `explain` run exactly what a request runs.
+pub fn judge<'p, 's>(
+    policy: &'s Policy,
+    upgrades: &[String],
+    req: RequestFacts<'_, 'p>,
+) -> Judged<'p, 's> {
+    if let Err(e) = check_method(req.method) {
+        return Judged::Done(Decision::refused(None, e));
+    }
+    if !upgrade_allowed(req.headers, upgrades) {
+        return Judged::Done(Decision::refused(None, AuthError::UpgradeNotAllowed));
+    }
+    let path = match path::canonicalize(req.path) {
+        Ok(p) => p,
+        Err(e) => return Judged::Done(Decision::refused(None, AuthError::BadPath(e))),
+    };
+    let Some(governing) = policy.govern(req.method, &path) else {
+        return Judged::Done(Decision::refused(None, AuthError::NoMatchingRule));
+    };
+    if !governing.rules().any(|r| r.grant().needs_token()) {
+        return Judged::Done(Decision {
+            rule: governing.primary().map(|r| r.id().clone()),
+            identity: None,
+            outcome: Ok(path),
+        });
+    }
+    Judged::NeedsIdentity(Pending { path, governing })
+}
+
+/// Finishes a decision with the caller's identity, or why there is none. The
+/// strictest answer wins: a missing or bad token (logged against the first governing
+/// rule that needs one), then the first governing rule whose grant refuses the
+/// identity.
+pub fn conclude<'p>(
+    pending: Pending<'p, '_>,
+    identity: Result<Identity, AuthError>,
+) -> Decision<'p> {
+    let Pending { path, governing } = pending;
+    let identity = match identity {
+        Ok(identity) => identity,
+        Err(e) => {
+            let first_needing = governing.rules().find(|r| r.grant().needs_token());
+            return Decision::refused(first_needing.map(|r| r.id().clone()), e);
+        }
+    };
+    let (rule, outcome) = match governing
+        .rules()
+        .find(|r| !r.grant().admits(Some(&identity)))
+    {
+        Some(refusing) => (Some(refusing.id().clone()), Err(AuthError::NotGranted)),
+        None => (governing.primary().map(|r| r.id().clone()), Ok(path)),
+    };
+    Decision {
+        rule,
+        identity: Some(identity),
+        outcome,
+    }
+}
+
+/// What one policy and one set of pools decide with: swapped whole on a reload, so
+/// that a request in flight finishes under the state it started with.
+pub struct State {
+    pub policy: Policy,
+    pub pools: Arc<Vec<PoolConfig>>,
+    pub verifier: Arc<Verifier>,
+    pub keys: KeyStore,
+    /// The key refresh tasks, shared by every state that keeps these keys; they stop
+    /// when the last such state is gone.
+    pub refreshers: Arc<Refreshers>,
+}
+
+/// The decision core: the current [`State`], the clock and the allowed upgrades.
+/// Shared by the proxy and the decision endpoints, so that both answer every request
+/// the same way.
 pub struct Authorizer {
-    policy: Policy,
-    verifier: Verifier,
-    keys: KeyStore,
+    state: ArcSwap<State>,
     clock: Clock,
     /// `allowed_upgrades`, lower case; never `h2c`.
     upgrades: Vec<String>,
+    metrics: Arc<Metrics>,
 }
 
 impl Authorizer {
-    pub fn new(
-        policy: Policy,
-        verifier: Verifier,
-        keys: KeyStore,
-        clock: Clock,
-        upgrades: Vec<String>,
-    ) -> Self {
+    pub fn new(state: State, clock: Clock, upgrades: Vec<String>, metrics: Arc<Metrics>) -> Self {
         Authorizer {
-            policy,
-            verifier,
-            keys,
+            state: ArcSwap::from_pointee(state),
             clock,
             upgrades,
+            metrics,
         }
+    }
+
+    /// The state requests are decided with now.
+    pub fn state(&self) -> Arc<State> {
+        self.state.load_full()
+    }
+
+    /// Puts `state` in place for every request that starts from now on.
+    pub fn replace(&self, state: State) {
+        self.state.store(Arc::new(state));
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Checks the method and any upgrade, canonicalizes the path (refusing doubtful
     /// ones), finds the rule of every reading of the path (see [`Policy::govern`]),
     /// and, if one of them needs a token, verifies it and checks every rule's grant.
-    /// The strictest answer wins: a reading no rule matches denies outright, then a
-    /// missing or bad token, then the first rule whose grant refuses the identity.
     pub async fn authorize<'p>(&self, req: RequestFacts<'_, 'p>) -> Decision<'p> {
-        if let Err(e) = check_method(req.method) {
-            return Decision::refused(None, e);
-        }
-        if !upgrade_allowed(req.headers, &self.upgrades) {
-            return Decision::refused(None, AuthError::UpgradeNotAllowed);
-        }
-        let path = match path::canonicalize(req.path) {
-            Ok(p) => p,
-            Err(e) => return Decision::refused(None, AuthError::BadPath(e)),
+        let state = self.state();
+        let pending = match judge(&state.policy, &self.upgrades, req) {
+            Judged::Done(decision) => return decision,
+            Judged::NeedsIdentity(pending) => pending,
         };
-        let Some(governing) = self.policy.govern(req.method, &path) else {
-            return Decision::refused(None, AuthError::NoMatchingRule);
-        };
-        let primary = governing.primary().map(|r| r.id().clone());
-        let Some(first_needing) = governing.rules().find(|r| r.grant().needs_token()) else {
-            return Decision {
-                rule: primary,
-                identity: None,
-                outcome: Ok(path),
-            };
-        };
-        let identity = match self.identify(req.headers).await {
-            Ok(identity) => identity,
-            Err(e) => return Decision::refused(Some(first_needing.id().clone()), e),
-        };
-        let (rule, outcome) = match governing
-            .rules()
-            .find(|r| !r.grant().admits(Some(&identity)))
-        {
-            Some(refusing) => (Some(refusing.id().clone()), Err(AuthError::NotGranted)),
-            None => (primary, Ok(path)),
-        };
-        Decision {
-            rule,
-            identity: Some(identity),
-            outcome,
-        }
+        let identity = self.identify(&state, req.headers).await;
+        conclude(pending, identity)
     }
 
-    async fn identify(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
+    async fn identify(&self, state: &State, headers: &HeaderMap) -> Result<Identity, AuthError> {
         let token = bearer_token(headers)?;
-        self.verifier
-            .verify(token, &self.keys, self.clock.now())
+        state
+            .verifier
+            .verify(token, &state.keys, self.clock.now())
             .await
             .map_err(|e| match e {
                 VerifyError::Token(e) => AuthError::InvalidToken(e),
@@ -219,6 +289,54 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
         token => Ok(token),
     }
 }
+
+impl State {
+    /// The state for `config`'s pools and `policy`. `seed` is the state being
+    /// replaced on a reload: its keys and verified tokens are kept when the pools are
+    /// the same, and its key sets seed pools with the same JWKS URL otherwise.
+    pub async fn build(
+        config: &Config,
+        policy: Policy,
+        jwks_client: JwksClient,
+        metrics: Arc<Metrics>,
+        seed: Option<&State>,
+    ) -> State {
+        if let Some(old) = seed.filter(|old| *old.pools == config.pools) {
+            return State {
+                policy,
+                pools: old.pools.clone(),
+                verifier: old.verifier.clone(),
+                keys: old.keys.clone(),
+                refreshers: old.refreshers.clone(),
+            };
+        }
+        let (keys, refreshers) = KeyStore::start(
+            &config.pools,
+            &config.jwks,
+            jwks_client,
+            metrics.clone(),
+            seed.map(|old| &old.keys),
+        )
+        .await;
+        let verifier = Verifier::new(
+            &config.pools,
+            config.max_token_bytes,
+            config.token_cache_bytes,
+        )
+        .counting(metrics);
+        State {
+            policy,
+            pools: Arc::new(config.pools.clone()),
+            verifier: Arc::new(verifier),
+            keys,
+            refreshers: Arc::new(refreshers),
+        }
+    }
+}
+
+/// The client key fetches use.
+pub type JwksClient =
+    hyper_util::client::legacy::Client<Connector, http_body_util::Empty<bytes::Bytes>>;
 
 #[cfg(test)]
 mod tests {

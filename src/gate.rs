@@ -7,17 +7,19 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::authorize::{Authorizer, Clock};
+use crate::authorize::{Authorizer, Clock, State};
 use crate::client;
 use crate::config::Config;
 use crate::http::admin;
 use crate::http::decision::DecisionService;
+use crate::http::forwarded::Forwarding;
 use crate::http::grpc;
 use crate::http::headers::IdentityHeaders;
 use crate::http::proxy::Proxy;
 use crate::http::server::{self, ServerOptions};
+use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::token::{KeyStore, Verifier};
+use crate::reload;
 
 /// The sockets the gate serves on, bound by the caller (port 0 in tests). `proxy` is
 /// used when `upstream` is configured, `authz` when `authz.listen` is, and `grpc` when
@@ -42,7 +44,8 @@ pub enum StartError {
 const JWKS_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Runs the gate until `shutdown` completes, then drains in-flight requests for at
-/// most `config.shutdown_timeout` and returns.
+/// most `config.shutdown_timeout` and returns. A configuration loaded from a file
+/// ([`Config::load`]) is reloaded on SIGHUP and when its files change (see `reload`).
 pub async fn run(
     config: Config,
     policy: Policy,
@@ -50,25 +53,23 @@ pub async fn run(
     clock: Clock,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let jwks_connector = client::connector(config.jwks.fetch_timeout)?;
-    let (keys, _refreshers) = KeyStore::start(
-        &config.pools,
-        &config.jwks,
-        client::client(jwks_connector, JWKS_IDLE_TIMEOUT),
+    let metrics = Arc::new(Metrics::new());
+    let jwks_client = client::client(
+        client::connector(config.jwks.fetch_timeout)?,
+        JWKS_IDLE_TIMEOUT,
     );
-    let keys_for_grpc = keys.clone();
-    let verifier = Verifier::new(
-        &config.pools,
-        config.max_token_bytes,
-        config.token_cache_bytes,
-    );
+    let state = State::build(&config, policy, jwks_client.clone(), metrics.clone(), None).await;
     let authz = Arc::new(Authorizer::new(
-        policy,
-        verifier,
-        keys.clone(),
+        state,
         clock,
         config.allowed_upgrades.clone(),
+        metrics,
     ));
+    let _reloader = config
+        .source
+        .as_ref()
+        .map(|file| reload::start(file.clone(), config.clone(), authz.clone(), jwks_client));
+    let forwarding = Arc::new(Forwarding::new(config.trusted_proxies.clone()));
     let identity = IdentityHeaders::new(&config.headers);
     let options = ServerOptions {
         header_read_timeout: config.header_read_timeout,
@@ -89,13 +90,13 @@ pub async fn run(
     let (stop, stopped) = watch::channel(false);
     let mut servers = Vec::new();
 
-    let pools = Arc::new(config.pools.clone());
+    let admin_authz = authz.clone();
     servers.push(tokio::spawn(server::serve(
         listeners.admin,
         options,
         admin_connections,
         move |req, _peer| {
-            let response = admin::answer(&req, &keys, &pools);
+            let response = admin::answer(&req, &admin_authz);
             async move { response }
         },
         stopped.clone(),
@@ -111,6 +112,7 @@ pub async fn run(
             client::client(connector, upstream.idle_timeout),
             upstream,
             identity.clone(),
+            forwarding.clone(),
             config.headers.forward_authorization,
         ));
         servers.push(tokio::spawn(server::serve(
@@ -128,7 +130,12 @@ pub async fn run(
     let mut health_updater = None;
     if let Some(settings) = config.authz {
         let (http_listen, grpc_listen) = (settings.listen, settings.grpc_listen);
-        let decisions = Arc::new(DecisionService::new(authz, identity, settings));
+        let decisions = Arc::new(DecisionService::new(
+            authz.clone(),
+            identity,
+            settings,
+            forwarding,
+        ));
         if http_listen.is_some() {
             let listener = listeners
                 .authz
@@ -149,7 +156,7 @@ pub async fn run(
             let listener = listeners
                 .grpc
                 .ok_or(StartError::MissingListener("authz.grpc_listen"))?;
-            let (services, updater) = grpc::services(decisions, keys_for_grpc);
+            let (services, updater) = grpc::services(decisions, authz.clone());
             health_updater = Some(updater);
             servers.push(tokio::spawn(server::serve(
                 listener,

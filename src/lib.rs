@@ -5,19 +5,23 @@
 //! and [`StartError`]. The module map, floor by floor (each imports only its own floor
 //! and below; `tests/layout.rs` checks it):
 //!
-//! - `config`, `path`, `wire`: settings, canonical paths, header-name facts.
+//! - `config`, `path`, `wire`, `metrics`: settings, canonical paths, header-name
+//!   facts, the Prometheus metrics.
 //! - `client`: the outbound HTTP client (key fetches, the upstream).
 //! - `token`: identity, verification, signing keys, the verified-token cache.
 //! - `policy`: rules, routing and grants (pure).
 //! - `authorize`: the one decision core.
 //! - `http`: accept loop, proxy, decision endpoints, admin, headers, answers, log;
 //!   `logging`: the subscriber.
+//! - `gate`: assembles and runs it; `reload`: SIGHUP and file watching; `check`: the
+//!   policy's own tests and `explain`.
 //! - `dev` (feature `dev`): the demo and the development issuer.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod authorize;
+mod check;
 mod client;
 mod config;
 #[cfg(feature = "dev")]
@@ -25,8 +29,10 @@ mod dev;
 mod gate;
 mod http;
 mod logging;
+mod metrics;
 mod path;
 mod policy;
+mod reload;
 mod token;
 mod wire;
 
@@ -38,6 +44,7 @@ pub use policy::Policy;
 /// For the binary, the integration tests and the benchmarks: not a stable API.
 #[doc(hidden)]
 pub mod internals {
+    pub use crate::check::{explain, explain_token, grant_text, load_policy, Caller};
     pub use crate::config::{LogConfig, LogFormat};
     #[cfg(feature = "dev")]
     pub use crate::dev::{demo, issuer};
@@ -45,6 +52,7 @@ pub mod internals {
     pub use crate::http::headers::ROUTING_OVERRIDES;
     pub use crate::http::server::raise_fd_limit;
     pub use crate::logging::init as init_logging;
+    pub use crate::metrics::{Metrics, RequestLabels, COMMIT, VERSION};
     pub use crate::path::canonicalize;
     pub use crate::policy::Grant;
     pub use crate::token::{parse_key_set, Verifier};

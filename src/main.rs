@@ -1,4 +1,5 @@
-//! The `cognito-gate` command: `run` (the default), `check`, `demo`, `health` and `dev-issuer`.
+//! The `cognito-gate` command: `run` (the default), `check`, `explain`, `demo`, `health`,
+//! `completions` and `dev-issuer`.
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
@@ -6,12 +7,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio::net::TcpListener;
 
 #[cfg(feature = "dev")]
 use cognito_gate::internals::demo::{self, DemoOptions};
-use cognito_gate::internals::{init_logging, probe, raise_fd_limit, Grant};
+use cognito_gate::internals::{
+    explain, explain_token, grant_text, init_logging, load_policy, probe, raise_fd_limit, Caller,
+};
 #[cfg(feature = "dev")]
 use cognito_gate::internals::{LogConfig, LogFormat};
 use cognito_gate::{Clock, Config, Listeners, Policy};
@@ -19,7 +22,7 @@ use cognito_gate::{Clock, Config, Listeners, Policy};
 #[derive(Parser)]
 #[command(
     name = "cognito-gate",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GATE_BUILD_COMMIT"), ")"),
     about = "Verifies Amazon Cognito tokens and enforces a path policy in front of an HTTP app"
 )]
 struct Cli {
@@ -40,8 +43,29 @@ struct Cli {
 enum Command {
     /// Run the gate (the default).
     Run,
-    /// Validate the configuration and the policy, print a summary, exit non-zero on problems.
+    /// Validate the configuration and the policy (lints and [[test]] tables), print a summary, exit non-zero on problems.
     Check,
+    /// Show how the policy decides one request: the canonical path, each rule tried, the status.
+    Explain {
+        /// The request's method, e.g. GET.
+        method: String,
+        /// The request's path as the client sends it, e.g. /admin/reports.
+        path: String,
+        /// The caller's groups, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<String>,
+        /// The caller's scopes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// The caller sends no token.
+        #[arg(long, conflicts_with_all = ["groups", "scopes", "token"])]
+        anonymous: bool,
+        /// A real token: verified step by step against the configured pools.
+        #[arg(long, conflicts_with_all = ["groups", "scopes"])]
+        token: Option<String>,
+    },
+    /// Print a shell completion script: cognito-gate completions bash > /etc/bash_completion.d/cognito-gate
+    Completions { shell: clap_complete::Shell },
     /// Run a self-contained demo on loopback: local issuer, echo app and the gate.
     #[cfg(feature = "dev")]
     Demo {
@@ -90,6 +114,32 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => runtime.block_on(run(cli.config)),
         Command::Check => check(&cli.config),
+        Command::Explain {
+            method,
+            path,
+            groups,
+            scopes,
+            anonymous,
+            token,
+        } => runtime.block_on(explain_command(
+            &cli.config,
+            &method,
+            &path,
+            match (anonymous, token) {
+                (true, _) => Request::Anonymous,
+                (false, Some(token)) => Request::Token(token),
+                (false, None) => Request::Claims(groups, scopes),
+            },
+        )),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "cognito-gate",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         #[cfg(feature = "dev")]
         Command::Demo {
             listen,
@@ -129,9 +179,36 @@ fn main() -> ExitCode {
 fn load(config_file: &Path) -> Result<(Config, Policy), String> {
     let config =
         Config::load(config_file).map_err(|e| format!("{}: {e}", config_file.display()))?;
-    let policy = Policy::load(&config.policy_file)
+    let policy = load_policy(&config.policy_file)
         .map_err(|e| format!("{}: {e}", config.policy_file.display()))?;
     Ok((config, policy))
+}
+
+/// Who `explain` asks for, as given on the command line.
+enum Request {
+    Anonymous,
+    Claims(Vec<String>, Vec<String>),
+    Token(String),
+}
+
+async fn explain_command(
+    config_file: &Path,
+    method: &str,
+    path: &str,
+    request: Request,
+) -> Result<(), String> {
+    let (config, policy) = load(config_file)?;
+    let caller = match request {
+        Request::Anonymous => Caller::Anonymous,
+        Request::Claims(groups, scopes) => Caller::Claims { groups, scopes },
+        Request::Token(token) => {
+            let (steps, identity) = explain_token(&config, token.trim(), Clock::System.now()).await;
+            print!("{steps}");
+            Caller::Token(identity)
+        }
+    };
+    print!("{}", explain(&policy, method, path, caller));
+    Ok(())
 }
 
 async fn run(config_file: PathBuf) -> Result<(), String> {
@@ -217,14 +294,27 @@ fn check(config_file: &Path) -> Result<(), String> {
         policy.rules().len()
     );
     for rule in policy.rules() {
-        let grant = match rule.grant() {
-            Grant::Anyone => "anyone".to_owned(),
-            Grant::Authenticated => "authenticated".to_owned(),
-            Grant::AnyGroup(g) => format!("any of groups {}", g.join(", ")),
-            Grant::AllGroups(g) => format!("all of groups {}", g.join(", ")),
-            Grant::AnyScope(s) => format!("any of scopes {}", s.join(", ")),
+        let methods = match rule.methods() {
+            None => "*".to_owned(),
+            Some(list) => list
+                .iter()
+                .map(|m| m.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
         };
-        println!("  {:>3}. {} -> {grant}", rule.id().number, rule.id());
+        let name = match &rule.id().name {
+            Some(name) => format!(" ({name})"),
+            None => String::new(),
+        };
+        println!(
+            "  {:>3}. {methods} {} -> {}{name}",
+            rule.id().number,
+            rule.path(),
+            grant_text(rule.grant())
+        );
+    }
+    if !policy.tests().is_empty() {
+        println!("  {} policy tests pass", policy.tests().len());
     }
     Ok(())
 }

@@ -29,13 +29,14 @@ pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
 /// PHP) turn `X_User_Sub` into the same variable as `X-User-Sub` (the root of
 /// oauth2-proxy GHSA-vjrc-mh2v-45x6).
 pub(crate) fn same_folded_name(a: &str, b: &str) -> bool {
-    fn fold(b: u8) -> u8 {
-        match b {
-            b'_' | b'.' => b'-',
-            other => other.to_ascii_lowercase(),
-        }
-    }
     a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| fold(x) == fold(y))
+}
+
+fn fold(b: u8) -> u8 {
+    match b {
+        b'_' | b'.' => b'-',
+        other => other.to_ascii_lowercase(),
+    }
 }
 
 /// The protocols a request's `Upgrade` header names (RFC 9110 §7.8), without versions.
@@ -55,4 +56,14 @@ pub(crate) fn upgrade_protocols(headers: &HeaderMap) -> impl Iterator<Item = &st
 /// a protocol nobody allowed. A request with no `Upgrade` header passes.
 pub(crate) fn upgrade_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     upgrade_protocols(headers).all(|p| allowed.iter().any(|a| a.eq_ignore_ascii_case(p)))
+}
+
+/// Whether `name` folds (see [`same_folded_name`]) to a name starting with `prefix`
+/// (lower case, `-` for separators): `X_Forwarded_Host` starts with `x-forwarded-`.
+pub(crate) fn folded_starts_with(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name
+            .bytes()
+            .zip(prefix.bytes())
+            .all(|(x, y)| fold(x) == fold(y))
 }

@@ -235,7 +235,11 @@ fn check_accepts_the_shipped_config_and_summarizes_it() {
     for line in [
         "config config/cognito-gate.toml: ok",
         "policy config/policy.toml: ok, 4 rules",
-        "2. admin -> any of groups admins",
+        "  1. * /public/** -> anyone (public)",
+        "  2. * /admin/** -> any of groups admins (admin)",
+        "  3. POST,PUT,DELETE /reports/** -> all of groups finance, editors (reports-write)",
+        "  4. * /** -> any signed-in user (app)",
+        "  8 policy tests pass",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in {stdout}");
     }
@@ -457,13 +461,17 @@ async fn every_request_writes_one_json_access_line_without_the_token() {
         )
     });
     assert_eq!(summary, expected, "{stderr}");
+    let mut ids = std::collections::BTreeSet::new();
     for line in &lines {
         assert_eq!(line["endpoint"], "proxy");
         assert!(
-            line["latency_ms"].as_str().unwrap().parse::<f64>().is_ok(),
+            line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
             "{line}"
         );
+        assert_eq!(line["client"], "127.0.0.1", "{line}");
+        ids.insert(line["request_id"].as_str().unwrap().to_owned());
     }
+    assert_eq!(ids.len(), lines.len(), "request ids repeat: {ids:?}");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("config", 0),
     ("path", 0),
     ("wire", 0),
+    ("metrics", 0),
     ("client", 1),
     ("token", 2),
     ("policy", 3),
@@ -18,6 +19,8 @@ const FLOORS: &[(&str, u8)] = &[
     ("http", 5),
     ("logging", 5),
     ("gate", 6),
+    ("check", 6),
+    ("reload", 6),
     ("dev", 7),
     ("crate", 8),
 ];

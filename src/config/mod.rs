@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::{Figment, Provider};
 use http::header::HeaderName;
 use http::Uri;
 
@@ -45,6 +45,8 @@ pub struct Config {
     pub http2_keep_alive_timeout: Duration,
     /// Upgrade protocols (lower case) that may pass once a request is authorized.
     pub allowed_upgrades: Vec<String>,
+    /// Peers (load balancers, CDNs) whose `X-Forwarded-*` and `X-Request-Id` are kept.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub shutdown_timeout: Duration,
     pub max_token_bytes: usize,
     /// Memory for remembering verified tokens; 0 verifies every signature every time.
@@ -57,6 +59,9 @@ pub struct Config {
     pub jwks: JwksConfig,
     pub headers: HeadersConfig,
     pub log: LogConfig,
+    /// The file this configuration was loaded from; `None` for TOML text. A gate
+    /// whose configuration has a file reloads it on SIGHUP and on change.
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,7 +97,7 @@ impl AuthzConfig {
 }
 
 /// One Cognito user pool whose tokens are accepted.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PoolConfig {
     pub user_pool_id: String,
     pub region: String,
@@ -151,9 +156,15 @@ pub struct LogConfig {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
+    /// JSON when stderr is not a terminal, pretty with colour when it is.
+    Auto,
     Pretty,
     Json,
 }
+
+/// The words `log.level` accepts on its own; anything else must be a full filter
+/// (with `,` or `=`, such as `info,cognito_gate=debug`).
+pub const LOG_LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
 
 impl Config {
     /// Loads defaults, then `file`, then the environment. A missing file is an error:
@@ -165,11 +176,13 @@ impl Config {
                 file.display()
             )]));
         }
-        Config::from_figment(
+        let mut config = Config::from_figment(
             Figment::from(Serialized::defaults(RawConfig::default()))
                 .merge(Toml::file(file))
                 .merge(env_provider()),
-        )
+        )?;
+        config.source = Some(file.to_path_buf());
+        Ok(config)
     }
 
     /// Defaults, then TOML text; the environment is not read. For tests and the demo.
@@ -179,11 +192,90 @@ impl Config {
         )
     }
 
+    /// Every unknown key is reported (not only the first, as serde would), together
+    /// with every problem of the known ones.
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
-        let raw: RawConfig = figment
-            .extract()
-            .map_err(|e| ConfigError::config(e.into_iter().map(|e| e.to_string()).collect()))?;
-        Config::try_from(raw)
+        let mut unknown = Vec::new();
+        let data = figment.data().map_err(|e| ConfigError::config(errors(e)))?;
+        let mut data = data;
+        let mut merged = data.remove(&figment::Profile::Default).unwrap_or_default();
+        let schema = raw::schema();
+        drop_unknown(&mut merged, &schema, "", &mut unknown);
+        let raw: Result<RawConfig, _> =
+            Figment::from(Serialized::defaults(merged)).extract::<RawConfig>();
+        let mut problems: Vec<String> = unknown
+            .into_iter()
+            .map(|key| format!("{key}: unknown key"))
+            .collect();
+        match raw {
+            Ok(raw) => match Config::try_from(raw) {
+                Ok(config) if problems.is_empty() => Ok(config),
+                Ok(_) => Err(ConfigError::config(problems)),
+                Err(e) => {
+                    problems.extend(e.problems);
+                    Err(ConfigError::config(problems))
+                }
+            },
+            Err(e) => {
+                problems.extend(errors(e));
+                Err(ConfigError::config(problems))
+            }
+        }
+    }
+}
+
+/// Figment's errors as `key: problem` lines.
+fn errors(e: figment::Error) -> Vec<String> {
+    e.into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let mut e = e;
+            e.path.clear();
+            e.profile = None;
+            e.metadata = None;
+            match key.is_empty() {
+                true => e.to_string(),
+                false => format!("{key}: {e}"),
+            }
+        })
+        .collect()
+}
+
+/// Removes, and records with their key paths, the keys of `value` that `schema` does
+/// not have. Lists of tables (`pools`) are checked entry by entry.
+fn drop_unknown(
+    value: &mut figment::value::Dict,
+    schema: &figment::value::Dict,
+    prefix: &str,
+    unknown: &mut Vec<String>,
+) {
+    use figment::value::Value;
+    let keys: Vec<String> = value.keys().cloned().collect();
+    for key in keys {
+        let path = match prefix {
+            "" => key.clone(),
+            p => format!("{p}.{key}"),
+        };
+        let Some(expected) = schema.get(&key) else {
+            value.remove(&key);
+            unknown.push(path);
+            continue;
+        };
+        match (value.get_mut(&key), expected) {
+            (Some(Value::Dict(_, inner)), Value::Dict(_, inner_schema)) => {
+                drop_unknown(inner, inner_schema, &path, unknown);
+            }
+            (Some(Value::Array(_, items)), Value::Array(_, schema_items)) => {
+                if let Some(Value::Dict(_, item_schema)) = schema_items.first() {
+                    for (i, item) in items.iter_mut().enumerate() {
+                        if let Value::Dict(_, inner) = item {
+                            drop_unknown(inner, item_schema, &format!("{path}[{i}]"), unknown);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -219,6 +311,21 @@ impl Problems {
             self.add(key, format!("{raw:?} is not an IP:port address"));
             SocketAddr::from(([0, 0, 0, 0], 0))
         })
+    }
+
+    /// IP addresses and CIDR ranges.
+    fn networks(&mut self, key: &str, raw: &[String]) -> Vec<ipnet::IpNet> {
+        let mut out = Vec::with_capacity(raw.len());
+        for text in raw {
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(net) => out.push(net),
+                Err(_) => self.add(key, format!("{text:?} is not an IP address or CIDR range")),
+            }
+        }
+        out
     }
 
     fn url(&mut self, key: &str, raw: &str) -> Option<Uri> {
@@ -278,6 +385,7 @@ impl TryFrom<RawConfig> for Config {
             second,
         );
         let allowed_upgrades = convert_upgrades(&mut p, raw.allowed_upgrades);
+        let trusted_proxies = p.networks("trusted_proxies", &raw.trusted_proxies);
 
         let authz = convert_authz(&mut p, raw.authz);
         if let Some(a) = &authz {
@@ -324,24 +432,33 @@ impl TryFrom<RawConfig> for Config {
         let headers = convert_headers(&mut p, raw.headers);
         let log = LogConfig {
             format: match raw.log.format.as_str() {
+                "auto" => LogFormat::Auto,
                 "pretty" => LogFormat::Pretty,
                 "json" => LogFormat::Json,
                 other => {
                     p.add(
                         "log.format",
-                        format!("{other:?} must be \"pretty\" or \"json\""),
+                        format!("{other:?} must be \"auto\", \"pretty\" or \"json\""),
                     );
-                    LogFormat::Pretty
+                    LogFormat::Auto
                 }
             },
             level: raw.log.level,
         };
-        if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
+        // A bare word that is not a level would parse as a target name and silence
+        // everything else ("verbose" shows only the logs of a module named verbose).
+        let is_filter = log.level.contains([',', '=']);
+        let level_ok = match is_filter {
+            true => tracing_subscriber::EnvFilter::try_new(&log.level).is_ok(),
+            false => LOG_LEVELS.contains(&log.level.trim().to_ascii_lowercase().as_str()),
+        };
+        if !level_ok {
             p.add(
                 "log.level",
                 format!(
-                    "{:?} is not a level (error, warn, info, debug, trace) or filter",
-                    log.level
+                    "{:?} is not a level ({}) or a filter such as \"info,cognito_gate=debug\"",
+                    log.level,
+                    LOG_LEVELS.join(", ")
                 ),
             );
         }
@@ -357,6 +474,7 @@ impl TryFrom<RawConfig> for Config {
                 http2_keep_alive_interval,
                 http2_keep_alive_timeout,
                 allowed_upgrades,
+                trusted_proxies,
                 shutdown_timeout,
                 max_token_bytes: raw.max_token_bytes,
                 token_cache_bytes: raw.token_cache.max_bytes,
@@ -366,6 +484,7 @@ impl TryFrom<RawConfig> for Config {
                 jwks,
                 headers,
                 log,
+                source: None,
             }),
             false => Err(ConfigError::config(p.0)),
         }
@@ -465,19 +584,7 @@ fn convert_authz(p: &mut Problems, raw: RawAuthz) -> Option<AuthzConfig> {
     if overlap(&raw.path, &raw.envoy_prefix) || overlap(&raw.envoy_prefix, &raw.path) {
         p.add("authz.path", "must not overlap authz.envoy_prefix");
     }
-    let mut trusted_peers = Vec::with_capacity(raw.trusted_peers.len());
-    for peer in &raw.trusted_peers {
-        let net = peer
-            .parse::<ipnet::IpNet>()
-            .or_else(|_| peer.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-        match net {
-            Ok(net) => trusted_peers.push(net),
-            Err(_) => p.add(
-                "authz.trusted_peers",
-                format!("{peer:?} is not an IP address or CIDR range"),
-            ),
-        }
-    }
+    let trusted_peers = p.networks("authz.trusted_peers", &raw.trusted_peers);
     Some(AuthzConfig {
         listen,
         grpc_listen,
@@ -590,6 +697,15 @@ fn convert_headers(p: &mut Problems, raw: RawHeaders) -> HeadersConfig {
 fn is_reserved_header(h: &HeaderName) -> bool {
     use http::header::*;
     crate::wire::is_hop_by_hop(h)
-        || [HOST, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE].contains(h)
-        || h.as_str().starts_with("x-forwarded-")
+        || [
+            HOST,
+            AUTHORIZATION,
+            CONTENT_LENGTH,
+            CONTENT_TYPE,
+            COOKIE,
+            FORWARDED,
+        ]
+        .contains(h)
+        || ["x-real-ip", "x-request-id", "traceparent", "tracestate"].contains(&h.as_str())
+        || crate::wire::folded_starts_with(h.as_str(), "x-forwarded-")
 }

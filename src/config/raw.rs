@@ -18,7 +18,10 @@ pub struct RawConfig {
     pub max_connections: usize,
     pub http2_keep_alive_interval: RawDuration,
     pub http2_keep_alive_timeout: RawDuration,
+    #[serde(deserialize_with = "list")]
     pub allowed_upgrades: Vec<String>,
+    #[serde(deserialize_with = "list")]
+    pub trusted_proxies: Vec<String>,
     pub shutdown_timeout: RawDuration,
     pub max_token_bytes: usize,
     pub token_cache: RawTokenCache,
@@ -42,6 +45,7 @@ impl Default for RawConfig {
             http2_keep_alive_interval: RawDuration::text("20s"),
             http2_keep_alive_timeout: RawDuration::text("20s"),
             allowed_upgrades: vec!["websocket".into()],
+            trusted_proxies: Vec::new(),
             shutdown_timeout: RawDuration::text("30s"),
             max_token_bytes: 8 * 1024,
             token_cache: RawTokenCache::default(),
@@ -96,6 +100,7 @@ pub struct RawAuthz {
     pub grpc_listen: Option<String>,
     pub path: String,
     pub envoy_prefix: String,
+    #[serde(deserialize_with = "list")]
     pub trusted_peers: Vec<String>,
 }
 
@@ -115,6 +120,7 @@ impl Default for RawAuthz {
 #[serde(deny_unknown_fields, default)]
 pub struct RawPool {
     pub user_pool_id: Option<String>,
+    #[serde(deserialize_with = "list")]
     pub client_ids: Vec<String>,
     pub token_use: String,
     pub jwks_url: Option<String>,
@@ -182,8 +188,58 @@ impl Default for RawLog {
     fn default() -> Self {
         RawLog {
             level: "info".into(),
-            format: "pretty".into(),
+            format: "auto".into(),
         }
+    }
+}
+
+/// A list of strings: a TOML array, or (from an environment variable) a JSON array or
+/// a comma-separated list, so that `COGNITO_GATE_TRUSTED_PROXIES=10.0.0.0/8,192.168.0.0/16`
+/// works as well as `'["10.0.0.0/8"]'`.
+fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Written {
+        List(Vec<String>),
+        Text(String),
+    }
+    match Written::deserialize(d)? {
+        Written::List(items) => Ok(items),
+        Written::Text(text) if text.trim_start().starts_with('[') => serde_json::from_str(&text)
+            .map_err(|e| {
+                serde::de::Error::custom(format!("{text:?} is not a JSON array of strings: {e}"))
+            }),
+        Written::Text(text) => Ok(text
+            .split(',')
+            .map(|item| item.trim().to_owned())
+            .filter(|item| !item.is_empty())
+            .collect()),
+    }
+}
+
+/// Every key a configuration may have: the defaults, with each optional table filled
+/// in and one `[[pools]]` entry, as figment sees them.
+pub(crate) fn schema() -> figment::value::Dict {
+    let full = RawConfig {
+        upstream: Some(RawUpstream {
+            url: Some(String::new()),
+            ..RawUpstream::default()
+        }),
+        authz: RawAuthz {
+            listen: Some(String::new()),
+            grpc_listen: Some(String::new()),
+            ..RawAuthz::default()
+        },
+        pools: vec![RawPool {
+            user_pool_id: Some(String::new()),
+            jwks_url: Some(String::new()),
+            ..RawPool::default()
+        }],
+        ..RawConfig::default()
+    };
+    match figment::value::Value::serialize(full) {
+        Ok(figment::value::Value::Dict(_, dict)) => dict,
+        _ => figment::value::Dict::new(),
     }
 }
 
@@ -201,31 +257,48 @@ impl RawDuration {
         RawDuration::Text(s.to_owned())
     }
 
+    /// Whole seconds, or one or more number-unit pairs: `250ms`, `10s`, `5m`, `1h`,
+    /// `1m30s`, `1h30m`.
     pub(crate) fn parse(&self) -> Result<Duration, String> {
         let text = match self {
             RawDuration::Seconds(s) => return Ok(Duration::from_secs(*s)),
             RawDuration::Text(t) => t.trim(),
         };
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
-        let (digits, unit) = text.split_at(split);
-        let n: u64 = digits
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration (try \"10s\", \"250ms\", \"5m\")"))?;
-        let per_unit = match unit.trim() {
-            "" | "s" => 1000,
-            "ms" => 1,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            other => {
-                return Err(format!(
-                    "{text:?} has an unknown unit {other:?} (ms, s, m, h)"
-                ))
-            }
+        let bad = || {
+            format!("{text:?} is not a duration: write a number and a unit (ms, s, m, h), such as \"10s\", \"250ms\" or \"1m30s\"")
         };
-        n.checked_mul(per_unit)
-            .map(Duration::from_millis)
-            .ok_or_else(|| format!("{text:?} is too long"))
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            let n: u64 = text.parse().map_err(|_| format!("{text:?} is too long"))?;
+            return Ok(Duration::from_secs(n));
+        }
+        let mut total: u64 = 0;
+        let mut rest = text;
+        if rest.is_empty() {
+            return Err(bad());
+        }
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+            if digits == 0 {
+                return Err(bad());
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let per_unit: u64 = match &rest[..unit_len] {
+                "ms" => 1,
+                "s" => 1000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                _ => return Err(bad()),
+            };
+            rest = &rest[unit_len..];
+            total = n
+                .checked_mul(per_unit)
+                .and_then(|ms| total.checked_add(ms))
+                .ok_or_else(|| format!("{text:?} is too long"))?;
+        }
+        Ok(Duration::from_millis(total))
     }
 }

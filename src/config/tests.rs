@@ -53,7 +53,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.headers.user_sub, "x-user-sub");
     assert_eq!(c.headers.user_groups, "x-user-groups");
     assert!(c.headers.forward_authorization);
-    assert_eq!(c.log.format, LogFormat::Pretty);
+    assert_eq!(c.log.format, LogFormat::Auto);
 }
 
 #[test]
@@ -65,13 +65,20 @@ fn durations_accept_seconds_and_units() {
         (RawDuration::text("5m"), Ok(Duration::from_secs(300))),
         (RawDuration::text("1h"), Ok(Duration::from_secs(3600))),
         (RawDuration::text("12"), Ok(Duration::from_secs(12))),
+        (RawDuration::text("1m30s"), Ok(Duration::from_secs(90))),
+        (RawDuration::text("1h30m"), Ok(Duration::from_secs(5400))),
+        (
+            RawDuration::text(" 2s500ms "),
+            Ok(Duration::from_millis(2500)),
+        ),
     ];
     for (raw, want) in cases {
         assert_eq!(raw.parse(), want, "{raw:?}");
     }
-    assert!(RawDuration::text("ten").parse().is_err());
-    assert!(RawDuration::text("5d").parse().is_err());
-    assert!(RawDuration::text("-1s").parse().is_err());
+    for bad in ["ten", "5d", "-1s", "", "s", "1.5s", "10 s", "m30", "30s1"] {
+        let err = RawDuration::text(bad).parse().expect_err(bad);
+        assert!(err.contains("is not a duration"), "{bad}: {err}");
+    }
 }
 
 #[test]
@@ -108,7 +115,7 @@ fn every_problem_is_reported_with_its_key() {
         "listen: \"nowhere\" is not an IP:port address",
         "max_header_bytes: must be between 8192 and 1048576",
         "max_token_bytes: must be at least 1 and at most max_header_bytes",
-        "header_read_timeout: \"soon\" is not a duration (try \"10s\", \"250ms\", \"5m\")",
+        "header_read_timeout: \"soon\" is not a duration: write a number and a unit (ms, s, m, h), such as \"10s\", \"250ms\" or \"1m30s\"",
         "upstream.url: must be scheme://host:port only: requests keep their own path, so the policy judges what the app receives",
         "pools[0].token_use: \"refresh\" must be \"access\", \"id\" or \"any\"",
         "pools[0].client_ids: at least one client id is required",
@@ -117,7 +124,7 @@ fn every_problem_is_reported_with_its_key() {
         "jwks.fetch_timeout: must be at least 100ms",
         "headers.user_sub: \"bad header\" is not a valid header name",
         "headers.user_groups: \"Authorization\" is a header the gate manages itself",
-        "log.format: \"xml\" must be \"pretty\" or \"json\"",
+        "log.format: \"xml\" must be \"auto\", \"pretty\" or \"json\"",
     ];
     assert_eq!(err.problems, want);
 }
@@ -145,13 +152,49 @@ fn upgrades_are_protocol_names_and_never_h2c() {
 }
 
 #[test]
-fn unknown_keys_are_refused() {
-    let err = Config::from_toml(&format!("{MINIMAL}\n[jwks]\nrefresh = \"1m\"\n"))
-        .expect_err("unknown key");
-    assert!(
-        err.problems[0].contains("unknown field: found `refresh`"),
+fn every_unknown_key_is_reported_with_its_path_and_the_other_problems_too() {
+    let text = format!(
+        "colour = true\nmax_token_bytes = 0\n{MINIMAL}\n[jwks]\nrefresh = \"1m\"\n[log]\nlevel = \"verbose\"\nfile = \"x\"\n"
+    );
+    let text = text.replacen(
+        "client_ids = [\"client-a\"]",
+        "client_ids = [\"client-a\"]\nregion = \"eu-west-1\"",
+        1,
+    );
+    let err = Config::from_toml(&text).expect_err("unknown keys");
+    assert_eq!(
+        err.problems,
+        [
+            "colour: unknown key",
+            "jwks.refresh: unknown key",
+            "log.file: unknown key",
+            "pools[0].region: unknown key",
+            "max_token_bytes: must be at least 1 and at most max_header_bytes",
+            "log.level: \"verbose\" is not a level (error, warn, info, debug, trace, off) or a filter such as \"info,cognito_gate=debug\"",
+        ],
         "{err}"
     );
+}
+
+#[test]
+fn log_levels_are_words_or_filters_that_parse() {
+    for ok in [
+        "info",
+        "DEBUG",
+        "off",
+        "info,cognito_gate=debug",
+        "cognito_gate::access=warn",
+    ] {
+        let c = Config::from_toml(&format!("{MINIMAL}\n[log]\nlevel = {ok:?}\n"));
+        assert!(c.is_ok(), "{ok}: {c:?}");
+    }
+    for bad in ["verbose", "inf", "info,cognito_gate=loud"] {
+        let err =
+            Config::from_toml(&format!("{MINIMAL}\n[log]\nlevel = {bad:?}\n")).expect_err(bad);
+        assert!(err.problems[0].starts_with("log.level: "), "{err}");
+    }
+    let auto = Config::from_toml(MINIMAL).expect("valid");
+    assert_eq!(auto.log.format, LogFormat::Auto);
 }
 
 #[test]

@@ -1,23 +1,32 @@
 //! The access log, and the one answer-and-log path that the proxy and the decision
 //! endpoints share: every request ends in [`answer`], which writes its line.
 
-use std::time::Instant;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use http::{Response, StatusCode};
 
 use super::answer::{Fault, GateBody, Rejection};
+use super::forwarded::Origin;
+use crate::metrics::{Metrics, RequestLabels};
 use crate::policy::RuleId;
 
 /// What is known about a request when it is answered.
 pub(crate) struct Served<'a> {
-    /// `proxy`, `forward_auth`, `ext_authz`, or `authz` before the endpoint is known.
-    pub endpoint: &'a str,
+    /// `proxy`, `forward_auth`, `ext_authz`, `ext_authz_grpc`, or `authz` before the
+    /// endpoint is known.
+    pub endpoint: &'static str,
     /// For decisions, the original method and path.
     pub method: &'a str,
     pub path: &'a str,
     pub rule: Option<&'a RuleId>,
     pub sub: Option<&'a str>,
     pub started: Instant,
+    /// Time spent waiting for the upstream's answer: not the gate's own.
+    pub upstream: Duration,
+    /// The client and the request id, once known.
+    pub origin: Option<&'a Origin>,
+    pub metrics: &'a Metrics,
 }
 
 /// Turns the outcome into the response and writes the request's access-log line.
@@ -28,10 +37,27 @@ pub(crate) fn answer(
     allowed: bool,
     outcome: Result<Response<GateBody>, Rejection>,
 ) -> Response<GateBody> {
+    let request_id = served.origin.map(Origin::request_id);
     let (response, fault) = match outcome {
         Ok(response) => (response, None),
-        Err(rejection) => (rejection.response(), Some(rejection.answer().fault)),
+        Err(rejection) => (
+            rejection.response(request_id),
+            Some(rejection.answer().fault),
+        ),
     };
+    let elapsed = served.started.elapsed();
+    served.metrics.record_request(
+        &RequestLabels {
+            endpoint: served.endpoint,
+            decision: if allowed { "allow" } else { "deny" },
+            status: response.status().as_u16(),
+            rule: match served.rule {
+                Some(rule) => rule.label().clone(),
+                None => served.metrics.no_rule(),
+            },
+        },
+        elapsed.saturating_sub(served.upstream),
+    );
     access_log(&AccessLine {
         endpoint: served.endpoint,
         allowed,
@@ -41,14 +67,15 @@ pub(crate) fn answer(
         status: response.status(),
         rule: served.rule,
         sub: served.sub,
-        started: served.started,
+        client: served.origin.map(|o| o.client),
+        request_id,
+        elapsed,
     });
     response
 }
 
 /// The fields of the one structured line written per request.
 struct AccessLine<'a> {
-    /// `proxy`, `forward_auth`, `ext_authz`, or `authz` before the endpoint is known.
     endpoint: &'a str,
     /// What the policy decided (an allowed request may still fail at the upstream).
     allowed: bool,
@@ -60,7 +87,9 @@ struct AccessLine<'a> {
     status: StatusCode,
     rule: Option<&'a RuleId>,
     sub: Option<&'a str>,
-    started: Instant,
+    client: Option<IpAddr>,
+    request_id: Option<&'a str>,
+    elapsed: Duration,
 }
 
 /// Writes the access-log line. Answers from the app and denials by the client's own
@@ -72,7 +101,12 @@ fn access_log(line: &AccessLine<'_>) {
         Some(rule) => rule,
         None => &"-",
     };
-    let latency_ms = line.started.elapsed().as_secs_f64() * 1000.0;
+    // A number in JSON, to the microsecond.
+    let latency_ms = (line.elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    let client: &dyn std::fmt::Display = match &line.client {
+        Some(ip) => ip,
+        None => &"-",
+    };
     macro_rules! emit {
         ($level:expr) => {
             tracing::event!(
@@ -85,7 +119,9 @@ fn access_log(line: &AccessLine<'_>) {
                 decision,
                 rule = %rule,
                 sub = line.sub.unwrap_or("-"),
-                latency_ms = format_args!("{latency_ms:.3}"),
+                client = %client,
+                request_id = line.request_id.unwrap_or("-"),
+                latency_ms,
                 "request"
             )
         };

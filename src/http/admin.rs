@@ -6,13 +6,28 @@ use http::{Request, Response, StatusCode};
 use serde_json::json;
 
 use super::answer::{full_body, GateBody};
-use crate::config::PoolConfig;
-use crate::token::{KeyStore, PoolId};
+use crate::authorize::Authorizer;
+use crate::metrics;
+use crate::token::PoolId;
 
 /// `/healthz`: the process is up. `/readyz`: every pool has signing keys.
-pub fn answer<B>(req: &Request<B>, keys: &KeyStore, pools: &[PoolConfig]) -> Response<GateBody> {
+/// `/metrics`: the Prometheus metrics.
+pub fn answer<B>(req: &Request<B>, authz: &Authorizer) -> Response<GateBody> {
+    let state = authz.state();
+    let (keys, pools) = (&state.keys, &state.pools);
     let (status, body) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, json!({ "status": "ok" })),
+        "/metrics" => {
+            let m = authz.metrics();
+            m.token_cache_entries
+                .set(i64::try_from(state.verifier.cached_tokens()).unwrap_or(i64::MAX));
+            let mut response = Response::new(full_body(m.render()));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static(metrics::CONTENT_TYPE),
+            );
+            return response;
+        }
         "/readyz" => {
             let states: Vec<_> = pools
                 .iter()

@@ -204,10 +204,15 @@ impl Rejection {
     }
 
     /// The response: the status, the challenge if any, and a small JSON body that
-    /// names the problem without echoing the token or internals.
-    pub fn response(&self) -> Response<GateBody> {
+    /// names the problem and the request id without echoing the token or internals.
+    pub fn response(&self, request_id: Option<&str>) -> Response<GateBody> {
         let answer = self.answer();
-        let body = serde_json::json!({ "error": answer.error, "message": self.to_string() });
+        let body = match request_id {
+            Some(id) => serde_json::json!({
+                "error": answer.error, "message": self.to_string(), "request_id": id
+            }),
+            None => serde_json::json!({ "error": answer.error, "message": self.to_string() }),
+        };
         let mut response = Response::new(full_body(body.to_string()));
         *response.status_mut() = answer.status;
         let headers = response.headers_mut();

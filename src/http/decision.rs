@@ -4,9 +4,9 @@
 //! the way each peer sends them, then ask the same [`Authorizer`] the proxy uses.
 //! Envoy's gRPC `ext_authz` (`grpc.rs`) decides through [`DecisionService::decide`] too.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -14,6 +14,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use super::access_log::{answer, Served};
 use super::answer::{full_body, GateBody, Rejection};
+use super::forwarded::Forwarding;
 use super::headers::{has_odd_spelling, IdentityHeaders, ROUTING_OVERRIDES};
 use crate::authorize::{AuthError, Authorizer, RequestFacts};
 use crate::config::AuthzConfig;
@@ -91,10 +92,16 @@ pub struct DecisionService {
     settings: AuthzConfig,
     /// The override and identity header names whose other spellings `/auth` refuses.
     exact_names: Vec<String>,
+    forwarding: Arc<Forwarding>,
 }
 
 impl DecisionService {
-    pub fn new(authz: Arc<Authorizer>, identity: IdentityHeaders, settings: AuthzConfig) -> Self {
+    pub fn new(
+        authz: Arc<Authorizer>,
+        identity: IdentityHeaders,
+        settings: AuthzConfig,
+        forwarding: Arc<Forwarding>,
+    ) -> Self {
         let exact_names = ROUTING_OVERRIDES
             .iter()
             .map(|n| n.to_string())
@@ -105,15 +112,18 @@ impl DecisionService {
             identity,
             settings,
             exact_names,
+            forwarding,
         }
     }
 
     /// Answers one decision request and writes its access-log line.
     pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<GateBody> {
         let started = Instant::now();
+        let _in_flight = self.authz.metrics().in_flight();
         let (endpoint, original) = match self.original_request(&req, peer) {
             Ok(found) => found,
             Err(rejection) => {
+                let origin = self.forwarding.origin(req.headers(), peer);
                 let served = Served {
                     endpoint: "authz",
                     method: req.method().as_str(),
@@ -121,23 +131,29 @@ impl DecisionService {
                     rule: None,
                     sub: None,
                     started,
+                    upstream: Duration::ZERO,
+                    origin: Some(&origin),
+                    metrics: self.authz.metrics(),
                 };
                 return answer(served, false, Err(rejection));
             }
         };
-        self.decide(endpoint, &original, req.headers(), started)
+        self.decide(endpoint, &original, req.headers(), peer.ip(), started)
             .await
     }
 
     /// Decides on `original`, with the peer's copy of the request `headers`, answers as
     /// `endpoint`'s contract asks, and writes the access-log line.
+    /// `client` is the peer, or the downstream address the peer reports.
     pub(crate) async fn decide(
         &self,
         endpoint: Endpoint,
         original: &Original,
         headers: &HeaderMap,
+        client: IpAddr,
         started: Instant,
     ) -> Response<GateBody> {
+        let origin = self.forwarding.origin_via(headers, client, true);
         let decision = self
             .authz
             .authorize(RequestFacts {
@@ -159,6 +175,9 @@ impl DecisionService {
             rule: decision.rule.as_ref(),
             sub: identity.map(|i| i.sub.as_str()),
             started,
+            upstream: Duration::ZERO,
+            origin: Some(&origin),
+            metrics: self.authz.metrics(),
         };
         answer(served, allowed, outcome)
     }
@@ -179,8 +198,15 @@ impl DecisionService {
             rule: None,
             sub: None,
             started,
+            upstream: Duration::ZERO,
+            origin: None,
+            metrics: self.authz.metrics(),
         };
         answer(served, false, Err(rejection))
+    }
+
+    pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
+        self.authz.metrics()
     }
 
     /// Whether `peer` may ask for decisions; logs a refusal.

@@ -6,7 +6,7 @@
 //! behind Envoy gets the same status, challenge and JSON body either way.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ use tonic_health::ServingStatus;
 
 use super::answer::{BoxError, GateBody, Rejection};
 use super::decision::{DecisionService, Endpoint, Original, ENVOY_HEADERS_TO_REMOVE};
-use crate::token::KeyStore;
+use crate::authorize::Authorizer;
 
 const AUTHORIZATION: &str = "/envoy.service.auth.v3.Authorization/";
 const HEALTH: &str = "/grpc.health.v1.Health/";
@@ -47,7 +47,7 @@ pub(crate) struct GrpcServices<H> {
 /// keys: SERVING once every pool has keys, as `/readyz`.
 pub(crate) fn services(
     decisions: Arc<DecisionService>,
-    keys: KeyStore,
+    authz: Arc<Authorizer>,
 ) -> (
     GrpcServices<
         impl Service<
@@ -62,7 +62,7 @@ pub(crate) fn services(
     tokio::task::JoinHandle<()>,
 ) {
     let (reporter, health) = health_reporter();
-    let updater = tokio::spawn(report_readiness(reporter, keys));
+    let updater = tokio::spawn(report_readiness(reporter, authz));
     let authz = AuthorizationServer::new(Check {
         decisions: decisions.clone(),
     });
@@ -76,10 +76,11 @@ pub(crate) fn services(
     )
 }
 
-async fn report_readiness(reporter: HealthReporter, keys: KeyStore) {
+async fn report_readiness(reporter: HealthReporter, authz: Arc<Authorizer>) {
     let mut last = None;
     loop {
-        let status = if keys.is_ready() {
+        // The keys of the current state: a reload may bring other pools.
+        let status = if authz.state().keys.is_ready() {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
@@ -152,16 +153,27 @@ impl Authorization for Check {
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         let started = Instant::now();
-        let http = request
-            .get_ref()
-            .attributes
-            .as_ref()
+        let _in_flight = self.decisions.metrics().in_flight();
+        let attributes = request.get_ref().attributes.as_ref();
+        let http = attributes
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref());
+        // The downstream client as Envoy saw it; the unspecified address if Envoy
+        // did not say.
+        let client = attributes
+            .and_then(|a| a.source.as_ref())
+            .and_then(|s| s.address.as_ref())
+            .and_then(|a| match &a.address {
+                Some(
+                    envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(s),
+                ) => s.address.parse::<IpAddr>().ok(),
+                _ => None,
+            })
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let answer = match http.map(original_request) {
             Some(Ok((original, headers))) => {
                 self.decisions
-                    .decide(Endpoint::EnvoyGrpc, &original, &headers, started)
+                    .decide(Endpoint::EnvoyGrpc, &original, &headers, client, started)
                     .await
             }
             Some(Err(rejection)) => {

@@ -6,6 +6,7 @@ pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod answer;
 pub(crate) mod decision;
+pub(crate) mod forwarded;
 pub(crate) mod grpc;
 pub(crate) mod headers;
 pub(crate) mod proxy;

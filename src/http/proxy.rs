@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 
 use super::access_log::{answer, Served};
 use super::answer::{BoxError, GateBody, Rejection};
+use super::forwarded::{Forwarding, Origin};
 use super::headers::{
     drop_h2c_offer, remove_hop_by_hop, strip_folded, wants_upgrade, IdentityHeaders,
     ROUTING_OVERRIDES,
@@ -27,12 +28,9 @@ use super::headers::{
 use crate::authorize::{Authorizer, RequestFacts};
 use crate::client::{error_chain, Connector};
 use crate::config::UpstreamConfig;
+use crate::metrics::KindLabels;
 use crate::policy::RuleId;
 use crate::token::Identity;
-
-const X_FORWARDED_FOR: &str = "x-forwarded-for";
-const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-const X_FORWARDED_HOST: &str = "x-forwarded-host";
 
 /// The reverse proxy in front of the app. Holds the pooled client to the upstream.
 pub struct Proxy {
@@ -40,6 +38,7 @@ pub struct Proxy {
     client: Client<Connector, ClientBody>,
     upstream: UpstreamConfig,
     identity: IdentityHeaders,
+    forwarding: Arc<Forwarding>,
     forward_authorization: bool,
 }
 
@@ -49,6 +48,7 @@ impl Proxy {
         client: Client<Connector, ClientBody>,
         upstream: UpstreamConfig,
         identity: IdentityHeaders,
+        forwarding: Arc<Forwarding>,
         forward_authorization: bool,
     ) -> Self {
         Proxy {
@@ -56,6 +56,7 @@ impl Proxy {
             client,
             upstream,
             identity,
+            forwarding,
             forward_authorization,
         }
     }
@@ -63,6 +64,9 @@ impl Proxy {
     /// Handles one request end to end: authorize, forward, answer and log.
     pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<GateBody> {
         let started = Instant::now();
+        let metrics = self.authz.metrics();
+        let _in_flight = metrics.in_flight();
+        let origin = self.forwarding.origin(req.headers(), peer);
         // An h2c offer is ignored, never forwarded: an app that accepted it would take
         // HTTP/2 streams on the tunnel that no rule judged.
         drop_h2c_offer(req.headers_mut());
@@ -80,8 +84,18 @@ impl Proxy {
         let rule = decision.rule.as_ref();
         let identity = decision.identity.as_ref();
         let allowed = decision.outcome.is_ok();
+        let mut waited = Duration::ZERO;
         let outcome = match &decision.outcome {
-            Ok(path) => self.forward(req, peer, path, identity, rule).await,
+            Ok(path) => {
+                let target = Target {
+                    peer,
+                    path,
+                    identity,
+                    rule,
+                    origin: &origin,
+                };
+                self.forward(req, target, &mut waited).await
+            }
             Err(e) => Err(Rejection::Auth(e.clone())),
         };
         let served = Served {
@@ -91,20 +105,28 @@ impl Proxy {
             rule,
             sub: identity.map(|i| i.sub.as_str()),
             started,
+            upstream: waited,
+            origin: Some(&origin),
+            metrics,
         };
         answer(served, allowed, outcome)
     }
 
-    /// Forwards an allowed request to the app: `path` is the canonical path the policy
-    /// judged, `identity` the caller (none on an `anyone` rule).
+    /// Forwards an allowed request to the app, adding the time spent waiting for its
+    /// answer to `waited`.
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        peer: SocketAddr,
-        path: &str,
-        identity: Option<&Identity>,
-        rule: Option<&RuleId>,
+        target: Target<'_>,
+        waited: &mut Duration,
     ) -> Result<Response<GateBody>, Rejection> {
+        let Target {
+            peer,
+            path,
+            identity,
+            rule,
+            origin,
+        } = target;
         let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         let Some(uri) = self.upstream_uri(path, parts.uri.query()) else {
@@ -121,7 +143,13 @@ impl Proxy {
                 parts.headers.insert(header::HOST, host);
             }
         }
-        self.rewrite_headers(&mut parts.headers, peer, identity, upgrade.is_some());
+        self.rewrite_headers(
+            &mut parts.headers,
+            peer,
+            origin,
+            identity,
+            upgrade.is_some(),
+        );
         let protocol = parts.headers.get(header::UPGRADE).cloned();
         parts.uri = uri;
         parts.version = Version::HTTP_11;
@@ -131,22 +159,36 @@ impl Proxy {
             inner: body,
             broken: broken.clone(),
         };
+        let asked = Instant::now();
         let sent = tokio::time::timeout(
             self.upstream.request_timeout,
             self.client.request(Request::from_parts(parts, body)),
         )
         .await;
+        *waited += asked.elapsed();
+        let metrics = self.authz.metrics();
+        let failed = |kind: &'static str| {
+            metrics
+                .upstream_errors
+                .get_or_create(&KindLabels { kind })
+                .inc();
+        };
         let mut response = match sent {
-            Ok(Ok(response)) => response,
+            Ok(Ok(response)) => {
+                metrics.upstream_duration.observe(waited.as_secs_f64());
+                response
+            }
             Ok(Err(_)) if broken.load(Ordering::Relaxed) => {
                 tracing::debug!("the client's request body was malformed or cut off");
                 return Err(Rejection::BadRequestBody);
             }
             Ok(Err(e)) => {
+                failed("connect");
                 tracing::warn!(error = %error_chain(&e), upstream = %self.upstream.url, "upstream request failed");
                 return Err(Rejection::UpstreamUnreachable);
             }
             Err(_) => {
+                failed("timeout");
                 tracing::warn!(upstream = %self.upstream.url, timeout = ?self.upstream.request_timeout, "upstream timed out");
                 return Err(Rejection::UpstreamTimeout);
             }
@@ -154,6 +196,7 @@ impl Proxy {
 
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_side) = upgrade else {
+                failed("protocol");
                 tracing::warn!("upstream switched protocols without being asked");
                 return Err(Rejection::UpstreamUnreachable);
             };
@@ -199,13 +242,15 @@ impl Proxy {
         Uri::from_parts(parts).ok()
     }
 
-    /// Strip first, then inject: hop-by-hop headers, method and path overrides, and
-    /// every spelling of the identity headers go; then `X-Forwarded-*` and our
-    /// identity headers are written.
+    /// Strip first, then inject: hop-by-hop headers, method and path overrides, every
+    /// spelling of the identity headers, and forwarding headers an untrusted client
+    /// sent go; then `X-Forwarded-*`, `X-Request-Id` and our identity headers are
+    /// written.
     fn rewrite_headers(
         &self,
         headers: &mut http::HeaderMap,
         peer: SocketAddr,
+        origin: &Origin,
         identity: Option<&Identity>,
         upgrade: bool,
     ) {
@@ -215,34 +260,22 @@ impl Proxy {
         if !self.forward_authorization {
             headers.remove(header::AUTHORIZATION);
         }
-
-        let prior: Vec<&str> = headers
-            .get_all(X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let peer_ip = peer.ip().to_string();
-        let forwarded_for = if prior.is_empty() {
-            peer_ip
-        } else {
-            format!("{}, {peer_ip}", prior.join(", "))
-        };
-        if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-            headers.insert(X_FORWARDED_FOR, v);
-        }
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-        match headers.get(header::HOST).cloned() {
-            Some(host) => {
-                headers.insert(X_FORWARDED_HOST, host);
-            }
-            None => {
-                headers.remove(X_FORWARDED_HOST);
-            }
-        }
+        self.forwarding.rewrite(headers, peer, origin);
         if let Some(identity) = identity {
             self.identity.inject(headers, identity);
         }
     }
+}
+
+/// Where an allowed request goes and what the gate knows of it.
+struct Target<'a> {
+    peer: SocketAddr,
+    /// The canonical path the policy judged.
+    path: &'a str,
+    /// The caller; none on an `anyone` rule.
+    identity: Option<&'a Identity>,
+    rule: Option<&'a RuleId>,
+    origin: &'a Origin,
 }
 
 /// The app's response body, relayed as it streams.

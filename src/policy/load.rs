@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::Method;
 use serde::Deserialize;
 
-use super::{has_upper_case_letter, Grant, Policy, Rule, RuleId, Segment};
+use super::{has_upper_case_letter, Expect, Grant, Policy, PolicyTest, Rule, RuleId, Segment};
 use crate::config::ProblemList;
 use crate::path;
 
@@ -40,6 +40,13 @@ impl Policy {
                 rules.extend(rule);
             }
         }
+        lint(&rules, &mut problems);
+        let tests = raw
+            .test
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, t)| validate_test(i + 1, t, &mut problems))
+            .collect();
         if problems.is_empty() {
             let upper_case_literals = rules.iter().any(|r| {
                 r.pattern
@@ -48,6 +55,7 @@ impl Policy {
             });
             Ok(Policy {
                 rules,
+                tests,
                 case_sensitive: raw.case_sensitive,
                 upper_case_literals,
             })
@@ -79,6 +87,108 @@ struct RawPolicy {
     case_sensitive: bool,
     #[serde(default)]
     rule: Vec<RawRule>,
+    #[serde(default)]
+    test: Vec<RawTest>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTest {
+    method: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    anonymous: bool,
+    expect: Option<RawExpect>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawExpect {
+    Word(String),
+    Status(i64),
+}
+
+fn validate_test(number: usize, raw: RawTest, problems: &mut Vec<String>) -> Option<PolicyTest> {
+    let before = problems.len();
+    let mut report = |msg: String| problems.push(format!("test {number}: {msg}"));
+    let method = raw.method.unwrap_or_else(|| "GET".into());
+    if Method::from_bytes(method.as_bytes()).is_err() {
+        report(format!("method: {method:?} is not an HTTP method"));
+    }
+    let path = raw.path.unwrap_or_default();
+    if !path.starts_with('/') {
+        report("path: is required and must start with '/'".into());
+    }
+    if raw.anonymous && !(raw.groups.is_empty() && raw.scopes.is_empty()) {
+        report("anonymous = true sends no token, so it cannot have groups or scopes".into());
+    }
+    let expect = match raw.expect {
+        Some(RawExpect::Word(w)) if w == "allow" => Expect::Allow,
+        Some(RawExpect::Word(w)) if w == "deny" => Expect::Deny,
+        Some(RawExpect::Status(200)) => Expect::Allow,
+        Some(RawExpect::Status(s)) if (400..=599).contains(&s) => {
+            Expect::Status(u16::try_from(s).unwrap_or(500))
+        }
+        _ => {
+            report(
+                "expect: must be \"allow\", \"deny\" or a status such as 401, 403 or 400".into(),
+            );
+            Expect::Deny
+        }
+    };
+    (problems.len() == before).then_some(PolicyTest {
+        number,
+        method,
+        path,
+        groups: raw.groups,
+        scopes: raw.scopes,
+        anonymous: raw.anonymous,
+        expect,
+    })
+}
+
+/// Mistakes that parse: a name used twice, and a rule that an earlier one shadows
+/// entirely, which would never decide anything.
+fn lint(rules: &[Rule], problems: &mut Vec<String>) {
+    for (i, rule) in rules.iter().enumerate() {
+        let earlier = &rules[..i];
+        if let Some(name) = &rule.id.name {
+            if let Some(first) = earlier.iter().find(|r| r.id.name.as_ref() == Some(name)) {
+                problems.push(format!(
+                    "rule {} ({name}): name: {name:?} is also the name of rule {}",
+                    rule.id.number, first.id.number
+                ));
+            }
+        }
+        if let Some(shadow) = earlier.iter().find(|r| r.covers(rule)) {
+            problems.push(format!(
+                "rule {} can never match: rule {} comes first and matches every request it matches{}",
+                describe(rule),
+                describe(shadow),
+                " (move the more specific rule up)"
+            ));
+        }
+    }
+}
+
+/// `3 (admin-area: GET /admin/**)`.
+fn describe(rule: &Rule) -> String {
+    let methods = match &rule.methods {
+        None => "any method".to_owned(),
+        Some(list) => list
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    match &rule.id.name {
+        Some(name) => format!("{} ({name}: {methods} {})", rule.id.number, rule.path),
+        None => format!("{} ({methods} {})", rule.id.number, rule.path),
+    }
 }
 
 #[derive(Deserialize)]
@@ -176,10 +286,8 @@ fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Opt
         }
     };
     Some(Rule {
-        id: RuleId {
-            number,
-            name: raw.name.filter(|n| !n.is_empty()).map(Arc::from),
-        },
+        id: RuleId::new(number, raw.name.filter(|n| !n.is_empty()).map(Arc::from)),
+        path: raw.path.clone().unwrap_or_default(),
         pattern: pattern?,
         methods,
         grant: grant?,

@@ -15,6 +15,8 @@ mod load;
 #[cfg(test)]
 mod tests;
 
+pub use load::PolicyError;
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -27,6 +29,8 @@ use crate::token::Identity;
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// The `[[test]]` tables, run by `check`, at start-up and on every reload.
+    tests: Vec<PolicyTest>,
     /// `case_sensitive = true`: the app is known to route case-sensitively, so the
     /// case-folded reading is not judged.
     case_sensitive: bool,
@@ -63,10 +67,46 @@ impl<'p> Governing<'p> {
     }
 }
 
+/// One `[[test]]` table: a request, who makes it, and the answer it must get.
+#[derive(Debug, Clone)]
+pub struct PolicyTest {
+    /// 1-based position among the tests.
+    pub number: usize,
+    pub method: String,
+    pub path: String,
+    /// The caller's groups and scopes; `anonymous` sends no token at all.
+    pub groups: Vec<String>,
+    pub scopes: Vec<String>,
+    pub anonymous: bool,
+    pub expect: Expect,
+}
+
+/// What a `[[test]]` expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Allow,
+    /// Any refusal.
+    Deny,
+    /// This exact status (200 is `allow`).
+    Status(u16),
+}
+
+impl fmt::Display for Expect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expect::Allow => f.write_str("allow"),
+            Expect::Deny => f.write_str("deny"),
+            Expect::Status(s) => write!(f, "{s}"),
+        }
+    }
+}
+
 /// One `[[rule]]` table.
 #[derive(Debug, Clone)]
 pub struct Rule {
     id: RuleId,
+    /// The `path` as written, for summaries.
+    path: String,
     pattern: Vec<Segment>,
     methods: Option<Vec<Method>>,
     grant: Grant,
@@ -77,14 +117,32 @@ pub struct Rule {
 pub struct RuleId {
     pub number: usize,
     pub name: Option<Arc<str>>,
+    /// The name, or `#N`: shared, so that a metric label costs no allocation.
+    label: Arc<str>,
+}
+
+impl RuleId {
+    pub fn new(number: usize, name: Option<Arc<str>>) -> Self {
+        let label = match &name {
+            Some(name) => name.clone(),
+            None => Arc::from(format!("#{number}")),
+        };
+        RuleId {
+            number,
+            name,
+            label,
+        }
+    }
+
+    /// How the rule is named in logs and metrics.
+    pub fn label(&self) -> &Arc<str> {
+        &self.label
+    }
 }
 
 impl fmt::Display for RuleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
-            Some(name) => f.write_str(name),
-            None => write!(f, "#{}", self.number),
-        }
+        f.write_str(&self.label)
     }
 }
 
@@ -144,19 +202,56 @@ impl Rule {
         &self.grant
     }
 
+    /// The `path` as written.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The methods, or `None` for every method.
+    pub fn methods(&self) -> Option<&[Method]> {
+        self.methods.as_deref()
+    }
+
+    /// Why this rule does not match `method` and `canonical_path` as sent, or `None`
+    /// when it does. For `explain`.
+    pub fn mismatch(&self, method: &Method, canonical_path: &str) -> Option<&'static str> {
+        let method_ok = self.method_admits(method);
+        let path_ok = pattern_matches(&self.pattern, canonical_path, Case::Sensitive);
+        match (method_ok, path_ok) {
+            (true, true) => None,
+            (false, true) => Some("the method is not listed"),
+            (true, false) => Some("the path does not match"),
+            (false, false) => Some("neither the method nor the path matches"),
+        }
+    }
+
+    fn method_admits(&self, method: &Method) -> bool {
+        match &self.methods {
+            None => true,
+            Some(list) => list
+                .iter()
+                .any(|m| m == method || (*m == Method::GET && *method == Method::HEAD)),
+        }
+    }
+
+    /// Whether this rule matches every request `later` matches, so that `later`,
+    /// coming after it, can never be reached.
+    pub fn covers(&self, later: &Rule) -> bool {
+        let methods = match (&self.methods, &later.methods) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(theirs)) => theirs.iter().all(|m| self.method_admits(m)),
+        };
+        methods && pattern_covers(&self.pattern, &later.pattern)
+    }
+
     fn matches(&self, method: &Method, canonical_path: &str) -> bool {
         self.matches_as(method, canonical_path, Case::Sensitive)
     }
 
     fn matches_as(&self, method: &Method, canonical_path: &str, case: Case) -> bool {
-        let method_ok = match &self.methods {
-            None => true,
-            // GET also admits HEAD, as nginx's limit_except and most routers do.
-            Some(list) => list
-                .iter()
-                .any(|m| m == method || (*m == Method::GET && *method == Method::HEAD)),
-        };
-        method_ok && pattern_matches(&self.pattern, canonical_path, case)
+        // GET also admits HEAD, as nginx's limit_except and most routers do.
+        self.method_admits(method) && pattern_matches(&self.pattern, canonical_path, case)
     }
 }
 
@@ -182,6 +277,21 @@ fn has_upper_case_letter(text: &str) -> bool {
         }
     }
     false
+}
+
+/// Whether `first` matches every path `later` matches.
+fn pattern_covers(first: &[Segment], later: &[Segment]) -> bool {
+    let mut theirs = later.iter();
+    for mine in first {
+        match (mine, theirs.next()) {
+            (Segment::Rest, _) => return true,
+            (Segment::One, Some(Segment::One)) => {}
+            (Segment::One, Some(Segment::Literal(l))) if !l.is_empty() => {}
+            (Segment::Literal(a), Some(Segment::Literal(b))) if a == b => {}
+            _ => return false,
+        }
+    }
+    theirs.next().is_none()
 }
 
 fn pattern_matches(pattern: &[Segment], canonical_path: &str, case: Case) -> bool {
@@ -242,5 +352,10 @@ impl Policy {
     /// The rules in order, for `check`'s summary.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The `[[test]]` tables.
+    pub fn tests(&self) -> &[PolicyTest] {
+        &self.tests
     }
 }

@@ -47,6 +47,10 @@ impl TokenCache {
         })
     }
 
+    pub fn len(&self) -> u64 {
+        self.0.entry_count()
+    }
+
     pub async fn get(&self, token: &str) -> Option<Arc<Remembered>> {
         self.0.get(token).await
     }

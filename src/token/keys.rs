@@ -28,6 +28,7 @@ use tokio::task::JoinHandle;
 use super::identity::PoolId;
 use crate::client::{error_chain, Connector};
 use crate::config::{JwksConfig, PoolConfig};
+use crate::metrics::{FetchLabels, Metrics, PoolLabels};
 
 /// RSA moduli below 2048 bits are refused (NIST SP 800-131A); Cognito uses 2048.
 const MIN_RSA_MODULUS_BYTES: usize = 256;
@@ -65,6 +66,17 @@ impl KeySet {
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// Whether both sets hold the same keys under the same ids.
+    fn same_keys(&self, other: &KeySet) -> bool {
+        self.keys.len() == other.keys.len()
+            && self.keys.iter().all(|(kid, key)| {
+                other
+                    .keys
+                    .get(kid)
+                    .is_some_and(|o| o.fingerprint == key.fingerprint)
+            })
     }
 }
 
@@ -184,7 +196,9 @@ pub struct KeyStore {
 }
 
 struct Inner {
-    sources: Vec<Uri>,
+    /// Each pool's JWKS URL and user pool id (its metric label).
+    sources: Vec<(Uri, Arc<str>)>,
+    metrics: Arc<Metrics>,
     client: Client<Connector, Empty<Bytes>>,
     settings: JwksConfig,
     current: Cache<PoolId, Arc<KeySet>>,
@@ -205,14 +219,22 @@ impl Drop for Refreshers {
 impl KeyStore {
     /// Creates the store and starts one refresh task per pool; the first fetch runs at
     /// once. Start-up never waits for Cognito: until keys arrive, `is_ready` is false.
-    pub fn start(
+    /// On a reload, `seed` is the store being replaced: a pool with the same JWKS URL
+    /// starts with its keys, so that it serves while its first fetch runs.
+    pub async fn start(
         pools: &[PoolConfig],
         settings: &JwksConfig,
         client: Client<Connector, Empty<Bytes>>,
+        metrics: Arc<Metrics>,
+        seed: Option<&KeyStore>,
     ) -> (KeyStore, Refreshers) {
         let store = KeyStore {
             inner: Arc::new(Inner {
-                sources: pools.iter().map(|p| p.jwks_url.clone()).collect(),
+                sources: pools
+                    .iter()
+                    .map(|p| (p.jwks_url.clone(), Arc::from(p.user_pool_id.as_str())))
+                    .collect(),
+                metrics,
                 client,
                 settings: settings.clone(),
                 current: Cache::builder().build(),
@@ -221,10 +243,34 @@ impl KeyStore {
                     .build(),
             }),
         };
+        if let Some(old) = seed {
+            for (pool, (url, _)) in PoolId::all(pools.len()).zip(&store.inner.sources) {
+                let same = PoolId::all(old.inner.sources.len())
+                    .zip(&old.inner.sources)
+                    .find(|(_, (old_url, _))| old_url == url);
+                if let Some((old_pool, _)) = same {
+                    if let Some(set) = old.inner.current.get(&old_pool).await {
+                        store.inner.current.insert(pool, set).await;
+                    }
+                }
+            }
+        }
         let tasks = PoolId::all(pools.len())
             .map(|pool| tokio::spawn(refresh_loop(store.inner.clone(), pool)))
             .collect();
         (store, Refreshers(tasks))
+    }
+
+    /// Waits until every pool has keys, for at most `timeout`; whether they all do.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !self.is_ready() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
     }
 
     /// Whether the pool has ever received a good key set.
@@ -247,7 +293,7 @@ impl KeyStore {
             .refetched
             .get_with(pool, async {
                 tracing::info!(
-                    pool = pool.0,
+                    pool = %inner.pool_name(pool),
                     "unknown key id or no keys yet; refetching the JWKS"
                 );
                 inner.fetch_and_store(pool).await
@@ -270,23 +316,61 @@ impl KeyStore {
 }
 
 impl Inner {
+    fn pool_name(&self, pool: PoolId) -> &str {
+        self.sources.get(pool.0).map_or("?", |(_, name)| name)
+    }
+
     async fn fetch_and_store(&self, pool: PoolId) -> Result<(), JwksError> {
-        let Some(url) = self.sources.get(pool.0) else {
+        let Some((url, name)) = self.sources.get(pool.0) else {
             return Err(JwksError::Request(format!("no pool {pool}")));
         };
-        match tokio::time::timeout(self.settings.fetch_timeout, self.fetch(url)).await {
-            Ok(Ok(set)) => {
-                tracing::debug!(pool = pool.0, %url, keys = set.len(), "JWKS loaded");
+        let fetched = match tokio::time::timeout(self.settings.fetch_timeout, self.fetch(url)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(JwksError::Timeout(self.settings.fetch_timeout)),
+        };
+        let result = if fetched.is_ok() { "success" } else { "error" };
+        self.metrics
+            .jwks_fetches
+            .get_or_create(&FetchLabels {
+                pool: name.clone(),
+                result,
+            })
+            .inc();
+        match fetched {
+            Ok(set) => {
+                let labels = PoolLabels { pool: name.clone() };
+                let count = set.len();
+                let changed = match self.current.get(&pool).await {
+                    Some(old) => !old.same_keys(&set),
+                    None => true,
+                };
+                self.metrics
+                    .jwks_keys
+                    .get_or_create(&labels)
+                    .set(i64::try_from(count).unwrap_or(i64::MAX));
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or_default();
+                self.metrics
+                    .jwks_last_success
+                    .get_or_create(&labels)
+                    .set(now);
                 self.current.insert(pool, Arc::new(set)).await;
+                if changed {
+                    tracing::info!(pool = %name, %url, keys = count, "JWKS loaded");
+                } else {
+                    tracing::debug!(pool = %name, %url, keys = count, "JWKS unchanged");
+                }
                 Ok(())
             }
-            Ok(Err(e)) => {
-                tracing::error!(pool = pool.0, %url, error = %e, "JWKS fetch failed; keeping the last good keys");
-                Err(e)
-            }
-            Err(_) => {
-                let e = JwksError::Timeout(self.settings.fetch_timeout);
-                tracing::error!(pool = pool.0, %url, error = %e, "JWKS fetch failed; keeping the last good keys");
+            Err(e) => {
+                if self.current.contains_key(&pool) {
+                    tracing::error!(pool = %name, %url, error = %e, "JWKS fetch failed; keeping the last good keys");
+                } else {
+                    tracing::error!(pool = %name, %url, error = %e, "JWKS fetch failed and the pool has no keys yet: its tokens are answered 503 until a fetch succeeds");
+                }
                 Err(e)
             }
         }

@@ -1,5 +1,5 @@
 //! Tokens: who a verified token names, verification, the pools' signing keys and the
-//! cache of verified tokens. May import `config`, `client` and `wire`; nothing above.
+//! cache of verified tokens. May import `config`, `metrics`, `client` and `wire`; nothing above.
 
 mod cache;
 mod identity;
@@ -9,8 +9,6 @@ mod verify;
 #[cfg(all(test, feature = "dev"))]
 mod tests;
 
-#[cfg(test)]
-pub(crate) use identity::TokenUse;
-pub use identity::{Identity, PoolId};
-pub use keys::{parse_key_set, KeyStore};
+pub use identity::{Identity, PoolId, TokenUse};
+pub use keys::{parse_key_set, KeyLookupError, KeyStore, Refreshers};
 pub use verify::{TokenError, Verifier, VerifyError};

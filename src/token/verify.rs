@@ -18,7 +18,10 @@ use serde_json::Value;
 use super::cache::{Remembered, TokenCache};
 use super::identity::{Identity, PoolId, TokenUse, Verified};
 use super::keys::{Key, KeyLookupError, KeyStore};
+use std::sync::Arc;
+
 use crate::config::{PoolConfig, TokenUsePolicy};
+use crate::metrics::Metrics;
 
 /// Why a token was refused. The text is the RFC 6750 `error_description`: short, and
 /// never quoting the token.
@@ -108,6 +111,8 @@ pub struct Verifier {
     max_token_bytes: usize,
     /// Verified tokens; `None` when `token_cache.max_bytes` is 0.
     remembered: Option<TokenCache>,
+    /// Where cache hits and misses are counted.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// Marks a field as present, whatever its value (even `null`).
@@ -189,7 +194,19 @@ impl Verifier {
                 .collect(),
             max_token_bytes,
             remembered: TokenCache::new(cache_bytes),
+            metrics: None,
         }
+    }
+
+    /// Counts token cache hits and misses in `metrics`.
+    pub fn counting(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Tokens remembered now (an estimate, as moka's count is).
+    pub fn cached_tokens(&self) -> u64 {
+        self.remembered.as_ref().map_or(0, TokenCache::len)
     }
 
     /// Verifies `token` with keys from `keys`, at the instant `now` (seconds since
@@ -208,6 +225,9 @@ impl Verifier {
                 let id = &hit.verified.identity;
                 let current = keys.cached(id.pool, &hit.kid).await;
                 if current.is_some_and(|k| k.fingerprint == hit.key) {
+                    if let Some(m) = &self.metrics {
+                        m.token_cache_hits.inc();
+                    }
                     let pool = self.pools.get(id.pool.0).ok_or(TokenError::UnknownIssuer)?;
                     pool.check_time(hit.verified.exp, hit.verified.nbf, now)?;
                     return Ok(id.clone());
@@ -215,6 +235,9 @@ impl Verifier {
                 // The key left the key set or changed: verify from scratch, which will
                 // say why.
                 cache.forget(token).await;
+            }
+            if let Some(m) = &self.metrics {
+                m.token_cache_misses.inc();
             }
         }
         let unverified = self.parse(token)?;

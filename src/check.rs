@@ -1,0 +1,315 @@
+//! A policy you can test and explain: the `[[test]]` tables run through the same
+//! decision core as every request (`authorize::judge` and `conclude`), with the same
+//! status mapping (`http::answer`), at `check`, at start-up and on every reload; and
+//! `cognito-gate explain`, which shows how one request is decided.
+//! Same floor as `gate`: may import every floor below `dev`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use http::{HeaderMap, Method};
+
+use crate::authorize::{conclude, judge, AuthError, Decision, Judged, RequestFacts};
+use crate::config::ProblemList;
+use crate::http::answer::Rejection;
+use crate::path;
+use crate::policy::{Expect, Policy, PolicyError, PolicyTest};
+use crate::token::{Identity, PoolId, TokenUse};
+
+/// Loads a policy file and runs its tests: what `check`, `run` and a reload use.
+pub fn load_policy(file: &Path) -> Result<Policy, PolicyError> {
+    let policy = Policy::load(file)?;
+    run_tests(&policy)?;
+    Ok(policy)
+}
+
+/// Runs every `[[test]]` of `policy`; the error names each failing test, the answer
+/// it got, and the rule that decided.
+pub fn run_tests(policy: &Policy) -> Result<(), PolicyError> {
+    let failures: Vec<String> = policy
+        .tests()
+        .iter()
+        .filter_map(|test| {
+            let (status, decision) = evaluate(policy, test);
+            let passed = match test.expect {
+                Expect::Allow => status == 200,
+                Expect::Deny => status != 200,
+                Expect::Status(want) => status == want,
+            };
+            (!passed).then(|| {
+                let decided = match &decision.rule {
+                    Some(rule) => format!("rule {} ({}) decided", rule.number, rule),
+                    None => "no rule decided".to_owned(),
+                };
+                let why = match &decision.outcome {
+                    Ok(_) => "allowed".to_owned(),
+                    Err(e) => e.to_string(),
+                };
+                format!(
+                    "test {} ({} {} {}): expected {}, got {status}: {decided}: {why}",
+                    test.number,
+                    test.method,
+                    test.path,
+                    caller(test),
+                    test.expect,
+                )
+            })
+        })
+        .collect();
+    match failures.is_empty() {
+        true => Ok(()),
+        false => Err(ProblemList::policy(failures)),
+    }
+}
+
+/// `as anonymous`, `as groups [a, b]`, `as scopes [s]`, `as a user in no group`.
+fn caller(test: &PolicyTest) -> String {
+    if test.anonymous {
+        return "as anonymous".into();
+    }
+    match (test.groups.is_empty(), test.scopes.is_empty()) {
+        (true, true) => "as a user in no group".into(),
+        (false, true) => format!("as groups [{}]", test.groups.join(", ")),
+        (true, false) => format!("as scopes [{}]", test.scopes.join(", ")),
+        (false, false) => format!(
+            "as groups [{}] with scopes [{}]",
+            test.groups.join(", "),
+            test.scopes.join(", ")
+        ),
+    }
+}
+
+/// The identity a test or `explain` speaks for.
+fn synthetic(groups: &[String], scopes: &[String]) -> Identity {
+    Identity {
+        sub: "policy-test".into(),
+        groups: groups.to_vec(),
+        scopes: scopes.to_vec(),
+        token_use: TokenUse::Access,
+        client_id: "policy-test".into(),
+        pool: PoolId(0),
+    }
+}
+
+/// The status a client would get for `decision`.
+pub fn status_of(decision: &Decision<'_>) -> u16 {
+    match &decision.outcome {
+        Ok(_) => 200,
+        Err(e) => Rejection::Auth(e.clone()).answer().status.as_u16(),
+    }
+}
+
+fn evaluate<'t>(policy: &Policy, test: &'t PolicyTest) -> (u16, Decision<'t>) {
+    let Ok(method) = Method::from_bytes(test.method.as_bytes()) else {
+        let decision = Decision::refused(None, AuthError::BadMethod);
+        return (status_of(&decision), decision);
+    };
+    let identity = match test.anonymous {
+        true => Err(AuthError::MissingToken),
+        false => Ok(synthetic(&test.groups, &test.scopes)),
+    };
+    let decision = decide(policy, &method, &test.path, identity);
+    (status_of(&decision), decision)
+}
+
+/// The decision for a request with this method, path and caller.
+fn decide<'p>(
+    policy: &Policy,
+    method: &Method,
+    path: &'p str,
+    identity: Result<Identity, AuthError>,
+) -> Decision<'p> {
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let headers = HeaderMap::new();
+    let facts = RequestFacts {
+        method,
+        path,
+        headers: &headers,
+    };
+    match judge(policy, &[], facts) {
+        Judged::Done(decision) => decision,
+        Judged::NeedsIdentity(pending) => conclude(pending, identity),
+    }
+}
+
+/// Who `explain` asks for.
+pub enum Caller {
+    Anonymous,
+    /// Groups and scopes given on the command line.
+    Claims {
+        groups: Vec<String>,
+        scopes: Vec<String>,
+    },
+    /// The identity a real token verified to, or why it did not.
+    Token(Result<Identity, AuthError>),
+}
+
+/// `cognito-gate explain`: the canonical path (or why the path is refused), each rule
+/// tried in order and why it did not match, then the rule that matched, its grant,
+/// and the status a client would get.
+pub fn explain(policy: &Policy, method: &str, raw_path: &str, caller: Caller) -> String {
+    let mut out = String::new();
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        let _ = writeln!(out, "method {method:?}: not an HTTP method\nstatus 400");
+        return out;
+    };
+    let path_only = raw_path.split_once('?').map_or(raw_path, |(p, _)| p);
+    match path::canonicalize(path_only) {
+        Ok(canonical) => {
+            let _ = writeln!(out, "request  {method} {raw_path}");
+            let _ = writeln!(
+                out,
+                "path     {canonical} (canonical: what the app receives)"
+            );
+            let mut matched = false;
+            for rule in policy.rules() {
+                let label = format!("rule {:>2} {:<24}", rule.id().number, rule.id().to_string());
+                match rule.mismatch(&method, &canonical) {
+                    Some(why) if !matched => {
+                        let _ = writeln!(out, "  {label} no: {why}");
+                    }
+                    None if !matched => {
+                        matched = true;
+                        let _ = writeln!(out, "  {label} MATCHES -> {}", grant_text(rule.grant()));
+                    }
+                    _ => {}
+                }
+            }
+            if !matched {
+                let _ = writeln!(out, "  no rule matches: denied");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "request  {method} {raw_path}");
+            let _ = writeln!(out, "path     refused: {e}");
+        }
+    }
+    let identity = match caller {
+        Caller::Anonymous => {
+            let _ = writeln!(out, "caller   anonymous (no token)");
+            Err(AuthError::MissingToken)
+        }
+        Caller::Claims { groups, scopes } => {
+            let _ = writeln!(
+                out,
+                "caller   groups [{}], scopes [{}]",
+                groups.join(", "),
+                scopes.join(", ")
+            );
+            Ok(synthetic(&groups, &scopes))
+        }
+        Caller::Token(identity) => {
+            match &identity {
+                Ok(id) => {
+                    let _ = writeln!(
+                        out,
+                        "caller   sub {}, groups [{}], scopes [{}] (from the token)",
+                        id.sub,
+                        id.groups.join(", "),
+                        id.scopes.join(", ")
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "caller   token refused: {e}");
+                }
+            }
+            identity
+        }
+    };
+    let decision = decide(policy, &method, raw_path, identity);
+    let rule = decision
+        .rule
+        .as_ref()
+        .map_or("-".to_owned(), |r| format!("{} ({r})", r.number));
+    let verdict = match &decision.outcome {
+        Ok(_) => "allow".to_owned(),
+        Err(e) => format!("deny: {e}"),
+    };
+    let _ = writeln!(out, "decided  by rule {rule}: {verdict}");
+    let _ = writeln!(out, "status   {}", status_of(&decision));
+    out
+}
+
+/// A grant in words, for summaries.
+pub fn grant_text(grant: &crate::policy::Grant) -> String {
+    use crate::policy::Grant;
+    match grant {
+        Grant::Anyone => "anyone".to_owned(),
+        Grant::Authenticated => "any signed-in user".to_owned(),
+        Grant::AnyGroup(g) => format!("any of groups {}", g.join(", ")),
+        Grant::AllGroups(g) => format!("all of groups {}", g.join(", ")),
+        Grant::AnyScope(s) => format!("any of scopes {}", s.join(", ")),
+    }
+}
+
+/// Verifies `token` against `config`'s pools step by step, fetching the pool's keys,
+/// and says what each step found. For `explain --token`; the token is never printed.
+pub async fn explain_token(
+    config: &crate::config::Config,
+    token: &str,
+    now: f64,
+) -> (String, Result<Identity, AuthError>) {
+    use crate::token::{KeyStore, Verifier};
+    let mut out = String::new();
+    let verifier = Verifier::new(&config.pools, config.max_token_bytes, 0);
+    let unverified = match verifier.parse(token) {
+        Ok(u) => u,
+        Err(e) => {
+            let _ = writeln!(out, "token    1. shape, header and issuer: refused: {e}");
+            return (out, Err(AuthError::InvalidToken(e)));
+        }
+    };
+    let pool = config.pools.get(unverified.pool.0);
+    let _ = writeln!(
+        out,
+        "token    1. shape, header and issuer: ok: RS256, kid {:?}, pool {}",
+        unverified.kid,
+        pool.map_or("?", |p| p.user_pool_id.as_str())
+    );
+    let client = match crate::client::connector(config.jwks.fetch_timeout) {
+        Ok(c) => crate::client::client(c, config.jwks.fetch_timeout),
+        Err(e) => {
+            let _ = writeln!(out, "token    2. signing keys: cannot set up TLS: {e}");
+            return (out, Err(AuthError::KeysUnavailable));
+        }
+    };
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+    let (keys, _refreshers) =
+        KeyStore::start(&config.pools, &config.jwks, client, metrics, None).await;
+    let key = match keys.find(unverified.pool, &unverified.kid).await {
+        Ok(key) => key,
+        Err(e) => {
+            let (why, error) = match e {
+                crate::token::KeyLookupError::UnknownKeyId => (
+                    "the pool's key set has no key with this kid",
+                    AuthError::InvalidToken(crate::token::TokenError::UnknownKeyId),
+                ),
+                crate::token::KeyLookupError::Unavailable => (
+                    "the pool's JWKS could not be fetched",
+                    AuthError::KeysUnavailable,
+                ),
+            };
+            let url = pool.map(|p| p.jwks_url.to_string()).unwrap_or_default();
+            let _ = writeln!(out, "token    2. signing key from {url}: {why}");
+            return (out, Err(error));
+        }
+    };
+    let _ = writeln!(out, "token    2. signing key: found");
+    match verifier.finish(unverified, &key, now) {
+        Ok(verified) => {
+            let _ = writeln!(
+                out,
+                "token    3. signature, exp/nbf, token_use, client id: ok ({:?} token, client {})",
+                verified.identity.token_use, verified.identity.client_id
+            );
+            (out, Ok(verified.identity))
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "token    3. signature, exp/nbf, token_use, client id: refused: {e}"
+            );
+            (out, Err(AuthError::InvalidToken(e)))
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Hot reload of the policy and the pools: on SIGHUP, and when the config or policy
+//! file changes on disk. Files are watched through their folders, so that a
+//! Kubernetes ConfigMap update (a `..data` symlink swapped for a new one, the files
+//! themselves never written) is seen like an editor's save. Events are debounced, and
+//! a change of watched folder content that leaves both files' bytes as they were is
+//! not a reload.
+//!
+//! A reload loads and checks everything first (the config, the policy with its lints
+//! and `[[test]]` tables, and keys for new pools), then swaps the whole decision
+//! state at once; a request in flight finishes under the state it started with. Any
+//! problem keeps the old state, logs every reason, and counts
+//! `cognito_gate_reloads_total{result="error"}`. Settings that need a restart (listen
+//! addresses, timeouts, headers...) are reported as such and not applied.
+//! Same floor as `gate`: may import every floor below `dev`, and `check`.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::authorize::{Authorizer, JwksClient, State};
+use crate::check::load_policy;
+use crate::config::Config;
+
+/// How long the file watcher waits for a burst of events to end.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Stops reloading when dropped.
+pub(crate) struct Reloader {
+    task: JoinHandle<()>,
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Why a reload was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    Signal,
+    FileChange,
+}
+
+/// Starts reloading `config` (loaded from `file`) into `authz`. The SIGHUP handler is
+/// installed before this returns, so a signal sent once the gate serves is never
+/// taken for the default action, which would end the process.
+pub(crate) fn start(
+    file: PathBuf,
+    config: Config,
+    authz: Arc<Authorizer>,
+    jwks_client: JwksClient,
+) -> Reloader {
+    let (tx, rx) = mpsc::channel::<Trigger>(64);
+    #[cfg(unix)]
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    if tx.send(Trigger::Signal).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on file change only")
+        }
+    }
+    let watch_tx = tx.clone();
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let relevant = match &event {
+            Ok(e) => !matches!(e.kind, notify::EventKind::Access(_)),
+            Err(_) => true,
+        };
+        if relevant {
+            // Full means a reload is pending already.
+            let _ = watch_tx.try_send(Trigger::FileChange);
+        }
+    });
+    let watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config files; reload on SIGHUP only");
+            None
+        }
+    };
+    let reloading = Reloading {
+        fingerprint: fingerprint(&file, &config.policy_file),
+        file,
+        config,
+        authz,
+        jwks_client,
+        watcher,
+        watched: Vec::new(),
+    };
+    Reloader {
+        task: tokio::spawn(reloading.run(rx)),
+    }
+}
+
+struct Reloading {
+    file: PathBuf,
+    /// The configuration in effect.
+    config: Config,
+    /// The bytes of the config and policy files in effect.
+    fingerprint: u64,
+    authz: Arc<Authorizer>,
+    jwks_client: JwksClient,
+    watcher: Option<notify::RecommendedWatcher>,
+    watched: Vec<PathBuf>,
+}
+
+impl Reloading {
+    async fn run(mut self, mut rx: mpsc::Receiver<Trigger>) {
+        self.watch();
+        while let Some(first) = rx.recv().await {
+            let mut signalled = first == Trigger::Signal;
+            // Debounce: an editor's save or a ConfigMap swap is several events.
+            tokio::time::sleep(DEBOUNCE).await;
+            while let Ok(more) = rx.try_recv() {
+                signalled |= more == Trigger::Signal;
+            }
+            if !signalled && fingerprint(&self.file, &self.config.policy_file) == self.fingerprint {
+                continue;
+            }
+            let why = if signalled { "SIGHUP" } else { "file change" };
+            self.reload(why).await;
+            self.watch();
+        }
+    }
+
+    /// Watches the folders of the config and policy files (the policy file may move).
+    fn watch(&mut self) {
+        let Some(watcher) = self.watcher.as_mut() else {
+            return;
+        };
+        let wanted: Vec<PathBuf> = [&self.file, &self.config.policy_file]
+            .into_iter()
+            .map(|f| folder_of(f))
+            .collect();
+        for dir in &wanted {
+            if self.watched.contains(dir) {
+                continue;
+            }
+            match watcher.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => self.watched.push(dir.clone()),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch for changes")
+                }
+            }
+        }
+    }
+
+    async fn reload(&mut self, why: &str) {
+        let metrics = self.authz.metrics().clone();
+        let fingerprint = fingerprint(&self.file, &self.config.policy_file);
+        match self.prepare().await {
+            Ok((config, state)) => {
+                let restart = needs_restart(&self.config, &config);
+                if !restart.is_empty() {
+                    tracing::warn!(
+                        settings = %restart.join(", "),
+                        "these settings changed but need a restart; they were not applied"
+                    );
+                }
+                tracing::info!(
+                    trigger = why,
+                    rules = state.policy.rules().len(),
+                    pools = state.pools.len(),
+                    "reloaded the policy and the pools"
+                );
+                self.authz.replace(state);
+                // What is not applied stays as it was, so a later reload compares
+                // with what runs.
+                self.config.policy_file = config.policy_file;
+                self.config.pools = config.pools;
+                self.fingerprint = fingerprint;
+                metrics.record_reload(true);
+            }
+            Err(problems) => {
+                tracing::error!(
+                    trigger = why,
+                    problems = %problems,
+                    "reload failed; the gate keeps the policy and pools it had"
+                );
+                // Not retried until the files change again or another SIGHUP.
+                self.fingerprint = fingerprint;
+                metrics.record_reload(false);
+            }
+        }
+    }
+
+    /// Loads and checks the new config, policy and keys, without touching the gate.
+    async fn prepare(&self) -> Result<(Config, State), String> {
+        let config = Config::load(&self.file).map_err(|e| e.to_string())?;
+        let policy = load_policy(&config.policy_file)
+            .map_err(|e| format!("{}: {e}", config.policy_file.display()))?;
+        let current = self.authz.state();
+        let pools_changed = *current.pools != config.pools;
+        let state = State::build(
+            &config,
+            policy,
+            self.jwks_client.clone(),
+            self.authz.metrics().clone(),
+            Some(&current),
+        )
+        .await;
+        if pools_changed {
+            let wait = self.config.jwks.fetch_timeout + Duration::from_secs(1);
+            if !state.keys.wait_ready(wait).await {
+                return Err(format!(
+                    "the new pools' signing keys could not be fetched within {wait:?}"
+                ));
+            }
+        }
+        Ok((config, state))
+    }
+}
+
+/// The folder to watch for `file`: its parent, or `.` for a bare name.
+fn folder_of(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A hash of both files' bytes (an unreadable file hashes as empty).
+fn fingerprint(config: &Path, policy: &Path) -> u64 {
+    let mut h = DefaultHasher::new();
+    for file in [config, policy] {
+        std::fs::read(file).unwrap_or_default().hash(&mut h);
+    }
+    h.finish()
+}
+
+/// The settings that differ between `old` and `new` and that a reload cannot apply.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut out = Vec::new();
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 18] = [
+        ("listen", &old.listen, &new.listen),
+        ("admin_listen", &old.admin_listen, &new.admin_listen),
+        (
+            "max_header_bytes",
+            &old.max_header_bytes,
+            &new.max_header_bytes,
+        ),
+        (
+            "header_read_timeout",
+            &old.header_read_timeout,
+            &new.header_read_timeout,
+        ),
+        (
+            "max_connections",
+            &old.max_connections,
+            &new.max_connections,
+        ),
+        (
+            "http2_keep_alive_interval",
+            &old.http2_keep_alive_interval,
+            &new.http2_keep_alive_interval,
+        ),
+        (
+            "http2_keep_alive_timeout",
+            &old.http2_keep_alive_timeout,
+            &new.http2_keep_alive_timeout,
+        ),
+        (
+            "allowed_upgrades",
+            &old.allowed_upgrades,
+            &new.allowed_upgrades,
+        ),
+        (
+            "trusted_proxies",
+            &old.trusted_proxies,
+            &new.trusted_proxies,
+        ),
+        (
+            "shutdown_timeout",
+            &old.shutdown_timeout,
+            &new.shutdown_timeout,
+        ),
+        (
+            "max_token_bytes",
+            &old.max_token_bytes,
+            &new.max_token_bytes,
+        ),
+        (
+            "token_cache",
+            &old.token_cache_bytes,
+            &new.token_cache_bytes,
+        ),
+        ("upstream", &old.upstream, &new.upstream),
+        ("authz", &old.authz, &new.authz),
+        ("jwks", &old.jwks, &new.jwks),
+        ("headers", &old.headers, &new.headers),
+        ("log", &old.log, &new.log),
+        ("source", &old.source, &new.source),
+    ];
+    for (key, a, b) in pairs {
+        if differs(a, b) {
+            out.push(key);
+        }
+    }
+    out
+}

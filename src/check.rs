@@ -178,6 +178,16 @@ pub fn explain(policy: &Policy, method: &str, raw_path: &str, caller: Caller) ->
             if !matched {
                 let _ = writeln!(out, "  no rule matches: denied");
             }
+            if let Some(governing) = policy.govern(&method, &canonical) {
+                let rules: Vec<String> = governing.rules().map(|r| r.id().to_string()).collect();
+                if rules.len() > 1 {
+                    let _ = writeln!(
+                        out,
+                        "readings the app may also read this path case-insensitively or without its trailing '/': rules {} all govern it, and all must allow",
+                        rules.join(", ")
+                    );
+                }
+            }
         }
         Err(e) => {
             let _ = writeln!(out, "request  {method} {raw_path}");

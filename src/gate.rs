@@ -96,8 +96,8 @@ pub async fn run(
         options,
         admin_connections,
         move |req, _peer| {
-            let response = admin::answer(&req, &admin_authz);
-            async move { response }
+            let authz = admin_authz.clone();
+            async move { admin::answer(&req, &authz).await }
         },
         stopped.clone(),
     )));

@@ -132,13 +132,11 @@ fn main() -> ExitCode {
             },
         )),
         Command::Completions { shell } => {
-            clap_complete::generate(
-                shell,
-                &mut Cli::command(),
-                "cognito-gate",
-                &mut std::io::stdout(),
-            );
-            Ok(())
+            // Into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "cognito-gate", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)
+                .map_err(|e| format!("cannot write the completion script: {e}"))
         }
         #[cfg(feature = "dev")]
         Command::Demo {

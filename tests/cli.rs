@@ -6,19 +6,11 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::process::*;
 use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_cognito-gate");
-
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let path = std::env::temp_dir().join(format!("cognito-gate-{}-{name}", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// Runs `cognito-gate check --config <config>` in the repository, with `env` set;
 /// returns the exit code, stdout and stderr.
@@ -35,107 +27,6 @@ fn check(config: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// A spawned binary that is killed if the test fails before stopping it, so that a
-/// failure never leaves a gate running (or a pipe held open).
-struct Running(Option<std::process::Child>);
-
-impl Running {
-    /// Sends SIGTERM and waits for the exit, returning the status and stderr.
-    async fn stop(mut self) -> (std::process::ExitStatus, String) {
-        let child = self.0.take().unwrap();
-        terminate(child.id());
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-            .await
-            .unwrap();
-        (
-            out.status,
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Runs `cognito-gate run` in front of `upstream` with keys from `jwks` and the test
-/// policy, plus `extra` TOML (appended last); returns it ready, with its addresses.
-async fn run_gate(
-    tag: &str,
-    upstream: &Upstream,
-    jwks: &JwksServer,
-    extra: &str,
-) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
-    run_gate_with(tag, upstream, jwks, "", extra, None).await
-}
-
-/// [`run_gate`] with top-level keys `top`, under a shell's `ulimit -n fd_limit` when
-/// one is given (soft and hard alike, so the gate cannot raise it).
-async fn run_gate_with(
-    tag: &str,
-    upstream: &Upstream,
-    jwks: &JwksServer,
-    top: &str,
-    extra: &str,
-    fd_limit: Option<u32>,
-) -> (Running, std::net::SocketAddr, std::net::SocketAddr) {
-    // Released just before the binary binds them; a clash would fail loudly, not pass.
-    let (listen, admin) = (reserve_port().await.addr, reserve_port().await.addr);
-    let policy = temp_file(&format!("{tag}-policy.toml"), POLICY);
-    let config = temp_file(
-        &format!("{tag}.toml"),
-        &format!(
-            "listen = \"{listen}\"\nadmin_listen = \"{admin}\"\npolicy_file = {:?}\n{}\n{extra}\n",
-            policy.display().to_string(),
-            config(&upstream.url(), &jwks.url(), top)
-        ),
-    );
-    let mut command = match fd_limit {
-        None => Command::new(BIN),
-        Some(n) => {
-            let mut sh = Command::new("sh");
-            sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
-            sh
-        }
-    };
-    let child = Running(Some(
-        command
-            .args(["run", "--config"])
-            .arg(&config)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    ));
-    wait_ready(admin).await;
-    (child, listen, admin)
-}
-
-/// Polls `admin`'s `/readyz` until it answers 200.
-async fn wait_ready(admin: std::net::SocketAddr) {
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(admin).await.is_ok()
-            && get(&format!("http://{admin}/readyz"), &[]).await.0 == 200
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the gate never became ready");
-}
-
-fn terminate(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Pulls the header and URL out of a printed `curl -i [-H '...'] [--path-as-is] URL`.
@@ -527,4 +418,305 @@ fn run_without_a_config_file_fails_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("config file /nonexistent/cognito-gate.toml does not exist"));
+}
+
+#[test]
+fn check_refuses_shadowed_rules_duplicate_names_and_failing_policy_tests() {
+    let policy = temp_file(
+        "lint-policy.toml",
+        r#"
+        [[rule]]
+        name = "signed-in"
+        path = "/**"
+        allow = "authenticated"
+
+        [[rule]]
+        name = "admin"
+        path = "/admin/**"
+        methods = ["GET"]
+        groups = ["admins"]
+
+        [[rule]]
+        name = "signed-in"
+        path = "/public/*"
+        allow = "anyone"
+
+        [[test]]
+        path = "/admin/x"
+        groups = ["staff"]
+        expect = 403
+        "#,
+    );
+    let config = temp_file(
+        "lint.toml",
+        &format!(
+            "policy_file = {:?}\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n[[pools]]\nuser_pool_id = \"us-east-1_a\"\nclient_ids = [\"c\"]\n",
+            policy.display().to_string()
+        ),
+    );
+    let (code, _, stderr) = check(&config, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    for problem in [
+        "rule 2 (admin: GET /admin/**) can never match: rule 1 (signed-in: any method /**) comes first and matches every request it matches",
+        "rule 3 (signed-in): name: \"signed-in\" is also the name of rule 1",
+        "rule 3 (signed-in: any method /public/*) can never match: rule 1 (signed-in: any method /**)",
+    ] {
+        assert!(stderr.contains(problem), "missing {problem:?} in {stderr}");
+    }
+
+    // A policy that lints clean but fails its own test: check and run both refuse it.
+    std::fs::write(
+        &policy,
+        "[[rule]]\nname = \"all\"\npath = \"/**\"\nallow = \"authenticated\"\n[[test]]\npath = \"/admin/x\"\ngroups = [\"staff\"]\nexpect = 403\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = check(&config, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    let failure = "test 1 (GET /admin/x as groups [staff]): expected 403, got 200: rule 1 (all) decided: allowed";
+    assert!(stderr.contains(failure), "{stderr}");
+    let out = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(failure));
+}
+
+/// Runs the binary in the repository with `args`; returns the exit code and stdout.
+fn cognito_gate(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn explain_shows_the_canonical_path_each_rule_tried_and_the_status() {
+    let (code, out) = cognito_gate(&[
+        "explain",
+        "-c",
+        "config/cognito-gate.toml",
+        "DELETE",
+        "/reports/%37",
+        "--groups",
+        "finance",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+    let want = "\
+request  DELETE /reports/%37
+path     /reports/7 (canonical: what the app receives)
+  rule  1 public                   no: the path does not match
+  rule  2 admin                    no: the path does not match
+  rule  3 reports-write            MATCHES -> all of groups finance, editors
+caller   groups [finance], scopes []
+decided  by rule 3 (reports-write): deny: the token's groups or scopes are not allowed by the rule
+status   403
+";
+    assert_eq!(out, want);
+
+    let (_, out) = cognito_gate(&[
+        "explain",
+        "-c",
+        "config/cognito-gate.toml",
+        "GET",
+        "/admin/x",
+        "--anonymous",
+    ]);
+    assert!(
+        out.contains("rule  2 admin                    MATCHES -> any of groups admins"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("decided  by rule 2 (admin): deny: no bearer token\nstatus   401\n"),
+        "{out}"
+    );
+
+    let (_, out) = cognito_gate(&[
+        "explain",
+        "-c",
+        "config/cognito-gate.toml",
+        "GET",
+        "/public/../admin",
+        "--anonymous",
+    ]);
+    assert!(
+        out.contains("path     refused: the path contains a '.' or '..' segment"),
+        "{out}"
+    );
+    assert!(out.ends_with("status   400\n"), "{out}");
+
+    // Upper case in the path: a case-insensitive app would route it to /admin.
+    let (_, out) = cognito_gate(&[
+        "explain",
+        "-c",
+        "config/cognito-gate.toml",
+        "GET",
+        "/ADMIN/x",
+        "--groups",
+        "staff",
+    ]);
+    assert!(out.contains("rules app, admin all govern it"), "{out}");
+    assert!(out.ends_with("status   403\n"), "{out}");
+}
+
+#[tokio::test]
+async fn explain_verifies_a_real_token_step_by_step() {
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let upstream = Upstream::start().await;
+    let config = temp_file(
+        "explain.toml",
+        &format!(
+            "policy_file = \"config/policy.toml\"\n{}",
+            common::config(&upstream.url(), &jwks.url(), "")
+        ),
+    );
+    let explain = |token: String| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(BIN)
+                .args(["explain", "-c"])
+                .arg(&config)
+                .args(["GET", "/admin/x", "--token", &token])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+    };
+    let token = bearer(key_a(), "alice", &["admins"]);
+    let token = token.trim_start_matches("Bearer ").to_owned();
+    let out = explain(token.clone()).await.unwrap();
+    assert!(out.contains("token    1. shape, header and issuer: ok: RS256, kid \"key-a\", pool eu-central-1_GateTest1"), "{out}");
+    assert!(out.contains("token    2. signing key: found"), "{out}");
+    assert!(
+        out.contains("token    3. signature, exp/nbf, token_use, client id: ok"),
+        "{out}"
+    );
+    assert!(out.contains("caller   sub alice, groups [admins]"), "{out}");
+    assert!(out.ends_with("status   200\n"), "{out}");
+    assert!(!out.contains(&token), "the token was printed");
+
+    // One signature character changed (a valid base64url character, not the last).
+    let at = token.len() - 10;
+    let swapped = if &token[at..=at] == "A" { "B" } else { "A" };
+    let forged = format!("{}{swapped}{}", &token[..at], &token[at + 1..]);
+    let out = explain(forged).await.unwrap();
+    assert!(out.contains("token    3. signature, exp/nbf, token_use, client id: refused: token signature is invalid"), "{out}");
+    assert!(out.ends_with("status   401\n"), "{out}");
+}
+
+#[test]
+fn version_names_the_commit_and_completions_are_printed_for_each_shell() {
+    let (code, out) = cognito_gate(&["--version"]);
+    assert_eq!(code, Some(0));
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+    assert_eq!(
+        out.trim(),
+        format!("cognito-gate {} (commit {head})", env!("CARGO_PKG_VERSION"))
+    );
+    for (shell, marker) in [
+        (
+            "bash",
+            "complete -F _cognito__gate -o bashdefault -o default cognito-gate",
+        ),
+        ("zsh", "#compdef cognito-gate"),
+        ("fish", "complete -c cognito-gate"),
+    ] {
+        let (code, out) = cognito_gate(&["completions", shell]);
+        assert_eq!(code, Some(0));
+        assert!(out.contains(marker), "{shell}: {out}");
+        assert!(out.contains("explain"), "{shell}");
+    }
+}
+
+#[test]
+fn list_values_from_the_environment_take_commas_or_json() {
+    let shipped: &std::path::Path = "config/cognito-gate-authz.toml".as_ref();
+    for value in [
+        "10.0.0.0/8, 192.168.0.0/16",
+        r#"["10.0.0.0/8","192.168.0.0/16"]"#,
+    ] {
+        let env = [("COGNITO_GATE_AUTHZ__TRUSTED_PEERS", value)];
+        let (code, stdout, stderr) = check(shipped, &env);
+        assert_eq!(code, Some(0), "{value}: {stderr}");
+        assert!(
+            stdout.contains("trusted peers 10.0.0.0/8, 192.168.0.0/16"),
+            "{stdout}"
+        );
+    }
+    let env = [("COGNITO_GATE_TRUSTED_PROXIES", "10.0.0.0/8,nonsense")];
+    let (code, _, stderr) = check(shipped, &env);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("trusted_proxies: \"nonsense\" is not an IP address or CIDR range"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn logs_are_json_without_colour_when_not_a_terminal_and_key_fetches_say_so() {
+    // No [log] table: the default format is auto, and stderr here is a pipe.
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (child, listen, _) = run_gate("auto", &upstream, &jwks, "").await;
+    let (status, _, _) = get(&format!("http://{listen}/public/x"), &[]).await;
+    assert_eq!(status, 200);
+    let (_, stderr) = child.stop().await;
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes in a pipe:\n{stderr}"
+    );
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let loaded = lines
+        .iter()
+        .find(|l| l["message"] == "JWKS loaded")
+        .unwrap_or_else(|| panic!("no key fetch at info:\n{stderr}"));
+    assert_eq!(loaded["level"], "INFO");
+    assert_eq!(loaded["pool"], POOL);
+    assert_eq!(loaded["keys"], 1);
+
+    // A pool whose keys never come: the error does not claim last good keys.
+    let dead = reserve_port().await.addr;
+    let config = temp_file(
+        "nokeys.toml",
+        &format!(
+            "admin_listen = \"{}\"\npolicy_file = \"config/policy.toml\"\n{}",
+            reserve_port().await.addr,
+            common::config(
+                &upstream.url(),
+                &format!("http://{dead}/jwks.json"),
+                "listen = \"127.0.0.1:0\""
+            )
+        ),
+    );
+    let child = Running(Some(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, stderr) = child.stop().await;
+    assert!(
+        stderr.contains("JWKS fetch failed and the pool has no keys yet: its tokens are answered 503 until a fetch succeeds"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("keeping the last good keys"), "{stderr}");
 }

@@ -12,15 +12,16 @@ use crate::token::PoolId;
 
 /// `/healthz`: the process is up. `/readyz`: every pool has signing keys.
 /// `/metrics`: the Prometheus metrics.
-pub fn answer<B>(req: &Request<B>, authz: &Authorizer) -> Response<GateBody> {
+pub async fn answer<B>(req: &Request<B>, authz: &Authorizer) -> Response<GateBody> {
     let state = authz.state();
     let (keys, pools) = (&state.keys, &state.pools);
     let (status, body) = match req.uri().path() {
         "/healthz" => (StatusCode::OK, json!({ "status": "ok" })),
         "/metrics" => {
             let m = authz.metrics();
+            let entries = state.verifier.cached_tokens().await;
             m.token_cache_entries
-                .set(i64::try_from(state.verifier.cached_tokens()).unwrap_or(i64::MAX));
+                .set(i64::try_from(entries).unwrap_or(i64::MAX));
             let mut response = Response::new(full_body(m.render()));
             response.headers_mut().insert(
                 CONTENT_TYPE,

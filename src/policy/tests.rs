@@ -265,3 +265,87 @@ fn bad_path_patterns() {
         assert!(Policy::from_toml(&text).is_err(), "{p}");
     }
 }
+
+#[test]
+fn a_rule_is_unreachable_only_when_an_earlier_one_covers_all_of_it() {
+    let pair = |first: &str, later: &str| {
+        Policy::from_toml(&format!(
+            "[[rule]]\n{first}\nallow = \"anyone\"\n[[rule]]\n{later}\nallow = \"anyone\"\n"
+        ))
+    };
+    let shadowed = [
+        ("path = \"/**\"", "path = \"/admin/**\""),
+        ("path = \"/a/*\"", "path = \"/a/b\""),
+        ("path = \"/a/*/c\"", "path = \"/a/*/c\""),
+        ("path = \"/a/**\"", "path = \"/a\""),
+        (
+            "path = \"/a/**\"\nmethods = [\"GET\"]",
+            "path = \"/a/b\"\nmethods = [\"HEAD\"]",
+        ),
+        (
+            "path = \"/**\"",
+            "path = \"/x\"\nmethods = [\"POST\", \"PUT\"]",
+        ),
+    ];
+    for (first, later) in shadowed {
+        let err = pair(first, later).expect_err(later);
+        assert!(
+            err.problems[0].starts_with("rule 2 (")
+                && err.problems[0].contains("can never match: rule 1 ("),
+            "{first} / {later}: {err}"
+        );
+    }
+    let reachable = [
+        ("path = \"/admin/**\"", "path = \"/**\""),
+        ("path = \"/a/*\"", "path = \"/a/**\""),
+        ("path = \"/a/*\"", "path = \"/a/b/c\""),
+        ("path = \"/a/b\"", "path = \"/a/*\""),
+        ("path = \"/a/*\"", "path = \"/a/\""),
+        ("path = \"/**\"\nmethods = [\"GET\"]", "path = \"/x\""),
+        (
+            "path = \"/**\"\nmethods = [\"GET\"]",
+            "path = \"/x\"\nmethods = [\"GET\", \"POST\"]",
+        ),
+        (
+            "path = \"/a/**\"\nmethods = [\"HEAD\"]",
+            "path = \"/a/b\"\nmethods = [\"GET\"]",
+        ),
+    ];
+    for (first, later) in reachable {
+        assert!(pair(first, later).is_ok(), "{first} / {later}");
+    }
+}
+
+#[test]
+fn policy_tests_are_checked_as_written() {
+    let base = "[[rule]]\npath = \"/**\"\nallow = \"anyone\"\n";
+    let ok = Policy::from_toml(&format!(
+        "{base}[[test]]\npath = \"/x\"\nexpect = \"allow\"\n[[test]]\nmethod = \"POST\"\npath = \"/y\"\nanonymous = true\nexpect = 401\n[[test]]\npath = \"/z\"\nscopes = [\"orders/read\"]\nexpect = \"deny\"\n"
+    ))
+    .expect("valid");
+    let tests = ok.tests();
+    assert_eq!(tests.len(), 3);
+    assert_eq!(
+        (tests[0].method.as_str(), tests[0].expect),
+        ("GET", Expect::Allow)
+    );
+    assert_eq!(
+        (tests[1].anonymous, tests[1].expect),
+        (true, Expect::Status(401))
+    );
+    assert_eq!(tests[2].scopes, ["orders/read"]);
+
+    let err = Policy::from_toml(&format!(
+        "{base}[[test]]\npath = \"x\"\nexpect = \"maybe\"\n[[test]]\npath = \"/x\"\nanonymous = true\ngroups = [\"a\"]\nexpect = 403\n[[test]]\npath = \"/x\"\nexpect = 302\n"
+    ))
+    .expect_err("invalid tests");
+    assert_eq!(
+        err.problems,
+        [
+            "test 1: path: is required and must start with '/'",
+            "test 1: expect: must be \"allow\", \"deny\" or a status such as 401, 403 or 400",
+            "test 2: anonymous = true sends no token, so it cannot have groups or scopes",
+            "test 3: expect: must be \"allow\", \"deny\" or a status such as 401, 403 or 400",
+        ]
+    );
+}

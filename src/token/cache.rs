@@ -47,7 +47,9 @@ impl TokenCache {
         })
     }
 
-    pub fn len(&self) -> u64 {
+    /// Entries now, after moka's pending bookkeeping has run.
+    pub async fn len(&self) -> u64 {
+        self.0.run_pending_tasks().await;
         self.0.entry_count()
     }
 

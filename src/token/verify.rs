@@ -204,9 +204,12 @@ impl Verifier {
         self
     }
 
-    /// Tokens remembered now (an estimate, as moka's count is).
-    pub fn cached_tokens(&self) -> u64 {
-        self.remembered.as_ref().map_or(0, TokenCache::len)
+    /// Tokens remembered now.
+    pub async fn cached_tokens(&self) -> u64 {
+        match &self.remembered {
+            Some(cache) => cache.len().await,
+            None => 0,
+        }
     }
 
     /// Verifies `token` with keys from `keys`, at the instant `now` (seconds since

@@ -25,6 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod process;
+
 use cognito_gate::internals::issuer::SigningKey;
 use cognito_gate::{Clock, Config, Listeners, Policy};
 

@@ -720,3 +720,36 @@ async fn logs_are_json_without_colour_when_not_a_terminal_and_key_fetches_say_so
     );
     assert!(!stderr.contains("keeping the last good keys"), "{stderr}");
 }
+
+#[tokio::test]
+async fn decision_only_mode_logs_no_proxy_address() {
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (authz, admin) = (reserve_port().await.addr, reserve_port().await.addr);
+    let config = temp_file(
+        "decision-only.toml",
+        &format!(
+            "listen = \"127.0.0.1:8\"\nadmin_listen = \"{admin}\"\npolicy_file = \"config/policy.toml\"\n{}",
+            authz_config(&jwks.url(), "").replace("127.0.0.1:9191", &authz.to_string())
+        ),
+    );
+    let child = Running(Some(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&config)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    wait_ready(admin).await;
+    let (_, stderr) = child.stop().await;
+    let started: serde_json::Value = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["message"] == "cognito-gate started")
+        .unwrap_or_else(|| panic!("no start line:\n{stderr}"));
+    assert_eq!(started["listen"], "off", "{started}");
+    assert_eq!(started["upstream"], "none (decision-only)", "{started}");
+    assert_eq!(started["authz"], authz.to_string(), "{started}");
+    assert!(!stderr.contains("127.0.0.1:8\""), "{stderr}");
+}

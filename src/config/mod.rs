@@ -196,32 +196,67 @@ impl Config {
     /// with every problem of the known ones.
     fn from_figment(figment: Figment) -> Result<Config, ConfigError> {
         let mut unknown = Vec::new();
-        let data = figment.data().map_err(|e| ConfigError::config(errors(e)))?;
-        let mut data = data;
+        let mut data = figment.data().map_err(|e| ConfigError::config(errors(e)))?;
         let mut merged = data.remove(&figment::Profile::Default).unwrap_or_default();
         let schema = raw::schema();
         drop_unknown(&mut merged, &schema, "", &mut unknown);
-        let raw: Result<RawConfig, _> =
-            Figment::from(Serialized::defaults(merged)).extract::<RawConfig>();
         let mut problems: Vec<String> = unknown
             .into_iter()
             .map(|key| format!("{key}: unknown key"))
             .collect();
-        match raw {
-            Ok(raw) => match Config::try_from(raw) {
-                Ok(config) if problems.is_empty() => Ok(config),
-                Ok(_) => Err(ConfigError::config(problems)),
+        // serde stops at the first value of the wrong type: note it, drop that key
+        // (its default applies), and extract again, so that every one is reported.
+        let mut wrong_types = 0;
+        let raw = loop {
+            match Figment::from(Serialized::defaults(merged.clone())).extract::<RawConfig>() {
+                Ok(raw) => break Some(raw),
                 Err(e) => {
-                    problems.extend(e.problems);
-                    Err(ConfigError::config(problems))
+                    let path = e.path.clone();
+                    problems.extend(errors(e));
+                    wrong_types += 1;
+                    if path.is_empty() || wrong_types > 64 || !remove_path(&mut merged, &path) {
+                        break None;
+                    }
                 }
-            },
-            Err(e) => {
-                problems.extend(errors(e));
+            }
+        };
+        match raw.map(Config::try_from) {
+            Some(Ok(config)) if problems.is_empty() => Ok(config),
+            Some(Err(e)) => {
+                problems.extend(e.problems);
                 Err(ConfigError::config(problems))
             }
+            _ => Err(ConfigError::config(problems)),
         }
     }
+}
+
+/// Removes the value at `path` (keys, and indexes into arrays); whether it was there.
+fn remove_path(dict: &mut figment::value::Dict, path: &[String]) -> bool {
+    use figment::value::Value;
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
+    let mut current = dict;
+    let mut parents = parents.iter();
+    while let Some(key) = parents.next() {
+        let next = match current.get_mut(key) {
+            Some(Value::Dict(_, inner)) => inner,
+            Some(Value::Array(_, items)) => {
+                let item = parents
+                    .next()
+                    .and_then(|i| i.parse::<usize>().ok())
+                    .and_then(|i| items.get_mut(i));
+                match item {
+                    Some(Value::Dict(_, inner)) => inner,
+                    _ => return false,
+                }
+            }
+            _ => return false,
+        };
+        current = next;
+    }
+    current.remove(last).is_some()
 }
 
 /// Figment's errors as `key: problem` lines.

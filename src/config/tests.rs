@@ -177,6 +177,33 @@ fn every_unknown_key_is_reported_with_its_path_and_the_other_problems_too() {
 }
 
 #[test]
+fn every_value_of_the_wrong_type_is_reported_not_only_the_first() {
+    let text = format!(
+        "max_header_bytes = \"big\"\nmax_connections = -1\n{MINIMAL}\n[headers]\nforward_authorization = \"yes\"\n[jwks]\nfetch_timeout = true\n"
+    );
+    let err = Config::from_toml(&text).expect_err("wrong types");
+    let keys: Vec<&str> = err
+        .problems
+        .iter()
+        .map(|p| p.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "headers.forward_authorization",
+            "jwks.fetch_timeout",
+            "max_connections",
+            "max_header_bytes",
+        ],
+        "{err}"
+    );
+    assert_eq!(
+        err.problems[1],
+        "jwks.fetch_timeout: invalid type: found bool true, expected a duration such as \"10s\", \"250ms\" or \"1m30s\", or whole seconds"
+    );
+}
+
+#[test]
 fn log_levels_are_words_or_filters_that_parse() {
     for ok in [
         "info",

@@ -46,6 +46,13 @@ impl Endpoint {
     }
 }
 
+/// Who relayed a decision request (see [`DecisionService::decide`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Via {
+    Peer(IpAddr),
+    Downstream(IpAddr),
+}
+
 /// The original request, as reported by the peer.
 pub(crate) struct Original {
     method: Method,
@@ -138,22 +145,34 @@ impl DecisionService {
                 return answer(served, false, Err(rejection));
             }
         };
-        self.decide(endpoint, &original, req.headers(), peer.ip(), started)
-            .await
+        self.decide(
+            endpoint,
+            &original,
+            req.headers(),
+            Via::Peer(peer.ip()),
+            started,
+        )
+        .await
     }
 
     /// Decides on `original`, with the peer's copy of the request `headers`, answers as
     /// `endpoint`'s contract asks, and writes the access-log line.
-    /// `client` is the peer, or the downstream address the peer reports.
+    /// `via` is who relayed the client's request: the peer, whose copy of the
+    /// client's headers (`X-Forwarded-For`, appended by the shipped peer configs) is
+    /// believed; or Envoy's downstream address from a `CheckRequest`, which is the
+    /// client unless it is one of `trusted_proxies`.
     pub(crate) async fn decide(
         &self,
         endpoint: Endpoint,
         original: &Original,
         headers: &HeaderMap,
-        client: IpAddr,
+        via: Via,
         started: Instant,
     ) -> Response<GateBody> {
-        let origin = self.forwarding.origin_via(headers, client, true);
+        let origin = match via {
+            Via::Peer(peer) => self.forwarding.origin_via(headers, peer, true),
+            Via::Downstream(client) => self.forwarding.origin(headers, SocketAddr::new(client, 0)),
+        };
         let decision = self
             .authz
             .authorize(RequestFacts {

@@ -27,7 +27,7 @@ use tonic_health::server::{health_reporter, HealthReporter};
 use tonic_health::ServingStatus;
 
 use super::answer::{BoxError, GateBody, Rejection};
-use super::decision::{DecisionService, Endpoint, Original, ENVOY_HEADERS_TO_REMOVE};
+use super::decision::{DecisionService, Endpoint, Original, Via, ENVOY_HEADERS_TO_REMOVE};
 use crate::authorize::Authorizer;
 
 const AUTHORIZATION: &str = "/envoy.service.auth.v3.Authorization/";
@@ -107,7 +107,7 @@ where
     /// Routes one gRPC call by its path, after checking `authz.trusted_peers`.
     pub(crate) async fn handle(
         self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<GateBody> {
         if !self.decisions.trusts(peer) {
@@ -116,6 +116,7 @@ where
                 "this peer may not ask for decisions",
             );
         }
+        req.extensions_mut().insert(Peer(peer.ip()));
         let path = req.uri().path();
         let answered = if path.starts_with(AUTHORIZATION) {
             let mut authz = self.authz;
@@ -140,6 +141,10 @@ fn grpc_error(code: Code, message: &str) -> Response<GateBody> {
         .map(|body| body.map_err(BoxError::from).boxed_unsync())
 }
 
+/// The connection's peer, handed to the `Check` service in the request's extensions.
+#[derive(Debug, Clone, Copy)]
+struct Peer(IpAddr);
+
 /// The `Authorization` service: one `Check` per request Envoy forwards.
 #[derive(Clone)]
 pub(crate) struct Check {
@@ -158,9 +163,8 @@ impl Authorization for Check {
         let http = attributes
             .and_then(|a| a.request.as_ref())
             .and_then(|r| r.http.as_ref());
-        // The downstream client as Envoy saw it; the unspecified address if Envoy
-        // did not say.
-        let client = attributes
+        // The downstream client as Envoy saw it; without it, Envoy itself relayed.
+        let downstream = attributes
             .and_then(|a| a.source.as_ref())
             .and_then(|s| s.address.as_ref())
             .and_then(|a| match &a.address {
@@ -168,12 +172,19 @@ impl Authorization for Check {
                     envoy_types::pb::envoy::config::core::v3::address::Address::SocketAddress(s),
                 ) => s.address.parse::<IpAddr>().ok(),
                 _ => None,
-            })
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+            });
+        let peer = request
+            .extensions()
+            .get::<Peer>()
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |p| p.0);
+        let via = match downstream {
+            Some(client) => Via::Downstream(client),
+            None => Via::Peer(peer),
+        };
         let answer = match http.map(original_request) {
             Some(Ok((original, headers))) => {
                 self.decisions
-                    .decide(Endpoint::EnvoyGrpc, &original, &headers, client, started)
+                    .decide(Endpoint::EnvoyGrpc, &original, &headers, via, started)
                     .await
             }
             Some(Err(rejection)) => {

@@ -63,24 +63,26 @@ fn bench(c: &mut Criterion) {
         b.iter(|| canonicalize(std::hint::black_box("/api/v1/%6Frders/a%20b/items")).unwrap())
     });
 
-    let mut policy = String::new();
-    for i in 0..19 {
-        policy.push_str(&format!(
-            "[[rule]]\npath = \"/service{i}/*/items/**\"\nmethods = [\"GET\", \"POST\"]\ngroups = [\"g{i}\"]\n"
-        ));
+    // Routing cost must not grow with the number of rules: 10 and 1,000 rules with
+    // distinct first segments, the request matching the last specific one.
+    for count in [10usize, 1000] {
+        let mut policy = String::new();
+        for i in 0..count - 1 {
+            policy.push_str(&format!(
+                "[[rule]]\npath = \"/service{i}/*/items/**\"\nmethods = [\"GET\", \"POST\"]\ngroups = [\"g{i}\"]\n"
+            ));
+        }
+        policy.push_str("[[rule]]\npath = \"/**\"\nallow = \"authenticated\"\n");
+        let policy = Policy::from_toml(&policy).unwrap();
+        let path = format!("/service{}/1234/items/7", count - 2);
+        c.bench_function(&format!("route through {count} rules"), |b| {
+            b.iter(|| {
+                policy
+                    .route(&Method::GET, std::hint::black_box(&path))
+                    .unwrap()
+            })
+        });
     }
-    policy.push_str("[[rule]]\npath = \"/**\"\nallow = \"authenticated\"\n");
-    let policy = Policy::from_toml(&policy).unwrap();
-    c.bench_function("route through 20 rules (last matches)", |b| {
-        b.iter(|| {
-            policy
-                .route(
-                    &Method::GET,
-                    std::hint::black_box("/api/v1/orders/1234/items"),
-                )
-                .unwrap()
-        })
-    });
 }
 
 /// The metric work of one request: the in-flight gauge up and down, the request

@@ -110,6 +110,7 @@ pub struct Metrics {
     pub token_cache_entries: Gauge,
     pub reloads: Family<ResultLabels, Counter>,
     pub in_flight: Gauge,
+    pub log_lines_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -202,6 +203,12 @@ impl Metrics {
             "Requests being handled now",
             in_flight.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log writer could not keep up",
+            log_lines_dropped.clone(),
+        );
         registry.register(
             "build",
             "The running version and git commit",
@@ -225,6 +232,7 @@ impl Metrics {
             token_cache_entries,
             reloads,
             in_flight,
+            log_lines_dropped,
         }
     }
 
@@ -320,6 +328,7 @@ mod tests {
             "cognito_gate_token_cache_entries 0",
             r#"cognito_gate_reloads_total{result="error"} 1"#,
             "cognito_gate_in_flight_requests 1",
+            "cognito_gate_log_lines_dropped_total 0",
             &format!(r#"cognito_gate_build_info{{version="{VERSION}",commit="{COMMIT}"}} 1"#),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");

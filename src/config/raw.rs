@@ -88,7 +88,7 @@ pub struct RawTokenCache {
 impl Default for RawTokenCache {
     fn default() -> Self {
         RawTokenCache {
-            max_bytes: 4 * 1024 * 1024,
+            max_bytes: 20 * 1024 * 1024,
         }
     }
 }

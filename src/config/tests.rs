@@ -20,7 +20,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.policy_file, PathBuf::from("config/policy.toml"));
     assert_eq!(c.max_header_bytes, 16384);
     assert_eq!(c.max_token_bytes, 8192);
-    assert_eq!(c.token_cache_bytes, 4 * 1024 * 1024);
+    assert_eq!(c.token_cache_bytes, 20 * 1024 * 1024);
     assert_eq!(c.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
     assert_eq!(c.max_connections, None, "sized from the fd limit");

@@ -20,6 +20,10 @@ pub async fn answer<B>(req: &Request<B>, authz: &Authorizer) -> Response<GateBod
         "/metrics" => {
             let m = authz.metrics();
             let entries = state.verifier.cached_tokens().await;
+            m.log_lines_dropped.inner().store(
+                crate::logging::dropped_lines(),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             m.token_cache_entries
                 .set(i64::try_from(entries).unwrap_or(i64::MAX));
             let mut response = Response::new(full_body(m.render()));

@@ -54,6 +54,7 @@ impl Policy {
                     .any(|s| matches!(s, Segment::Literal(l) if has_upper_case_letter(l)))
             });
             Ok(Policy {
+                index: super::RuleIndex::new(&rules),
                 rules,
                 tests,
                 case_sensitive: raw.case_sensitive,

@@ -29,6 +29,8 @@ use crate::token::Identity;
 #[derive(Debug, Clone)]
 pub struct Policy {
     rules: Vec<Rule>,
+    /// Which rules can match a path, by its first segment.
+    index: RuleIndex,
     /// The `[[test]]` tables, run by `check`, at start-up and on every reload.
     tests: Vec<PolicyTest>,
     /// `case_sensitive = true`: the app is known to route case-sensitively, so the
@@ -245,10 +247,6 @@ impl Rule {
         methods && pattern_covers(&self.pattern, &later.pattern)
     }
 
-    fn matches(&self, method: &Method, canonical_path: &str) -> bool {
-        self.matches_as(method, canonical_path, Case::Sensitive)
-    }
-
     fn matches_as(&self, method: &Method, canonical_path: &str, case: Case) -> bool {
         // GET also admits HEAD, as nginx's limit_except and most routers do.
         self.method_admits(method) && pattern_matches(&self.pattern, canonical_path, case)
@@ -313,13 +311,73 @@ fn pattern_matches(pattern: &[Segment], canonical_path: &str, case: Case) -> boo
     segs.next().is_none()
 }
 
+/// The rules by the first segment of their path, so that routing does not scan every
+/// rule: a rule whose path starts with a literal can only match paths that start with
+/// it (compared case-insensitively, which covers both readings); the others (`/*...`,
+/// `/**`) can match any path. Positions are kept, so first match still wins.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RuleIndex {
+    /// Rule positions, ascending, by the ASCII-lower-cased first literal.
+    by_first: std::collections::HashMap<Box<str>, Vec<u32>>,
+    /// Positions of the rules whose path starts with `*` or `**`, ascending.
+    anywhere: Vec<u32>,
+}
+
+impl RuleIndex {
+    pub(crate) fn new(rules: &[Rule]) -> Self {
+        let mut index = RuleIndex::default();
+        for (i, rule) in rules.iter().enumerate() {
+            let position = u32::try_from(i).unwrap_or(u32::MAX);
+            match rule.pattern.first() {
+                Some(Segment::Literal(first)) => index
+                    .by_first
+                    .entry(first.to_ascii_lowercase().into_boxed_str())
+                    .or_default()
+                    .push(position),
+                _ => index.anywhere.push(position),
+            }
+        }
+        index
+    }
+
+    /// The positions of the rules that may match `canonical_path`, ascending.
+    fn candidates<'i>(&'i self, canonical_path: &str) -> impl Iterator<Item = usize> + 'i {
+        let first = path::segments(canonical_path).next().unwrap_or_default();
+        let bucket = if first.bytes().any(|b| b.is_ascii_uppercase()) {
+            self.by_first.get(first.to_ascii_lowercase().as_str())
+        } else {
+            self.by_first.get(first)
+        };
+        merge(bucket.map_or(&[][..], Vec::as_slice), &self.anywhere)
+    }
+}
+
+/// Two ascending lists of positions as one ascending sequence.
+fn merge<'a>(a: &'a [u32], b: &'a [u32]) -> impl Iterator<Item = usize> + 'a {
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    std::iter::from_fn(move || {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x <= y => a.next(),
+            (Some(_), Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        };
+        next.map(|p| *p as usize)
+    })
+}
+
 impl Policy {
     /// The first rule matching `method` and `canonical_path`, which must come from
     /// [`path::canonicalize`]. `None` means no rule matches, and the request is denied.
     pub fn route(&self, method: &Method, canonical_path: &str) -> Option<&Rule> {
-        self.rules
-            .iter()
-            .find(|r| r.matches(method, canonical_path))
+        self.first_match(method, canonical_path, Case::Sensitive)
+    }
+
+    fn first_match(&self, method: &Method, canonical_path: &str, case: Case) -> Option<&Rule> {
+        self.index
+            .candidates(canonical_path)
+            .filter_map(|i| self.rules.get(i))
+            .find(|r| r.matches_as(method, canonical_path, case))
     }
 
     /// The rules that govern `method` and `canonical_path` under every reading a
@@ -340,10 +398,7 @@ impl Policy {
             trimmed.filter(|_| folded).map(|p| (p, Case::Insensitive)),
         ];
         for (path, case) in readings.into_iter().flatten() {
-            let rule = self
-                .rules
-                .iter()
-                .find(|r| r.matches_as(method, path, case))?;
+            let rule = self.first_match(method, path, case)?;
             governing.add(rule);
         }
         Some(governing)

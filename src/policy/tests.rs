@@ -349,3 +349,82 @@ fn policy_tests_are_checked_as_written() {
         ]
     );
 }
+
+#[test]
+fn the_rule_index_decides_exactly_as_a_scan_of_every_rule() {
+    // Deterministic pseudo-random policies and paths over a small alphabet, so that
+    // first segments collide, differ only in case, and meet `*` and `**` rules.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        (seed >> 33) % n
+    };
+    let words = ["a", "A", "b", "admin", "Admin", "x%2A"];
+    let mut checked = 0;
+    for _ in 0..200 {
+        let mut text = String::new();
+        for _ in 0..(1 + next(12)) {
+            let depth = next(4);
+            let mut path = String::new();
+            for d in 0..depth {
+                let pick = next(8);
+                let seg = match pick {
+                    6 => "*",
+                    7 if d + 1 == depth => "**",
+                    _ => words[(pick % 6) as usize],
+                };
+                path.push('/');
+                path.push_str(seg);
+            }
+            if path.is_empty() {
+                path.push('/');
+            }
+            let methods = if next(3) == 0 {
+                "methods = [\"POST\"]\n"
+            } else {
+                ""
+            };
+            text.push_str(&format!(
+                "[[rule]]\npath = {path:?}\n{methods}allow = \"anyone\"\n"
+            ));
+        }
+        // Shadowed rules are a lint error; keep only policies that load.
+        let Ok(policy) = Policy::from_toml(&text) else {
+            continue;
+        };
+        checked += 1;
+        for _ in 0..40 {
+            let mut path = String::new();
+            for _ in 0..next(4) {
+                path.push('/');
+                path.push_str(words[next(6) as usize]);
+            }
+            if path.is_empty() || next(5) == 0 {
+                path.push('/');
+            }
+            for method in [Method::GET, Method::POST] {
+                let scanned = policy
+                    .rules()
+                    .iter()
+                    .find(|r| r.matches_as(&method, &path, Case::Sensitive));
+                let routed = policy.route(&method, &path);
+                assert_eq!(
+                    routed.map(|r| r.id().number),
+                    scanned.map(|r| r.id().number),
+                    "{method} {path} in\n{text}"
+                );
+                let folded = policy
+                    .rules()
+                    .iter()
+                    .find(|r| r.matches_as(&method, &path, Case::Insensitive));
+                let indexed = policy.first_match(&method, &path, Case::Insensitive);
+                assert_eq!(
+                    indexed.map(|r| r.id().number),
+                    folded.map(|r| r.id().number),
+                    "{method} {path} (case-insensitive) in\n{text}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 50, "only {checked} generated policies loaded");
+}

@@ -1,5 +1,8 @@
 //! The verified-token cache: tokens that passed every check, remembered so that a
 //! client reusing its token does not pay for an RSA verification on every request.
+//! Entries are keyed by the SHA-256 digest of the whole token, never by a fast hash
+//! alone (a collision would hand one caller another caller's identity), and never hold
+//! the token's text.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,25 +23,51 @@ pub(crate) struct Remembered {
     pub key: [u8; 32],
 }
 
+/// What one entry costs besides its strings: the digest, the `Remembered` and its
+/// `Arc`, the vectors' headers, and moka's own bookkeeping.
+const ENTRY_OVERHEAD: usize = 224;
+
 /// How long a remembered token may stay in the cache at most; its own `exp` is
 /// checked on every hit regardless.
 const REMEMBER_AT_MOST: Duration = Duration::from_secs(3600);
 
-/// Remembered tokens by their exact text, bounded in bytes.
-pub(crate) struct TokenCache(Cache<Arc<str>, Arc<Remembered>>);
+/// A token's SHA-256 digest: the cache key.
+pub(crate) type Digest = [u8; 32];
+
+/// The digest of `token`'s exact text.
+pub(crate) fn digest(token: &str) -> Digest {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+    );
+    out
+}
+
+/// Remembered tokens by digest, bounded in bytes.
+pub(crate) struct TokenCache(Cache<Digest, Arc<Remembered>>);
 
 impl TokenCache {
-    /// A cache of at most `max_bytes` (token text plus a little per entry); `None`
-    /// for 0, which verifies every signature every time.
+    /// A cache of at most `max_bytes` (the identity's strings plus about 200 bytes
+    /// per entry, what moka and the entry really hold); `None` for 0, which verifies
+    /// every signature every time.
     pub fn new(max_bytes: u64) -> Option<Self> {
         (max_bytes > 0).then(|| {
             TokenCache(
                 Cache::builder()
                     .max_capacity(max_bytes)
-                    .weigher(|token: &Arc<str>, r: &Arc<Remembered>| {
+                    .weigher(|_: &Digest, r: &Arc<Remembered>| {
                         let identity = &r.verified.identity;
-                        let groups: usize = identity.groups.iter().map(String::len).sum();
-                        let bytes = token.len() + identity.sub.len() + groups + 128;
+                        let strings: usize = identity
+                            .groups
+                            .iter()
+                            .chain(&identity.scopes)
+                            .map(String::len)
+                            .sum();
+                        let bytes = identity.sub.len()
+                            + identity.client_id.len()
+                            + r.kid.len()
+                            + strings
+                            + ENTRY_OVERHEAD;
                         u32::try_from(bytes).unwrap_or(u32::MAX)
                     })
                     .time_to_live(REMEMBER_AT_MOST)
@@ -53,15 +82,66 @@ impl TokenCache {
         self.0.entry_count()
     }
 
-    pub async fn get(&self, token: &str) -> Option<Arc<Remembered>> {
-        self.0.get(token).await
+    pub async fn get(&self, key: &Digest) -> Option<Arc<Remembered>> {
+        self.0.get(key).await
     }
 
-    pub async fn forget(&self, token: &str) {
-        self.0.invalidate(token).await;
+    pub async fn forget(&self, key: &Digest) {
+        self.0.invalidate(key).await;
     }
 
-    pub async fn remember(&self, token: &str, remembered: Remembered) {
-        self.0.insert(Arc::from(token), Arc::new(remembered)).await;
+    pub async fn remember(&self, key: Digest, remembered: Remembered) {
+        self.0.insert(key, Arc::new(remembered)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::identity::{Identity, PoolId, TokenUse, Verified};
+
+    #[tokio::test]
+    async fn the_default_size_holds_fifty_thousand_cognito_identities() {
+        let default = crate::config::RawConfig::default().token_cache.max_bytes;
+        let cache = TokenCache::new(default).expect("cache");
+        for i in 0..50_000u32 {
+            // A Cognito sub is a UUID; two groups and two scopes is a generous user.
+            let remembered = Remembered {
+                verified: Verified {
+                    identity: Identity {
+                        sub: format!("4f6c1a2e-8d0b-4b8e-9a53-{i:012}"),
+                        groups: vec!["admins".into(), "finance".into()],
+                        scopes: vec!["openid".into(), "orders/read".into()],
+                        token_use: TokenUse::Access,
+                        client_id: "1example23456789abcdefghij".into(),
+                        pool: PoolId(0),
+                    },
+                    exp: 4e9,
+                    nbf: None,
+                },
+                kid: "Ob3sVovGdh62Pp9TLNibzCEhRwbhLjhkxygoCJzoYWQ=".into(),
+                key: [7; 32],
+            };
+            cache
+                .remember(digest(&format!("token-{i}")), remembered)
+                .await;
+        }
+        assert_eq!(cache.len().await, 50_000);
+        assert!(cache.get(&digest("token-0")).await.is_some());
+        assert!(cache.get(&digest("token-49999")).await.is_some());
+        assert!(cache.get(&digest("token-50000")).await.is_none());
+    }
+
+    #[test]
+    fn keys_are_sha256_of_the_whole_token() {
+        assert_eq!(
+            digest("abc"),
+            [
+                0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae,
+                0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61,
+                0xf2, 0x00, 0x15, 0xad
+            ]
+        );
+        assert_ne!(digest("a.b.c"), digest("a.b.d"));
     }
 }

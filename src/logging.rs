@@ -8,6 +8,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
 
+/// Lines waiting for the writer thread at most: about half a MiB of queue, and more
+/// than a second of access lines at the gate's full rate.
+const QUEUE_LINES: usize = 16_384;
+
 /// Counts the lines dropped because the writer fell behind (see [`init`]).
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 
@@ -40,6 +44,7 @@ pub fn init(config: &LogConfig) -> LogGuard {
     let terminal = std::io::stderr().is_terminal();
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
+        .buffered_lines_limit(QUEUE_LINES)
         .thread_name("cognito-gate-log")
         .finish(std::io::BufWriter::with_capacity(
             64 * 1024,

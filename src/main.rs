@@ -3,11 +3,6 @@
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
-// mimalloc: measured faster than the system allocator for the gate's many small,
-// short-lived allocations (see README, Performance).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

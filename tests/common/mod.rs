@@ -111,6 +111,8 @@ pub struct JwksServer {
     pub addr: SocketAddr,
     fetches: Arc<AtomicUsize>,
     body: Arc<Mutex<String>>,
+    /// Milliseconds each answer waits before it is sent.
+    delay_ms: Arc<AtomicUsize>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -129,14 +131,17 @@ impl JwksServer {
         let addr = listener.local_addr().unwrap();
         let fetches = Arc::new(AtomicUsize::new(0));
         let body = Arc::new(Mutex::new(body));
-        let (f, b) = (fetches.clone(), body.clone());
+        let delay_ms = Arc::new(AtomicUsize::new(0));
+        let (f, b, d) = (fetches.clone(), body.clone(), delay_ms.clone());
         let stop = spawn_server(listener, move |req: Request<Incoming>| {
-            let (f, b) = (f.clone(), b.clone());
+            let (f, b, d) = (f.clone(), b.clone(), d.clone());
             async move {
                 if req.uri().path() != format!("/{POOL}/.well-known/jwks.json") {
                     return Response::builder().status(404).body(full("")).unwrap();
                 }
                 f.fetch_add(1, Ordering::SeqCst);
+                let wait = d.load(Ordering::SeqCst) as u64;
+                tokio::time::sleep(Duration::from_millis(wait)).await;
                 let text = b.lock().unwrap().clone();
                 Response::builder()
                     .header("content-type", "application/json")
@@ -148,6 +153,7 @@ impl JwksServer {
             addr,
             fetches,
             body,
+            delay_ms,
             _stop: stop,
         }
     }
@@ -162,6 +168,12 @@ impl JwksServer {
 
     pub fn set_keys(&self, keys: &[&SigningKey]) {
         *self.body.lock().unwrap() = jwks_json(keys);
+    }
+
+    /// Makes every later answer wait `delay` before it is sent.
+    pub fn set_delay(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as usize, Ordering::SeqCst);
     }
 
     pub fn set_body(&self, body: &str) {

@@ -116,10 +116,16 @@ impl Forwarding {
         client
     }
 
+    /// 32 hex digits: the process's random prefix, then a counter.
     fn new_id(&self) -> HeaderValue {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let text = format!("{:016x}{n:016x}", self.prefix);
-        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("-"))
+        let id = (u128::from(self.prefix) << 64) | u128::from(n);
+        let mut text = [0u8; 32];
+        for (i, digit) in text.iter_mut().enumerate() {
+            *digit = HEX[((id >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static("-"))
     }
 
     /// Rewrites the forwarding headers the app will read. From a trusted peer,
@@ -128,13 +134,8 @@ impl Forwarding {
     /// `X-Forwarded-*`, `Forwarded` and `X-Real-IP` goes, and the gate writes its own.
     /// Other spellings than the exact ones never pass. `X-Request-Id` is the origin's.
     pub fn rewrite(&self, headers: &mut HeaderMap, peer: SocketAddr, origin: &Origin) {
-        let exact = |name: &str| {
-            name == X_FORWARDED_FOR
-                || name == X_FORWARDED_PROTO
-                || name == X_FORWARDED_HOST
-                || name.starts_with("x-forwarded-")
-                || CLIENT_HEADERS.contains(&name)
-        };
+        // Header names are lower case here, so this is the exact spelling only.
+        let exact = |name: &str| name.starts_with("x-forwarded-") || CLIENT_HEADERS.contains(&name);
         let doomed: Vec<HeaderName> = headers
             .keys()
             .filter(|k| {
@@ -246,8 +247,12 @@ mod tests {
         let made = f.origin(&h, peer("203.0.113.50"));
         assert_ne!(made.request_id(), "abc-123");
         assert_eq!(made.request_id().len(), 32);
+        assert!(made.request_id().bytes().all(|b| b.is_ascii_hexdigit()));
+        let first: u128 = u128::from_str_radix(made.request_id(), 16).unwrap();
         let next = f.origin(&h, peer("203.0.113.50"));
-        assert_ne!(made.request_id(), next.request_id());
+        let second: u128 = u128::from_str_radix(next.request_id(), 16).unwrap();
+        // Same process prefix, next counter value.
+        assert_eq!(second, first + 1);
         let bad = headers(&[("x-request-id", "has \"quotes\"")]);
         assert_ne!(
             f.origin(&bad, peer("10.0.0.5")).request_id(),

@@ -186,11 +186,15 @@ impl Reloading {
                 }) {
                     metrics.forget_pool(&gone.user_pool_id);
                 }
+                // A moved policy file: what is in effect is the new file's bytes.
+                self.fingerprint = match config.policy_file == self.config.policy_file {
+                    true => fingerprint,
+                    false => self::fingerprint(&self.file, &config.policy_file),
+                };
                 // What is not applied stays as it was, so a later reload compares
                 // with what runs.
                 self.config.policy_file = config.policy_file;
                 self.config.pools = config.pools;
-                self.fingerprint = fingerprint;
                 metrics.record_reload(true);
             }
             Err(problems) => {
@@ -211,10 +215,16 @@ impl Reloading {
         let config = Config::load(&self.file).map_err(|e| e.to_string())?;
         let policy = load_policy(&config.policy_file)
             .map_err(|e| format!("{}: {e}", config.policy_file.display()))?;
+        // Only the pools and the policy are applied: the new state is built with the
+        // running `jwks`, `max_token_bytes` and `token_cache` settings, which need a
+        // restart and are reported as such.
+        let mut applied = self.config.clone();
+        applied.pools.clone_from(&config.pools);
+        applied.policy_file.clone_from(&config.policy_file);
         let current = self.authz.state();
-        let pools_changed = *current.pools != config.pools;
+        let pools_changed = *current.pools != applied.pools;
         let state = State::build(
-            &config,
+            &applied,
             policy,
             self.jwks_client.clone(),
             self.authz.metrics().clone(),

@@ -337,14 +337,20 @@ async fn a_pool_reload_fetches_the_new_keys_first_and_an_unreachable_jwks_change
     let jwks_b = JwksServer::start(&[key_b()]).await;
     let dir = folder("pools");
     let f = files(&dir, &upstream, &jwks_a, POLICY).await;
-    let (gate, _log) = spawn_gate(&f.config, f.admin).await;
+    let (gate, log) = spawn_gate(&f.config, f.admin).await;
     let (token_a, token_b) = (bearer(key_a(), "a", &[]), bearer(key_b(), "b", &[]));
     assert_eq!(status(f.listen, "/app", &token_a).await, 200);
     assert_eq!(status(f.listen, "/app", &token_b).await, 401);
 
-    // The pool's keys now come from B.
+    // The pool's keys now come from B. In the same edit, a setting that needs a
+    // restart: tokens of at most 100 bytes would refuse every real token, so a 200
+    // below also shows it was not applied with the new pool.
     let text = std::fs::read_to_string(&f.config).unwrap();
-    std::fs::write(&f.config, text.replace(&jwks_a.url(), &jwks_b.url())).unwrap();
+    let text = format!(
+        "max_token_bytes = 100\n{}",
+        text.replace(&jwks_a.url(), &jwks_b.url())
+    );
+    std::fs::write(&f.config, text).unwrap();
     signal(gate.pid(), "HUP");
     eventually(Duration::from_secs(10), "the new pool applies", || async {
         reloads(f.admin, "success").await >= 1.0
@@ -353,6 +359,8 @@ async fn a_pool_reload_fetches_the_new_keys_first_and_an_unreachable_jwks_change
     // Keys were fetched before the swap: the first request after it is not a 503.
     assert_eq!(status(f.listen, "/app", &token_b).await, 200);
     assert_eq!(jwks_b.fetches(), 1);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains(r#""settings":"max_token_bytes""#), "{text}");
 
     // A JWKS nobody answers: the reload fails, B stays.
     let dead = reserve_port().await.addr;

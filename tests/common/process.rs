@@ -121,6 +121,21 @@ pub fn signal(pid: u32, name: &str) {
     assert!(status.success());
 }
 
+/// Runs `cognito-gate run --config <config>` in the repository (so that
+/// `config/policy.toml` resolves), with stderr piped for [`Running::stop`]; it is not
+/// waited for. For short runs that log little.
+pub fn spawn_run(config: &std::path::Path) -> Running {
+    Running(Some(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(config)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
 /// Runs `cognito-gate run --config <config>`, whose admin listener is `admin`, with
 /// stderr written to `<config>.log` (a file, not a pipe: a busy gate would fill a pipe
 /// nobody reads and stall); returns it ready, with the log's path.

@@ -224,27 +224,39 @@ for r in $(seq "$rounds"); do
 done
 # Idle keep-alive connections: each sends one request, reads the answer and stays
 # open (the gate keeps them until header_read_timeout, 10 s). Up to 10,000, or what
-# the open-file limit leaves for the client and the gate's connection budget.
+# the open-file limit leaves for the client and the gate's connection budget. Two
+# ways: one at a time (each answered before the next connects, so the gate's pool to
+# the app stays small) against the caching gate, and all at once (every request in
+# flight together, so the pool to the app grows as large) against the cache-off gate.
 idle=$(( $(ulimit -n) / 2 - 200 )); [ "$idle" -gt 10000 ] && idle=10000
-rss_before=$(awk '/^VmRSS/ {print $2}' "/proc/$gate_pid/status")
-idle_rss=$(python3 - "$idle" "$gate_pid" <<'PY'
+idle_rss() { # PORT PID MODE: the gate's RSS in KiB with $idle connections held open
+  python3 - "$idle" "$1" "$2" "$3" <<'PY'
 import socket, sys
-count, pid = int(sys.argv[1]), sys.argv[2]
+count, port, pid, mode = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 conns = []
-for _ in range(count):
-    s = socket.create_connection(("127.0.0.1", 18082))
-    s.sendall(b"GET /public/x HTTP/1.1\r\nHost: bench\r\n\r\n")
-    conns.append(s)
-for s in conns:
+def answered(s):
     if not s.recv(65536).startswith(b"HTTP/1.1 200"):
         sys.exit("a request on an idle connection was not answered 200")
-rss = [l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0]
-print(rss)
+for _ in range(count):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /public/x HTTP/1.1\r\nHost: bench\r\n\r\n")
+    if mode == "one-at-a-time":
+        answered(s)
+    conns.append(s)
+if mode == "all-at-once":
+    for s in conns:
+        answered(s)
+print([l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")][0])
 PY
-)
+}
 echo
-printf 'gate RSS with %d idle keep-alive connections open: %d MiB (before: %d MiB)\n' \
-  "$idle" "$((idle_rss / 1024))" "$((rss_before / 1024))"
+for way in "one-at-a-time 18082 $gate_pid" "all-at-once 18083 $nocache_pid"; do
+  read -r mode port pid <<<"$way"
+  before=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status")
+  after=$(idle_rss "$port" "$pid" "$mode")
+  printf 'gate RSS with %d idle keep-alive connections opened %s: %d MiB (before: %d MiB; %d KiB per connection)\n' \
+    "$idle" "$mode" "$((after / 1024))" "$((before / 1024))" "$(( (after - before) / idle ))"
+done
 
 echo
 echo "×nginx proxy_pass by round:"

@@ -12,6 +12,7 @@ use cognito_gate::internals::canonicalize;
 use cognito_gate::internals::issuer::SigningKey;
 use cognito_gate::internals::parse_key_set;
 use cognito_gate::internals::Verifier;
+use cognito_gate::internals::{digest, Remembered, TokenCache};
 use cognito_gate::internals::{Metrics, RequestLabels};
 use cognito_gate::{Config, Policy};
 
@@ -120,5 +121,57 @@ fn metrics(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, metrics);
+/// The verified-token cache must cost the same per request with 1 user as with
+/// 100,000: the digest of the token and the lookup, for a cache holding 1, 10,000 and
+/// 100,000 identities, the requests cycling through every one of them (so the larger
+/// caches also miss the CPU caches, as a busy gate does). The resident bytes each
+/// identity really costs the process are printed: the cache's weigher must not
+/// count less (see `ENTRY_OVERHEAD` in `src/token/cache.rs`).
+fn token_cache(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // A realistic token text: the digest's cost depends on its length, 1 KiB here.
+    let token = |i: usize| format!("{:0>1024}", i);
+    for users in [1usize, 10_000, 100_000] {
+        let before = rss_kib();
+        let cache = TokenCache::new(1 << 30).unwrap();
+        runtime.block_on(async {
+            for i in 0..users {
+                cache
+                    .remember(digest(&token(i)), Remembered::typical(i))
+                    .await;
+            }
+        });
+        let held = runtime.block_on(cache.entry_count());
+        assert_eq!(held, users as u64);
+        if users == 100_000 {
+            let per_entry = (rss_kib().saturating_sub(before)) * 1024 / users as u64;
+            println!("token cache: {users} identities held; about {per_entry} bytes of RSS each");
+        }
+        let tokens: Vec<String> = (0..users).map(token).collect();
+        let mut next = 0usize;
+        c.bench_function(&format!("token cache hit, {users} users cycling"), |b| {
+            b.iter(|| {
+                next = (next + 1) % users;
+                let key = digest(std::hint::black_box(&tokens[next]));
+                runtime.block_on(cache.get(&key)).unwrap()
+            })
+        });
+    }
+}
+
+/// The process's resident set, in KiB (0 where /proc is missing).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+criterion_group!(benches, bench, metrics, token_cache);
 criterion_main!(benches);

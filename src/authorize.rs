@@ -41,6 +41,10 @@ pub enum AuthError {
     /// Our fault, not the token's: the pool's signing keys could not be fetched.
     #[error("signing keys are unavailable")]
     KeysUnavailable,
+    /// Our fault too: the system clock reads before the Unix epoch, so no token's
+    /// `exp` can be judged (time 0 would pass every token).
+    #[error("the system clock is before the Unix epoch")]
+    ClockUnavailable,
     /// The token is valid, but its groups or scopes do not satisfy the rule.
     #[error("the token's groups or scopes are not allowed by the rule")]
     NotGranted,
@@ -58,15 +62,18 @@ pub enum Clock {
 }
 
 impl Clock {
-    pub fn now(&self) -> f64 {
+    /// Seconds since the Unix epoch; `None` when the system clock reads before it,
+    /// which fails closed (a 503), never as time 0, at which every token is valid.
+    pub fn now(&self) -> Option<f64> {
         match self {
-            Clock::System => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or_default(),
-            Clock::Fixed(t) => *t,
+            Clock::System => since_epoch(SystemTime::now()),
+            Clock::Fixed(t) => Some(*t),
         }
     }
+}
+
+fn since_epoch(t: SystemTime) -> Option<f64> {
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs_f64())
 }
 
 /// What `authorize` needs to know about a request. The decision borrows only the path
@@ -252,9 +259,10 @@ impl Authorizer {
 
     async fn identify(&self, state: &State, headers: &HeaderMap) -> Result<Identity, AuthError> {
         let token = bearer_token(headers)?;
+        let now = self.clock.now().ok_or(AuthError::ClockUnavailable)?;
         state
             .verifier
-            .verify(token, &state.keys, self.clock.now())
+            .verify(token, &state.keys, now)
             .await
             .map_err(|e| match e {
                 VerifyError::Token(e) => AuthError::InvalidToken(e),
@@ -340,6 +348,18 @@ pub type JwksClient =
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn a_clock_before_the_epoch_is_no_time_at_all() {
+        let after = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(since_epoch(after), Some(1_700_000_000.0));
+        assert_eq!(since_epoch(UNIX_EPOCH), Some(0.0));
+        assert_eq!(since_epoch(UNIX_EPOCH - Duration::from_secs(1)), None);
+        assert_eq!(Clock::Fixed(5.0).now(), Some(5.0));
+        assert!(Clock::System.now().is_some_and(|t| t > 1.7e9));
+    }
+
     use super::*;
     use http::HeaderValue;
 

@@ -55,5 +55,5 @@ pub mod internals {
     pub use crate::metrics::{Metrics, RequestLabels, COMMIT, VERSION};
     pub use crate::path::canonicalize;
     pub use crate::policy::Grant;
-    pub use crate::token::{parse_key_set, Verifier};
+    pub use crate::token::{digest, parse_key_set, Remembered, TokenCache, Verifier};
 }

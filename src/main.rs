@@ -200,7 +200,10 @@ async fn explain_command(
         Request::Anonymous => Caller::Anonymous,
         Request::Claims(groups, scopes) => Caller::Claims { groups, scopes },
         Request::Token(token) => {
-            let (steps, identity) = explain_token(&config, token.trim(), Clock::System.now()).await;
+            let now = Clock::System
+                .now()
+                .ok_or("the system clock is before the Unix epoch: no token can be judged")?;
+            let (steps, identity) = explain_token(&config, token.trim(), now).await;
             print!("{steps}");
             Caller::Token(identity)
         }

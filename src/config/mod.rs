@@ -678,6 +678,19 @@ fn convert_pools(p: &mut Problems, raw: Vec<RawPool>) -> Vec<PoolConfig> {
         let Some(jwks_url) = p.url(&key("jwks_url"), &jwks_text) else {
             continue;
         };
+        if jwks_url.scheme_str() == Some("http")
+            && !rp.allow_insecure_jwks_url
+            && !jwks_url.host().is_some_and(is_loopback_host)
+        {
+            p.add(
+                &key("jwks_url"),
+                format!(
+                    "pool {id:?}: {jwks_text:?} is plain HTTP to a host other than loopback, \
+                     so anyone on the path could replace its keys; use https, or set \
+                     pools[{i}].allow_insecure_jwks_url = true"
+                ),
+            );
+        }
         pools.push(PoolConfig {
             region: region.to_owned(),
             user_pool_id: id,
@@ -688,6 +701,16 @@ fn convert_pools(p: &mut Problems, raw: Vec<RawPool>) -> Vec<PoolConfig> {
         });
     }
     pools
+}
+
+/// Whether `host` (as in a URL: a name, an IPv4 address, or a bracketed IPv6 one) is
+/// this machine's loopback, where plain HTTP does not leave the host.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The region part of a user pool id (`us-east-1` of `us-east-1_AbCdEf123`).

@@ -88,7 +88,7 @@ pub struct RawTokenCache {
 impl Default for RawTokenCache {
     fn default() -> Self {
         RawTokenCache {
-            max_bytes: 20 * 1024 * 1024,
+            max_bytes: 40 * 1024 * 1024,
         }
     }
 }
@@ -124,6 +124,8 @@ pub struct RawPool {
     pub client_ids: Vec<String>,
     pub token_use: String,
     pub jwks_url: Option<String>,
+    /// Allows a plain-HTTP `jwks_url` on a host other than loopback.
+    pub allow_insecure_jwks_url: bool,
     pub leeway: RawDuration,
 }
 
@@ -134,6 +136,7 @@ impl Default for RawPool {
             client_ids: Vec::new(),
             token_use: "access".into(),
             jwks_url: None,
+            allow_insecure_jwks_url: false,
             leeway: RawDuration::Seconds(0),
         }
     }

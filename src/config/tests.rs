@@ -20,7 +20,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.policy_file, PathBuf::from("config/policy.toml"));
     assert_eq!(c.max_header_bytes, 16384);
     assert_eq!(c.max_token_bytes, 8192);
-    assert_eq!(c.token_cache_bytes, 20 * 1024 * 1024);
+    assert_eq!(c.token_cache_bytes, 40 * 1024 * 1024);
     assert_eq!(c.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
     assert_eq!(c.max_connections, None, "sized from the fd limit");
@@ -293,4 +293,42 @@ fn region_is_derived_from_the_pool_id() {
     assert_eq!(region_of("us-east-1_"), None);
     assert_eq!(region_of("us-east-1_a/b"), None);
     assert_eq!(region_of("US-EAST-1_abc"), None);
+}
+
+#[test]
+fn a_plain_http_jwks_url_must_stay_on_loopback_or_be_allowed_by_name() {
+    let pool = |url: &str, allow: bool| {
+        format!(
+            "[upstream]\nurl = \"http://127.0.0.1:3000\"\n[[pools]]\nuser_pool_id = \"us-east-1_AbC123\"\n\
+             client_ids = [\"a\"]\njwks_url = \"{url}\"\nallow_insecure_jwks_url = {allow}\n"
+        )
+    };
+    for url in [
+        "https://keys.example/jwks.json",
+        "http://127.0.0.1:9400/jwks.json",
+        "http://127.9.9.9/jwks.json",
+        "http://localhost:9400/jwks.json",
+        "http://LOCALHOST/jwks.json",
+        "http://[::1]:9400/jwks.json",
+    ] {
+        assert!(Config::from_toml(&pool(url, false)).is_ok(), "{url}");
+    }
+    for url in [
+        "http://issuer:9400/jwks.json",
+        "http://10.0.0.7/jwks.json",
+        "http://localhost.evil.example/jwks.json",
+        "http://127.0.0.1.nip.io/jwks.json",
+        "http://[::ffff:10.0.0.7]/jwks.json",
+    ] {
+        let problems = Config::from_toml(&pool(url, false))
+            .expect_err("refused")
+            .problems;
+        assert_eq!(problems.len(), 1, "{url}: {problems:?}");
+        assert!(
+            problems[0].starts_with("pools[0].jwks_url: pool \"us-east-1_AbC123\"")
+                && problems[0].contains("pools[0].allow_insecure_jwks_url = true"),
+            "{url}: {problems:?}"
+        );
+        assert!(Config::from_toml(&pool(url, true)).is_ok(), "{url}");
+    }
 }

@@ -125,6 +125,12 @@ impl Rejection {
                 None,
                 Fault::Ours,
             ),
+            Rejection::Auth(AuthError::ClockUnavailable) => (
+                S::SERVICE_UNAVAILABLE,
+                "clock_unavailable",
+                None,
+                Fault::Ours,
+            ),
             Rejection::Auth(AuthError::InvalidToken(e)) => match e {
                 TokenError::TooLarge
                 | TokenError::Malformed(_)
@@ -269,6 +275,7 @@ mod tests {
                 ),
             ),
             (r(AuthError::KeysUnavailable), 503, None),
+            (r(AuthError::ClockUnavailable), 503, None),
             (
                 r(AuthError::NotGranted),
                 403,

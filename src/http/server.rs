@@ -130,7 +130,9 @@ pub async fn serve<H, F>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(options.header_read_timeout)
+        // The connection's idle watchdog below enforces `header_read_timeout` for
+        // HTTP/1 and HTTP/2 alike; hyper's own would only add a timer per request.
+        .header_read_timeout(None)
         .max_buf_size(options.max_header_bytes);
     builder
         .http2()

@@ -9,6 +9,7 @@ mod verify;
 #[cfg(all(test, feature = "dev"))]
 mod tests;
 
+pub use cache::{digest, Remembered, TokenCache};
 pub use identity::{Identity, PoolId, TokenUse};
 pub use keys::{parse_key_set, KeyLookupError, KeyStore, Refreshers};
 pub use verify::{TokenError, Verifier, VerifyError};

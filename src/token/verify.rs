@@ -207,7 +207,7 @@ impl Verifier {
     /// Tokens remembered now.
     pub async fn cached_tokens(&self) -> u64 {
         match &self.remembered {
-            Some(cache) => cache.len().await,
+            Some(cache) => cache.entry_count().await,
             None => 0,
         }
     }

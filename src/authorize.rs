@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
-use crate::client::Connector;
+use crate::client::JwksConnector;
 use crate::config::{Config, PoolConfig};
 use crate::metrics::Metrics;
 use crate::path::{self, PathError};
@@ -344,7 +344,7 @@ impl State {
 
 /// The client key fetches use.
 pub type JwksClient =
-    hyper_util::client::legacy::Client<Connector, http_body_util::Empty<bytes::Bytes>>;
+    hyper_util::client::legacy::Client<JwksConnector, http_body_util::Empty<bytes::Bytes>>;
 
 #[cfg(test)]
 mod tests {

@@ -276,7 +276,9 @@ pub async fn explain_token(
         unverified.kid,
         pool.map_or("?", |p| p.user_pool_id.as_str())
     );
-    let client = match crate::client::connector(config.jwks.fetch_timeout) {
+    let client = match crate::client::jwks_connector(crate::client::ProxyAware::from_env(
+        config.jwks.fetch_timeout,
+    )) {
         Ok(c) => crate::client::client(c, config.jwks.fetch_timeout),
         Err(e) => {
             let _ = writeln!(out, "token    2. signing keys: cannot set up TLS: {e}");

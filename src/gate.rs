@@ -54,10 +54,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::new());
-    let jwks_client = client::client(
-        client::connector(config.jwks.fetch_timeout)?,
-        JWKS_IDLE_TIMEOUT,
-    );
+    let route = client::ProxyAware::from_env(config.jwks.fetch_timeout);
+    for pool in &config.pools {
+        if let Some(proxy) = route.proxy_for(&pool.jwks_url) {
+            tracing::info!(pool = %pool.user_pool_id, %proxy, "keys are fetched through the egress proxy (HTTPS_PROXY/ALL_PROXY)");
+        }
+    }
+    let jwks_client = client::client(client::jwks_connector(route)?, JWKS_IDLE_TIMEOUT);
     let state = State::build(&config, policy, jwks_client.clone(), metrics.clone(), None).await;
     let authz = Arc::new(Authorizer::new(
         state,

@@ -49,11 +49,11 @@ pub mod internals {
     #[cfg(feature = "dev")]
     pub use crate::dev::{demo, issuer};
     pub use crate::http::admin::probe;
-    pub use crate::http::headers::ROUTING_OVERRIDES;
+    pub use crate::http::headers::{strip_folded, ROUTING_OVERRIDES};
     pub use crate::http::server::raise_fd_limit;
     pub use crate::logging::init as init_logging;
     pub use crate::metrics::{Metrics, RequestLabels, COMMIT, VERSION};
     pub use crate::path::canonicalize;
     pub use crate::policy::Grant;
-    pub use crate::token::{digest, parse_key_set, Remembered, TokenCache, Verifier};
+    pub use crate::token::{digest, parse_key_set, KeySet, Remembered, TokenCache, Verifier};
 }

@@ -30,11 +30,16 @@ pub enum PathError {
 
 /// Returns the canonical form of `raw` (a path without its query), or why it is refused.
 ///
-/// Canonical means: percent-escapes of unreserved characters (RFC 3986 §2.3: letters,
-/// digits, `-`, `_`, `~`) are decoded, every other escape is kept with upper-case hex
-/// (RFC 3986 §6.2.2.1), and bytes outside visible ASCII are percent-encoded. A single
-/// trailing `/` is kept. `.` is unreserved too, but an encoded dot is refused instead
-/// of decoded, because `%2e%2e` is only ever sent to smuggle a `..` past a matcher.
+/// Canonical means one spelling per decoded path, so that a rule cannot be skipped by
+/// escaping what an app decodes before it routes (Werkzeug and Go's `net/http` do):
+/// every character a path segment may hold raw (RFC 3986 `pchar`: letters, digits,
+/// `-`, `_`, `~`, the sub-delimiters `!$&'()*+,=`, `:` and `@`) is written raw, even
+/// when it arrived escaped (`%40me` is `@me`), and every other byte is escaped with
+/// upper-case hex (RFC 3986 §6.2.2.1), even when it arrived raw (`{` is `%7B`). So
+/// only `%`, `?`, `#`, `;`, and bytes that are not visible ASCII, remain escapes. A
+/// single trailing `/` is kept. `.` may be raw too, but an encoded dot is refused
+/// instead of decoded, because `%2e%2e` is only ever sent to smuggle a `..` past a
+/// matcher.
 ///
 /// `;` is refused because Tomcat and Jetty strip `;params` from each segment, so
 /// `/admin;x/` would be `/admin/` to them but not to the policy. A raw `#` is refused
@@ -76,7 +81,7 @@ pub fn canonicalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
                     return Err(PathError::EncodedDelimiter);
                 }
                 let o = out.get_or_insert_with(|| raw[..i].to_owned());
-                if is_unreserved(decoded) {
+                if is_segment_char(decoded) {
                     o.push(char::from(decoded));
                 } else {
                     push_escape(o, decoded);
@@ -84,7 +89,7 @@ pub fn canonicalize(raw: &str) -> Result<Cow<'_, str>, PathError> {
                 i += 3;
             }
             Some(other) => {
-                if (0x21..0x7f).contains(&other) {
+                if is_segment_char(other) || other == b'.' {
                     if let Some(o) = out.as_mut() {
                         o.push(char::from(other));
                     }
@@ -123,8 +128,28 @@ fn hex_value(b: u8) -> Option<u8> {
     }
 }
 
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'~')
+/// A byte a path segment holds raw in the canonical form: RFC 3986 `pchar` without
+/// `.` (a raw dot is kept, an escaped one refused) and without `;` (refused raw, and
+/// kept escaped, since Tomcat and Jetty would read it as a parameter).
+fn is_segment_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b'='
+                | b':'
+                | b'@'
+        )
 }
 
 fn push_escape(out: &mut String, b: u8) {
@@ -159,6 +184,13 @@ mod tests {
             ("/caf%C3%A9", "/caf%C3%A9"),
             ("/x.y/..z/...", "/x.y/..z/..."),
             ("/a:b@c!$&'()*+,=", "/a:b@c!$&'()*+,="),
+            // Every pchar is written raw, whichever way it arrived.
+            ("/users/%40me", "/users/@me"),
+            ("/%3a%21%24%26%27%28%29%2a%2b%2c%3d", "/:!$&'()*+,="),
+            // Everything else is escaped, whichever way it arrived.
+            ("/a{b}|c^\"<>`[]", "/a%7Bb%7D%7Cc%5E%22%3C%3E%60%5B%5D"),
+            ("/a%7bb", "/a%7Bb"),
+            ("/a%3bb%25", "/a%3Bb%25"),
         ];
         for (raw, want) in cases {
             assert_eq!(canonicalize(raw).as_deref(), Ok(want), "{raw}");

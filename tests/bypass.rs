@@ -339,6 +339,52 @@ async fn every_reading_of_the_path_must_be_allowed() {
     );
 }
 
+/// A rule naming a character the app may receive escaped: Werkzeug and Go's
+/// `net/http` decode `%40` before they route, so `/users/%40me` is `/users/@me` to them.
+const ESCAPES: &str = r#"
+[[rule]]
+path = "/users/@me/**"
+groups = ["admins"]
+
+[[rule]]
+path = "/**"
+allow = "authenticated"
+"#;
+
+#[tokio::test]
+async fn an_escaped_character_cannot_skip_the_rule_that_names_it() {
+    let (gate, upstream, _jwks) = both_ways("", ESCAPES).await;
+    let bob = bearer(key_a(), "bob", &[]);
+    let alice = bearer(key_a(), "alice", &["admins"]);
+    for path in [
+        "/users/%40me/keys",
+        "/users/@me/keys",
+        "/users/%40me/",
+        "/USERS/%40ME/keys",
+    ] {
+        assert_eq!(
+            every_way(&gate, "GET", path, Some(&bob)).await,
+            [403; 4],
+            "{path}"
+        );
+    }
+    // The app receives the one spelling the policy judged.
+    let (status, _, _) = get(&gate.url("/users/%40me/keys"), &[("authorization", &alice)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream.last().uri, "/users/@me/keys");
+    // And a character a URI may not hold raw reaches it escaped, however it arrived.
+    let answer = raw(
+        gate.addr,
+        &format!(
+            "GET /files/a{{b}} HTTP/1.1\r\nHost: app.test\r\n{}Connection: close\r\n\r\n",
+            auth_line(Some(&alice))
+        ),
+    )
+    .await;
+    assert_eq!(answer.0, 200);
+    assert_eq!(upstream.last().uri, "/files/a%7Bb%7D");
+}
+
 // 7. An ID token's aud must be one string.
 
 #[tokio::test]

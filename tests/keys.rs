@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cognito_gate::internals::issuer::SigningKey;
 use cognito_gate::Clock;
+use common::process::{eventually, temp_file, Running, BIN};
 use common::*;
 
 #[tokio::test]
@@ -343,4 +344,158 @@ async fn a_remembered_token_is_refused_once_its_kid_names_another_key() {
         .0,
         200
     );
+}
+
+/// A loopback egress proxy that records each CONNECT request head, then tunnels to the
+/// destination as squid does.
+struct ConnectProxy {
+    addr: std::net::SocketAddr,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    async fn start() -> ConnectProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let target = head.split(' ').nth(1).unwrap_or_default().to_owned();
+                    seen.lock().unwrap().push(head);
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                        return;
+                    };
+                    let _ = client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        });
+        ConnectProxy { addr, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+/// A TCP listener that records the first byte of each connection: 0x16 is a TLS
+/// handshake, so the key fetch's TLS ran end to end to it.
+async fn first_bytes() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let firsts = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = firsts.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut byte = [0u8; 1];
+            if conn.read(&mut byte).await.unwrap_or(0) == 1 {
+                seen.lock().unwrap().push(byte[0]);
+            }
+        }
+    });
+    (addr, firsts)
+}
+
+#[tokio::test]
+async fn key_fetches_go_through_the_egress_proxy_unless_no_proxy_exempts_them() {
+    let proxy = ConnectProxy::start().await;
+    let (keys, firsts) = first_bytes().await;
+    let upstream = Upstream::start().await;
+    let admin = reserve_port().await.addr;
+    let config = temp_file(
+        "egress.toml",
+        &format!(
+            "listen = \"127.0.0.1:0\"\nadmin_listen = \"{admin}\"\npolicy_file = {:?}\n{}",
+            temp_file("egress-policy.toml", POLICY)
+                .display()
+                .to_string(),
+            config(&upstream.url(), &format!("https://{keys}/jwks.json"), "")
+        ),
+    );
+    let start = |no_proxy: &str| {
+        let mut command = std::process::Command::new(BIN);
+        for name in [
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
+            command.env_remove(name);
+        }
+        command
+            .env("HTTPS_PROXY", format!("http://gate:s3cret@{}", proxy.addr))
+            .env("NO_PROXY", no_proxy)
+            .args(["run", "--config"])
+            .arg(&config)
+            .stderr(std::process::Stdio::piped());
+        Running(Some(command.spawn().unwrap()))
+    };
+
+    // Through the proxy: one CONNECT to the key server, with the proxy's credentials,
+    // and TLS inside the tunnel.
+    let gate = start("");
+    eventually(
+        Duration::from_secs(10),
+        "a CONNECT through the proxy",
+        || async { !proxy.heads().is_empty() && firsts.lock().unwrap().contains(&0x16) },
+    )
+    .await;
+    let head = proxy.heads()[0].clone();
+    assert!(
+        head.starts_with(&format!("CONNECT {keys} HTTP/1.1\r\n")),
+        "{head}"
+    );
+    // base64("gate:s3cret")
+    assert!(
+        head.contains("Proxy-Authorization: Basic Z2F0ZTpzM2NyZXQ=\r\n"),
+        "{head}"
+    );
+    // The key server's certificate is not one the system trusts, so there are no keys.
+    assert_eq!(get(&format!("http://{admin}/readyz"), &[]).await.0, 503);
+    let (_, log) = gate.stop().await;
+    assert!(
+        log.contains("keys are fetched through the egress proxy"),
+        "{log}"
+    );
+    assert!(log.contains(&proxy.addr.to_string()), "{log}");
+    assert!(
+        !log.contains("s3cret"),
+        "the proxy's password was logged: {log}"
+    );
+
+    // NO_PROXY exempts the key server: a direct connection, nothing through the proxy.
+    let through_proxy = proxy.heads().len();
+    let direct_before = firsts.lock().unwrap().len();
+    let gate = start("127.0.0.1");
+    eventually(Duration::from_secs(10), "a direct key fetch", || async {
+        firsts.lock().unwrap().len() > direct_before
+    })
+    .await;
+    assert_eq!(proxy.heads().len(), through_proxy, "NO_PROXY was ignored");
+    let (_, log) = gate.stop().await;
+    assert!(!log.contains("egress proxy"), "{log}");
 }

@@ -62,7 +62,8 @@ pub async fn answer<B>(req: &Request<B>, authz: &Authorizer) -> Response<GateBod
 /// distroless images have no shell or curl.
 pub async fn probe(url: &http::Uri, timeout: std::time::Duration) -> Result<(), String> {
     let connector = crate::client::connector(timeout).map_err(|e| e.to_string())?;
-    let client = crate::client::client::<http_body_util::Empty<bytes::Bytes>>(connector, timeout);
+    let client =
+        crate::client::client::<_, http_body_util::Empty<bytes::Bytes>>(connector, timeout);
     let request = Request::get(url.clone())
         .body(http_body_util::Empty::new())
         .map_err(|e| e.to_string())?;

@@ -359,7 +359,7 @@ fn the_rule_index_decides_exactly_as_a_scan_of_every_rule() {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         (seed >> 33) % n
     };
-    let words = ["a", "A", "b", "admin", "Admin", "x%2A"];
+    let words = ["a", "A", "b", "admin", "Admin", "x%3F"];
     let mut checked = 0;
     for _ in 0..200 {
         let mut text = String::new();

@@ -26,7 +26,7 @@ use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 
 use super::identity::PoolId;
-use crate::client::{error_chain, Connector};
+use crate::client::{error_chain, JwksConnector};
 use crate::config::{JwksConfig, PoolConfig};
 use crate::metrics::{FetchLabels, Metrics, PoolLabels};
 
@@ -199,7 +199,7 @@ struct Inner {
     /// Each pool's JWKS URL and user pool id (its metric label).
     sources: Vec<(Uri, Arc<str>)>,
     metrics: Arc<Metrics>,
-    client: Client<Connector, Empty<Bytes>>,
+    client: Client<JwksConnector, Empty<Bytes>>,
     settings: JwksConfig,
     current: Cache<PoolId, Arc<KeySet>>,
     refetched: Cache<PoolId, Result<(), JwksError>>,
@@ -224,7 +224,7 @@ impl KeyStore {
     pub async fn start(
         pools: &[PoolConfig],
         settings: &JwksConfig,
-        client: Client<Connector, Empty<Bytes>>,
+        client: Client<JwksConnector, Empty<Bytes>>,
         metrics: Arc<Metrics>,
         seed: Option<&KeyStore>,
     ) -> (KeyStore, Refreshers) {

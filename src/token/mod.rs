@@ -11,5 +11,5 @@ mod tests;
 
 pub use cache::{digest, Remembered, TokenCache};
 pub use identity::{Identity, PoolId, TokenUse};
-pub use keys::{parse_key_set, KeyLookupError, KeyStore, Refreshers};
+pub use keys::{parse_key_set, KeyLookupError, KeySet, KeyStore, Refreshers};
 pub use verify::{TokenError, Verifier, VerifyError};

@@ -355,7 +355,7 @@ struct ConnectProxy {
 
 impl ConnectProxy {
     async fn start() -> ConnectProxy {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -364,15 +364,9 @@ impl ConnectProxy {
             while let Ok((mut client, _)) = listener.accept().await {
                 let seen = seen.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        if client.read(&mut byte).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        head.push(byte[0]);
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let Some(head) = read_head(&mut client).await else {
+                        return;
+                    };
                     let target = head.split(' ').nth(1).unwrap_or_default().to_owned();
                     seen.lock().unwrap().push(head);
                     let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {

@@ -185,6 +185,20 @@ pub fn jwks_json(keys: &[&SigningKey]) -> String {
     json!({ "keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>() }).to_string()
 }
 
+/// Reads one request head from a raw connection, byte by byte so that nothing after
+/// it is consumed; `None` when the peer closes first.
+pub async fn read_head(conn: &mut TcpStream) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+            return None;
+        }
+        head.push(byte[0]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
+}
+
 /// A loopback port that is bound but not listening: connections to it are refused,
 /// and no other test can take it until it is dropped or starts listening.
 pub struct Reserved {

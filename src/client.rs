@@ -80,7 +80,9 @@ pub struct ProxyAware {
 
 type Connecting =
     Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, BoxError>> + Send + 'static>>;
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Any error, boxed: what hyper's connectors and bodies pass along.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ProxyAware {
     /// Direct TCP with `connect_timeout`, and the proxies the environment names now.
@@ -91,16 +93,16 @@ impl ProxyAware {
         }
     }
 
-    /// The proxy `dst` is fetched through, as `host:port` (never its credentials), or
-    /// `None` when it is fetched directly.
+    /// The proxy `dst` is fetched through, as `scheme://host:port` (never its
+    /// credentials), or `None` when it is fetched directly.
     pub fn proxy_for(&self, dst: &Uri) -> Option<String> {
         let proxy = self.intercept(dst)?;
         let uri = proxy.uri();
-        Some(format!(
-            "{}:{}",
-            uri.host().unwrap_or("?"),
-            uri.port_u16().unwrap_or(80)
-        ))
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        Some(format!("{scheme}://{}:{port}", uri.host().unwrap_or("?")))
     }
 
     fn intercept(&self, dst: &Uri) -> Option<hyper_util::client::proxy::matcher::Intercept> {

@@ -56,8 +56,18 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     let route = client::ProxyAware::from_env(config.jwks.fetch_timeout);
     for pool in &config.pools {
-        if let Some(proxy) = route.proxy_for(&pool.jwks_url) {
-            tracing::info!(pool = %pool.user_pool_id, %proxy, "keys are fetched through the egress proxy (HTTPS_PROXY/ALL_PROXY)");
+        match route.proxy_for(&pool.jwks_url) {
+            // The proxy is spoken to in plain HTTP (CONNECT); TLS to it is not
+            // supported, so say so now rather than fail every fetch in silence.
+            Some(proxy) if proxy.starts_with("https://") => tracing::warn!(
+                pool = %pool.user_pool_id, %proxy,
+                "the egress proxy is an https:// URL, which is not supported: key fetches through it will fail; give it as http://"
+            ),
+            Some(proxy) => tracing::info!(
+                pool = %pool.user_pool_id, %proxy,
+                "keys are fetched through the egress proxy (HTTPS_PROXY/ALL_PROXY)"
+            ),
+            None => {}
         }
     }
     let jwks_client = client::client(client::jwks_connector(route)?, JWKS_IDLE_TIMEOUT);

@@ -187,9 +187,10 @@ impl Reloading {
                     metrics.forget_pool(&gone.user_pool_id);
                 }
                 // A moved policy file: what is in effect is the new file's bytes.
-                self.fingerprint = match config.policy_file == self.config.policy_file {
-                    true => fingerprint,
-                    false => self::fingerprint(&self.file, &config.policy_file),
+                self.fingerprint = if config.policy_file == self.config.policy_file {
+                    fingerprint
+                } else {
+                    self::fingerprint(&self.file, &config.policy_file)
                 };
                 // What is not applied stays as it was, so a later reload compares
                 // with what runs.

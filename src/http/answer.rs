@@ -10,7 +10,7 @@ use crate::authorize::AuthError;
 use crate::token::TokenError;
 
 /// An error from any body the gate relays: the app's (hyper) or a gRPC service's.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::client::BoxError;
 
 /// The body type of every response the gate writes or relays.
 pub type GateBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;

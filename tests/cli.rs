@@ -693,7 +693,8 @@ async fn logs_are_json_without_colour_when_not_a_terminal_and_key_fetches_say_so
     assert_eq!(loaded["keys"], 1);
 
     // A pool whose keys never come: the error does not claim last good keys.
-    let dead = reserve_port().await.addr;
+    let held = reserve_port().await;
+    let dead = held.addr;
     let config = temp_file(
         "nokeys.toml",
         &format!(

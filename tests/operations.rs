@@ -363,7 +363,9 @@ async fn a_pool_reload_fetches_the_new_keys_first_and_an_unreachable_jwks_change
     assert!(text.contains(r#""settings":"max_token_bytes""#), "{text}");
 
     // A JWKS nobody answers: the reload fails, B stays.
-    let dead = reserve_port().await.addr;
+    // Held (bound, not listening) so no other test can take the port.
+    let held = reserve_port().await;
+    let dead = held.addr;
     let text = std::fs::read_to_string(&f.config).unwrap();
     let dead_url = format!("http://{dead}/jwks.json");
     std::fs::write(&f.config, text.replace(&jwks_b.url(), &dead_url)).unwrap();
@@ -452,7 +454,10 @@ async fn metrics_count_requests_keys_and_the_token_cache() {
     drop(upstream);
 
     // An upstream nobody answers: counted as a connect error.
-    let dead = format!("http://{}", reserve_port().await.addr);
+    // Held (bound, not listening): connections are refused, and no other test can
+    // take the port and leave the gate waiting for an answer (504).
+    let held = reserve_port().await;
+    let dead = format!("http://{}", held.addr);
     let gate = Gate::start(&config(&dead, &jwks.url(), ""), POLICY).await;
     let (status, _, _) = get(&gate.url("/public/x"), &[]).await;
     assert_eq!(status, 502);

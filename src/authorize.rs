@@ -45,9 +45,12 @@ pub enum AuthError {
     /// `exp` can be judged (time 0 would pass every token).
     #[error("the system clock is before the Unix epoch")]
     ClockUnavailable,
-    /// The token is valid, but its groups or scopes do not satisfy the rule.
-    #[error("the token's groups or scopes are not allowed by the rule")]
+    /// The token is valid, but its groups, scopes or claims do not satisfy the rule.
+    #[error("the token's groups, scopes or claims are not allowed by the rule")]
     NotGranted,
+    /// The rule is `allow = "nobody"`: refused whoever asks.
+    #[error("the policy denies this request to everyone")]
+    Denied,
     #[error("no policy rule matches this request")]
     NoMatchingRule,
 }
@@ -157,6 +160,12 @@ pub fn judge<'p, 's>(
     let Some(governing) = policy.govern(req.method, &path) else {
         return Judged::Done(Decision::refused(None, AuthError::NoMatchingRule));
     };
+    if let Some(deny) = governing.rules().find(|r| r.denies_everyone()) {
+        return Judged::Done(Decision::refused(
+            Some(deny.id().clone()),
+            AuthError::Denied,
+        ));
+    }
     if !governing.rules().any(|r| r.grant().needs_token()) {
         return Judged::Done(Decision {
             rule: governing.primary().map(|r| r.id().clone()),
@@ -169,8 +178,8 @@ pub fn judge<'p, 's>(
 
 /// Finishes a decision with the caller's identity, or why there is none. The
 /// strictest answer wins: a missing or bad token (logged against the first governing
-/// rule that needs one), then the first governing rule whose grant refuses the
-/// identity.
+/// rule that needs one), then the first governing rule whose grant or claim conditions
+/// refuse the identity.
 pub fn conclude<'p>(
     pending: Pending<'p, '_>,
     identity: Result<Identity, AuthError>,
@@ -185,7 +194,7 @@ pub fn conclude<'p>(
     };
     let (rule, outcome) = match governing
         .rules()
-        .find(|r| !r.grant().admits(Some(&identity)))
+        .find(|r| !r.admits(Some(&identity), &path))
     {
         Some(refusing) => (Some(refusing.id().clone()), Err(AuthError::NotGranted)),
         None => (governing.primary().map(|r| r.id().clone()), Ok(path)),
@@ -309,11 +318,26 @@ impl State {
         metrics: Arc<Metrics>,
         seed: Option<&State>,
     ) -> State {
+        let claims = policy.claim_names();
         if let Some(old) = seed.filter(|old| *old.pools == config.pools) {
+            // The verified tokens are kept too, unless the policy now reads other
+            // claims, which the remembered identities would lack.
+            let verifier = match old.verifier.kept_claims() == claims.as_slice() {
+                true => old.verifier.clone(),
+                false => Arc::new(
+                    Verifier::new(
+                        &config.pools,
+                        config.max_token_bytes,
+                        config.token_cache_bytes,
+                    )
+                    .counting(metrics)
+                    .keeping(claims),
+                ),
+            };
             return State {
                 policy,
                 pools: old.pools.clone(),
-                verifier: old.verifier.clone(),
+                verifier,
                 keys: old.keys.clone(),
                 refreshers: old.refreshers.clone(),
             };
@@ -331,7 +355,8 @@ impl State {
             config.max_token_bytes,
             config.token_cache_bytes,
         )
-        .counting(metrics);
+        .counting(metrics)
+        .keeping(claims);
         State {
             policy,
             pools: Arc::new(config.pools.clone()),

@@ -14,7 +14,7 @@ use crate::config::ProblemList;
 use crate::http::answer::Rejection;
 use crate::path;
 use crate::policy::{Expect, Policy, PolicyError, PolicyTest};
-use crate::token::{Identity, PoolId, TokenUse};
+use crate::token::{Claim, Claims, Identity, PoolId, TokenUse};
 
 /// Loads a policy file and runs its tests: what `check`, `run` and a reload use.
 pub fn load_policy(file: &Path) -> Result<Policy, PolicyError> {
@@ -62,11 +62,29 @@ pub fn run_tests(policy: &Policy) -> Result<(), PolicyError> {
     }
 }
 
-/// `as anonymous`, `as groups [a, b]`, `as scopes [s]`, `as a user in no group`.
+/// `as anonymous`, `as groups [a, b]`, `as scopes [s]`, `as a user in no group`, then
+/// any claims: `with claims {"custom:tenant": "acme"}`.
 fn caller(test: &PolicyTest) -> String {
     if test.anonymous {
         return "as anonymous".into();
     }
+    let who = who(test);
+    match test.claims.is_empty() {
+        true => who,
+        false => format!("{who} with claims {}", claims_text(&test.claims)),
+    }
+}
+
+/// `{"custom:tenant": "acme", "email_verified": true}`.
+fn claims_text(claims: &[Claim]) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = claims
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.clone()))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+fn who(test: &PolicyTest) -> String {
     match (test.groups.is_empty(), test.scopes.is_empty()) {
         (true, true) => "as a user in no group".into(),
         (false, true) => format!("as groups [{}]", test.groups.join(", ")),
@@ -80,7 +98,7 @@ fn caller(test: &PolicyTest) -> String {
 }
 
 /// The identity a test or `explain` speaks for.
-fn synthetic(groups: &[String], scopes: &[String]) -> Identity {
+fn synthetic(groups: &[String], scopes: &[String], claims: &[Claim]) -> Identity {
     Identity {
         sub: "policy-test".into(),
         groups: groups.to_vec(),
@@ -88,6 +106,7 @@ fn synthetic(groups: &[String], scopes: &[String]) -> Identity {
         token_use: TokenUse::Access,
         client_id: "policy-test".into(),
         pool: PoolId(0),
+        claims: Claims::new(claims.to_vec()),
     }
 }
 
@@ -106,7 +125,7 @@ fn evaluate<'t>(policy: &Policy, test: &'t PolicyTest) -> (u16, Decision<'t>) {
     };
     let identity = match test.anonymous {
         true => Err(AuthError::MissingToken),
-        false => Ok(synthetic(&test.groups, &test.scopes)),
+        false => Ok(synthetic(&test.groups, &test.scopes, &test.claims)),
     };
     let decision = decide(policy, &method, &test.path, identity);
     (status_of(&decision), decision)
@@ -135,10 +154,11 @@ fn decide<'p>(
 /// Who `explain` asks for.
 pub enum Caller {
     Anonymous,
-    /// Groups and scopes given on the command line.
+    /// Groups, scopes and other claims given on the command line.
     Claims {
         groups: Vec<String>,
         scopes: Vec<String>,
+        claims: Vec<Claim>,
     },
     /// The identity a real token verified to, or why it did not.
     Token(Result<Identity, AuthError>),
@@ -170,7 +190,7 @@ pub fn explain(policy: &Policy, method: &str, raw_path: &str, caller: Caller) ->
                     }
                     None if !matched => {
                         matched = true;
-                        let _ = writeln!(out, "  {label} MATCHES -> {}", grant_text(rule.grant()));
+                        let _ = writeln!(out, "  {label} MATCHES -> {}", rule_text(rule));
                     }
                     _ => {}
                 }
@@ -199,25 +219,38 @@ pub fn explain(policy: &Policy, method: &str, raw_path: &str, caller: Caller) ->
             let _ = writeln!(out, "caller   anonymous (no token)");
             Err(AuthError::MissingToken)
         }
-        Caller::Claims { groups, scopes } => {
-            let _ = writeln!(
+        Caller::Claims {
+            groups,
+            scopes,
+            claims,
+        } => {
+            let _ = write!(
                 out,
                 "caller   groups [{}], scopes [{}]",
                 groups.join(", "),
                 scopes.join(", ")
             );
-            Ok(synthetic(&groups, &scopes))
+            if !claims.is_empty() {
+                let _ = write!(out, ", claims {}", claims_text(&claims));
+            }
+            let _ = writeln!(out);
+            Ok(synthetic(&groups, &scopes, &claims))
         }
         Caller::Token(identity) => {
             match &identity {
                 Ok(id) => {
-                    let _ = writeln!(
+                    let _ = write!(
                         out,
-                        "caller   sub {}, groups [{}], scopes [{}] (from the token)",
+                        "caller   sub {}, groups [{}], scopes [{}]",
                         id.sub,
                         id.groups.join(", "),
                         id.scopes.join(", ")
                     );
+                    let claims: Vec<_> = id.claims.iter().cloned().collect();
+                    if !claims.is_empty() {
+                        let _ = write!(out, ", claims {}", claims_text(&claims));
+                    }
+                    let _ = writeln!(out, " (from the token)");
                 }
                 Err(e) => {
                     let _ = writeln!(out, "caller   token refused: {e}");
@@ -249,19 +282,50 @@ pub fn grant_text(grant: &crate::policy::Grant) -> String {
         Grant::AnyGroup(g) => format!("any of groups {}", g.join(", ")),
         Grant::AllGroups(g) => format!("all of groups {}", g.join(", ")),
         Grant::AnyScope(s) => format!("any of scopes {}", s.join(", ")),
+        Grant::Nobody => "nobody (an explicit deny)".to_owned(),
     }
+}
+
+/// A rule's grant and its claim conditions in words: `any signed-in user, with claims
+/// custom:tenant = {tenant}, email_verified = true`.
+pub fn rule_text(rule: &crate::policy::Rule) -> String {
+    use crate::policy::{Piece, Want};
+    let grant = grant_text(rule.grant());
+    if rule.conditions().is_empty() {
+        return grant;
+    }
+    let conditions: Vec<String> = rule
+        .conditions()
+        .iter()
+        .map(|c| {
+            let want = match &c.want {
+                Want::Value(v) => v.to_string(),
+                Want::Template(pieces) => pieces
+                    .iter()
+                    .map(|p| match p {
+                        Piece::Text(t) => t.clone(),
+                        Piece::Capture { name, .. } => format!("{{{name}}}"),
+                    })
+                    .collect(),
+            };
+            format!("{} = {want}", c.claim)
+        })
+        .collect();
+    format!("{grant}, with claims {}", conditions.join(", "))
 }
 
 /// Verifies `token` against `config`'s pools step by step, fetching the pool's keys,
 /// and says what each step found. For `explain --token`; the token is never printed.
 pub async fn explain_token(
     config: &crate::config::Config,
+    policy: &Policy,
     token: &str,
     now: f64,
 ) -> (String, Result<Identity, AuthError>) {
     use crate::token::{KeyStore, Verifier};
     let mut out = String::new();
-    let verifier = Verifier::new(&config.pools, config.max_token_bytes, 0);
+    let verifier =
+        Verifier::new(&config.pools, config.max_token_bytes, 0).keeping(policy.claim_names());
     let unverified = match verifier.parse(token) {
         Ok(u) => u,
         Err(e) => {

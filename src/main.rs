@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 #[cfg(feature = "dev")]
 use cognito_gate::internals::demo::{self, DemoOptions};
 use cognito_gate::internals::{
-    explain, explain_token, grant_text, init_logging, load_policy, probe, raise_fd_limit, Caller,
+    explain, explain_token, init_logging, load_policy, probe, raise_fd_limit, rule_text, Caller,
 };
 #[cfg(feature = "dev")]
 use cognito_gate::internals::{LogConfig, LogFormat};
@@ -57,11 +57,15 @@ enum Command {
         /// The caller's scopes, comma-separated.
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
+        /// A claim of the caller's token, NAME=VALUE; repeatable. VALUE is JSON when it
+        /// parses as JSON (true, 42, "007", ["a","b"]), a string otherwise.
+        #[arg(long = "claim", value_name = "NAME=VALUE", value_parser = parse_claim)]
+        claims: Vec<(String, serde_json::Value)>,
         /// The caller sends no token.
-        #[arg(long, conflicts_with_all = ["groups", "scopes", "token"])]
+        #[arg(long, conflicts_with_all = ["groups", "scopes", "claims", "token"])]
         anonymous: bool,
         /// A real token: verified step by step against the configured pools.
-        #[arg(long, conflicts_with_all = ["groups", "scopes"])]
+        #[arg(long, conflicts_with_all = ["groups", "scopes", "claims"])]
         token: Option<String>,
     },
     /// Print a shell completion script: cognito-gate completions bash > /etc/bash_completion.d/cognito-gate
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
             path,
             groups,
             scopes,
+            claims,
             anonymous,
             token,
         } => runtime.block_on(explain_command(
@@ -128,7 +133,7 @@ fn main() -> ExitCode {
             match (anonymous, token) {
                 (true, _) => Request::Anonymous,
                 (false, Some(token)) => Request::Token(token),
-                (false, None) => Request::Claims(groups, scopes),
+                (false, None) => Request::Claims(groups, scopes, claims),
             },
         )),
         Command::Completions { shell } => {
@@ -185,8 +190,18 @@ fn load(config_file: &Path) -> Result<(Config, Policy), String> {
 /// Who `explain` asks for, as given on the command line.
 enum Request {
     Anonymous,
-    Claims(Vec<String>, Vec<String>),
+    Claims(Vec<String>, Vec<String>, Vec<(String, serde_json::Value)>),
     Token(String),
+}
+
+/// `--claim NAME=VALUE`.
+fn parse_claim(text: &str) -> Result<(String, serde_json::Value), String> {
+    let (name, value) = text
+        .split_once('=')
+        .filter(|(name, _)| !name.is_empty())
+        .ok_or_else(|| format!("{text:?}: expected NAME=VALUE, e.g. custom:tenant=acme"))?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+    Ok((name.to_owned(), value))
 }
 
 async fn explain_command(
@@ -198,12 +213,19 @@ async fn explain_command(
     let (config, policy) = load(config_file)?;
     let caller = match request {
         Request::Anonymous => Caller::Anonymous,
-        Request::Claims(groups, scopes) => Caller::Claims { groups, scopes },
+        Request::Claims(groups, scopes, claims) => Caller::Claims {
+            groups,
+            scopes,
+            claims: claims
+                .into_iter()
+                .map(|(n, v)| (n.into_boxed_str(), v))
+                .collect(),
+        },
         Request::Token(token) => {
             let now = Clock::System
                 .now()
                 .ok_or("the system clock is before the Unix epoch: no token can be judged")?;
-            let (steps, identity) = explain_token(&config, token.trim(), now).await;
+            let (steps, identity) = explain_token(&config, &policy, token.trim(), now).await;
             print!("{steps}");
             Caller::Token(identity)
         }
@@ -311,7 +333,7 @@ fn check(config_file: &Path) -> Result<(), String> {
             "  {:>3}. {methods} {} -> {}{name}",
             rule.id().number,
             rule.path(),
-            grant_text(rule.grant())
+            rule_text(rule)
         );
     }
     if !policy.tests().is_empty() {

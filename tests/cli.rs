@@ -113,8 +113,15 @@ async fn the_demo_prints_commands_that_answer_as_promised() {
                     .as_deref()
                     .is_some_and(|h| h.starts_with("Authorization"))
             {
-                assert!(body.contains(r#""x-user-sub":"alice""#), "{body}");
-                assert!(body.contains(r#""x-user-groups":"admins""#), "{body}");
+                let (sub, groups) = match promise.contains("dave") {
+                    true => ("dave", ""),
+                    false => ("alice", "admins"),
+                };
+                assert!(body.contains(&format!(r#""x-user-sub":"{sub}""#)), "{body}");
+                assert!(
+                    body.contains(&format!(r#""x-user-groups":"{groups}""#)),
+                    "{body}"
+                );
             }
             if header.as_deref() == Some("X-User-Sub: forged") {
                 assert!(!body.contains("forged"), "{body}");
@@ -124,7 +131,7 @@ async fn the_demo_prints_commands_that_answer_as_promised() {
         assert_eq!(status, want, "{promise}");
         checked.push(want);
     }
-    assert_eq!(checked, [200, 403, 401, 401, 200, 400]);
+    assert_eq!(checked, [200, 403, 401, 401, 200, 400, 200, 403]);
 
     let (status, _) = child.stop().await;
     assert!(status.success(), "demo exited with {status}");
@@ -136,12 +143,14 @@ fn check_accepts_the_shipped_config_and_summarizes_it() {
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     for line in [
         "config config/cognito-gate.toml: ok",
-        "policy config/policy.toml: ok, 4 rules",
-        "  1. * /public/** -> anyone (public)",
-        "  2. * /admin/** -> any of groups admins (admin)",
-        "  3. POST,PUT,DELETE /reports/** -> all of groups finance, editors (reports-write)",
-        "  4. * /** -> any signed-in user (app)",
-        "  8 policy tests pass",
+        "policy config/policy.toml: ok, 6 rules",
+        "  1. * /public/drafts/** -> nobody (an explicit deny) (drafts)",
+        "  2. * /public/** -> anyone (public)",
+        "  3. * /tenants/{tenant}/** -> any signed-in user, with claims custom:tenant = {tenant} (tenant)",
+        "  4. * /admin/** -> any of groups admins (admin)",
+        "  5. POST,PUT,DELETE /reports/** -> all of groups finance, editors (reports-write)",
+        "  6. * /** -> any signed-in user (app)",
+        "  12 policy tests pass",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in {stdout}");
     }
@@ -510,14 +519,61 @@ fn explain_shows_the_canonical_path_each_rule_tried_and_the_status() {
     let want = "\
 request  DELETE /reports/%37
 path     /reports/7 (canonical: what the app receives)
-  rule  1 public                   no: the path does not match
-  rule  2 admin                    no: the path does not match
-  rule  3 reports-write            MATCHES -> all of groups finance, editors
+  rule  1 drafts                   no: the path does not match
+  rule  2 public                   no: the path does not match
+  rule  3 tenant                   no: the path does not match
+  rule  4 admin                    no: the path does not match
+  rule  5 reports-write            MATCHES -> all of groups finance, editors
 caller   groups [finance], scopes []
-decided  by rule 3 (reports-write): deny: the token's groups or scopes are not allowed by the rule
+decided  by rule 5 (reports-write): deny: the token's groups, scopes or claims are not allowed by the rule
 status   403
 ";
     assert_eq!(out, want);
+
+    // Claims given on the command line meet the tenant rule's condition, or do not.
+    let tenant = |claims: &[&str]| {
+        let mut args = vec![
+            "explain",
+            "-c",
+            "config/cognito-gate.toml",
+            "GET",
+            "/tenants/acme/x",
+        ];
+        for claim in claims {
+            args.extend(["--claim", claim]);
+        }
+        cognito_gate(&args).1
+    };
+    let out = tenant(&["custom:tenant=acme"]);
+    assert!(
+        out.contains("rule  3 tenant                   MATCHES -> any signed-in user, with claims custom:tenant = {tenant}"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"caller   groups [], scopes [], claims {"custom:tenant":"acme"}"#),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("decided  by rule 3 (tenant): allow\nstatus   200\n"),
+        "{out}"
+    );
+    assert!(tenant(&["custom:tenant=globex"]).ends_with("status   403\n"));
+    // JSON when it parses: an array claim contains the value; a number is not a string.
+    assert!(tenant(&[r#"custom:tenant=["globex","acme"]"#]).ends_with("status   200\n"));
+    assert!(tenant(&["custom:tenant=7"]).ends_with("status   403\n"));
+    assert!(tenant(&[]).ends_with("status   403\n"));
+    let (_, out) = cognito_gate(&[
+        "explain",
+        "-c",
+        "config/cognito-gate.toml",
+        "GET",
+        "/public/drafts/q3",
+        "--anonymous",
+    ]);
+    assert!(
+        out.ends_with("decided  by rule 1 (drafts): deny: the policy denies this request to everyone\nstatus   403\n"),
+        "{out}"
+    );
 
     let (_, out) = cognito_gate(&[
         "explain",
@@ -528,11 +584,11 @@ status   403
         "--anonymous",
     ]);
     assert!(
-        out.contains("rule  2 admin                    MATCHES -> any of groups admins"),
+        out.contains("rule  4 admin                    MATCHES -> any of groups admins"),
         "{out}"
     );
     assert!(
-        out.ends_with("decided  by rule 2 (admin): deny: no bearer token\nstatus   401\n"),
+        out.ends_with("decided  by rule 4 (admin): deny: no bearer token\nstatus   401\n"),
         "{out}"
     );
 

@@ -162,9 +162,12 @@ proptest! {
     fn a_rule_written_for_what_the_app_reads_matches_every_spelling_of_it(raw in path_text()) {
         let Ok(canonical) = canonicalize(&raw) else { return Ok(()) };
         let segments = decode_then_split(&raw).expect("accepted paths decode");
-        // A rule cannot name an empty or dot segment, or a literal `*` (wildcards are
-        // whole segments); skip those.
-        if segments.iter().any(|s| s.is_empty() || s == b"." || s == b".." || s.contains(&b'*')) {
+        // A rule cannot name an empty or dot segment, a literal `*` (wildcards are whole
+        // segments) or `{`/`}` (captures are written `{name}`); skip those.
+        let unnameable = |s: &Vec<u8>| {
+            s.is_empty() || s == b"." || s == b".." || s.iter().any(|b| b"*{}".contains(b))
+        };
+        if segments.iter().any(unnameable) {
             return Ok(());
         }
         let written = written_as_an_admin_would(&segments);

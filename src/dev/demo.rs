@@ -156,6 +156,8 @@ pub async fn run(
     let admin_token = issuer.mint("alice", &["admins"], 3600)?;
     let plain_token = issuer.mint("bob", &[], 3600)?;
     let expired_token = issuer.mint("carol", &["admins"], -600)?;
+    let tenant = [("custom:tenant".to_owned(), Value::from("acme"))];
+    let tenant_token = issuer.mint_with("dave", &[], &tenant, 3600)?;
     let base = format!("http://{gate}");
     println!(
         r#"cognito-gate demo: everything below runs in this process, on loopback.
@@ -181,6 +183,10 @@ curl -i {base}/admin/reports
 curl -i -H 'X-User-Sub: forged' {base}/public/hello
 # 400: path tricks are refused before any rule is read
 curl -i --path-as-is {base}/public/../admin/reports
+# 200: dave's custom:tenant claim is acme, and the rule for /tenants/{{tenant}} wants exactly that
+curl -i -H 'Authorization: Bearer {tenant_token}' {base}/tenants/acme/invoices
+# 403: the same token is refused for another tenant's pages
+curl -i -H 'Authorization: Bearer {tenant_token}' {base}/tenants/globex/invoices
 
 Press Ctrl-C to stop."#,
         jwks_path = issuer.jwks_path(),

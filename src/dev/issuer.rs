@@ -62,9 +62,15 @@ impl SigningKey {
     /// Signs `claims` under `header` as a compact JWS with RS256. The header is used as
     /// given, so tests can also produce deliberately wrong tokens.
     pub fn sign(&self, header: &Value, claims: &Value) -> Result<String, IssuerError> {
-        let mut token = URL_SAFE_NO_PAD.encode(header.to_string());
-        token.push('.');
-        token.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let header = URL_SAFE_NO_PAD.encode(header.to_string());
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+        self.sign_parts(&header, &claims)
+    }
+
+    /// Signs already encoded header and payload parts as they are, so that tests can
+    /// sign a payload no JSON value would print (a claim given twice).
+    pub fn sign_parts(&self, header: &str, payload: &str) -> Result<String, IssuerError> {
+        let mut token = format!("{header}.{payload}");
         let mut signature = vec![0; self.pair.public_modulus_len()];
         self.pair
             .sign(
@@ -124,6 +130,18 @@ impl DevIssuer {
         groups: &[&str],
         lifetime_secs: i64,
     ) -> Result<String, IssuerError> {
+        self.mint_with(sub, groups, &[], lifetime_secs)
+    }
+
+    /// [`DevIssuer::mint`] with more claims, such as `custom:tenant`; they cannot
+    /// replace the claims the issuer sets itself.
+    pub fn mint_with(
+        &self,
+        sub: &str,
+        groups: &[&str],
+        extra: &[(String, Value)],
+        lifetime_secs: i64,
+    ) -> Result<String, IssuerError> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -149,6 +167,11 @@ impl DevIssuer {
         if !groups.is_empty() {
             claims["cognito:groups"] = json!(groups);
         }
+        if let Some(map) = claims.as_object_mut() {
+            for (name, value) in extra {
+                map.entry(name.as_str()).or_insert_with(|| value.clone());
+            }
+        }
         self.key
             .sign(&json!({ "kid": self.key.kid(), "alg": "RS256" }), &claims)
     }
@@ -157,7 +180,9 @@ impl DevIssuer {
 /// The HTTP face of a [`DevIssuer`], shared by `demo` and `dev-issuer`:
 /// - `GET /{pool}/.well-known/jwks.json`: the key set, where Cognito serves it;
 /// - `GET /token?sub=alice&groups=admins,ops&ttl=3600`: a freshly minted access token
-///   (`ttl` in seconds, negative for an expired one; `groups` comma-separated);
+///   (`ttl` in seconds, negative for an expired one; `groups` comma-separated); each
+///   `claim.NAME=VALUE` adds a claim, JSON when VALUE parses as JSON, else a string
+///   (`claim.custom:tenant=acme`, `claim.email_verified=true`);
 /// - `GET /healthz`: 200.
 pub fn answer<B>(issuer: &DevIssuer, req: &Request<B>) -> Response<GateBody> {
     let path = req.uri().path();
@@ -175,11 +200,25 @@ pub fn answer<B>(issuer: &DevIssuer, req: &Request<B>) -> Response<GateBody> {
         let sub = param("sub").unwrap_or_else(|| "dev-user".to_owned());
         let groups = param("groups").unwrap_or_default();
         let groups: Vec<&str> = groups.split(',').filter(|g| !g.is_empty()).collect();
+        let extra: Vec<(String, Value)> = query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .filter_map(|(k, v)| {
+                Some((
+                    percent_decode(k.strip_prefix("claim.")?)?,
+                    percent_decode(v)?,
+                ))
+            })
+            .map(|(k, v)| {
+                let value = serde_json::from_str(&v).unwrap_or(Value::String(v));
+                (k, value)
+            })
+            .collect();
         match param("ttl")
             .unwrap_or_else(|| "3600".to_owned())
             .parse::<i64>()
         {
-            Ok(ttl) => match issuer.mint(&sub, &groups, ttl) {
+            Ok(ttl) => match issuer.mint_with(&sub, &groups, &extra, ttl) {
                 Ok(token) => (StatusCode::OK, "text/plain", token),
                 Err(e) => (
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -273,5 +312,35 @@ mod tests {
         assert_eq!(percent_decode("a%2Cb%20c").as_deref(), Some("a,b c"));
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%4"), None);
+    }
+
+    #[tokio::test]
+    async fn the_token_endpoint_adds_the_claims_it_is_given() {
+        use base64::Engine as _;
+        use http_body_util::BodyExt;
+        let issuer = DevIssuer::new("eu-west-1_Dev", "client").expect("issuer");
+        let req = Request::get(
+            "/token?sub=alice&claim.custom:tenant=acme&claim.email_verified=true&claim.sub=mallory&claim.level=%223%22",
+        )
+        .body(())
+        .expect("request");
+        let response = answer(&issuer, &req);
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let token = String::from_utf8(body.to_vec()).expect("text");
+        let payload = token.split('.').nth(1).expect("payload");
+        let claims: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64"))
+                .expect("json");
+        assert_eq!(claims["custom:tenant"], json!("acme"));
+        assert_eq!(claims["email_verified"], json!(true));
+        assert_eq!(claims["level"], json!("3"));
+        // The issuer's own claims are not replaced.
+        assert_eq!(claims["sub"], json!("alice"));
     }
 }

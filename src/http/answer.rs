@@ -164,6 +164,7 @@ impl Rejection {
             Rejection::Auth(AuthError::NoMatchingRule) => {
                 (S::FORBIDDEN, "no_matching_rule", None, Fault::Client)
             }
+            Rejection::Auth(AuthError::Denied) => (S::FORBIDDEN, "denied", None, Fault::Client),
             Rejection::BadRequestBody => (S::BAD_REQUEST, "invalid_body", None, Fault::Client),
             Rejection::UpstreamUnreachable => {
                 (S::BAD_GATEWAY, "bad_gateway", None, Fault::Upstream)
@@ -282,6 +283,7 @@ mod tests {
                 Some(r#"Bearer realm="cognito-gate", error="insufficient_scope""#),
             ),
             (r(AuthError::NoMatchingRule), 403, None),
+            (r(AuthError::Denied), 403, None),
             (Rejection::BadRequestBody, 400, None),
             (Rejection::UpstreamUnreachable, 502, None),
             (Rejection::UpstreamTimeout, 504, None),

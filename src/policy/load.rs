@@ -7,7 +7,12 @@ use std::sync::Arc;
 use http::Method;
 use serde::Deserialize;
 
-use super::{has_upper_case_letter, Expect, Grant, Policy, PolicyTest, Rule, RuleId, Segment};
+use serde_json::Value;
+
+use super::{
+    has_upper_case_letter, Condition, Expect, Grant, Piece, Policy, PolicyTest, Rule, RuleId,
+    Segment, Want,
+};
 use crate::config::ProblemList;
 use crate::path;
 
@@ -102,6 +107,8 @@ struct RawTest {
     #[serde(default)]
     scopes: Vec<String>,
     #[serde(default)]
+    claims: toml::Table,
+    #[serde(default)]
     anonymous: bool,
     expect: Option<RawExpect>,
 }
@@ -124,8 +131,19 @@ fn validate_test(number: usize, raw: RawTest, problems: &mut Vec<String>) -> Opt
     if !path.starts_with('/') {
         report("path: is required and must start with '/'".into());
     }
-    if raw.anonymous && !(raw.groups.is_empty() && raw.scopes.is_empty()) {
-        report("anonymous = true sends no token, so it cannot have groups or scopes".into());
+    if raw.anonymous && !(raw.groups.is_empty() && raw.scopes.is_empty() && raw.claims.is_empty()) {
+        report(
+            "anonymous = true sends no token, so it cannot have groups, scopes or claims".into(),
+        );
+    }
+    let mut claims = Vec::with_capacity(raw.claims.len());
+    for (name, value) in raw.claims {
+        match claim_value(&value, true) {
+            Some(v) => claims.push((name.into_boxed_str(), v)),
+            None => report(format!(
+                "claims: {name:?} must be a string, boolean, integer or an array of them"
+            )),
+        }
     }
     let expect = match raw.expect {
         Some(RawExpect::Word(w)) if w == "allow" => Expect::Allow,
@@ -147,6 +165,7 @@ fn validate_test(number: usize, raw: RawTest, problems: &mut Vec<String>) -> Opt
         path,
         groups: raw.groups,
         scopes: raw.scopes,
+        claims,
         anonymous: raw.anonymous,
         expect,
     })
@@ -202,6 +221,7 @@ struct RawRule {
     groups: Option<Vec<String>>,
     groups_all: Option<Vec<String>>,
     scopes: Option<Vec<String>>,
+    claims: Option<toml::Table>,
 }
 
 fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Option<Rule> {
@@ -260,10 +280,13 @@ fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Opt
                 match allow.as_str() {
                     "anyone" => Some(Grant::Anyone),
                     "authenticated" => Some(Grant::Authenticated),
+                    "nobody" => Some(Grant::Nobody),
                     other => {
                         report(
                             "allow",
-                            format!("{other:?} must be \"anyone\" or \"authenticated\""),
+                            format!(
+                                "{other:?} must be \"anyone\", \"authenticated\" or \"nobody\""
+                            ),
                         );
                         None
                     }
@@ -286,13 +309,121 @@ fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Opt
             None
         }
     };
+    let conditions = match (raw.claims, &pattern, &grant) {
+        (None, _, _) => Vec::new(),
+        (Some(_), _, Some(Grant::Anyone | Grant::Nobody)) => {
+            report(
+                "claims",
+                "conditions on claims need a signed-in caller: use them with allow = \"authenticated\", groups, groups_all or scopes".into(),
+            );
+            Vec::new()
+        }
+        (Some(table), _, _) if table.is_empty() => {
+            report(
+                "claims",
+                "must name at least one claim (leave it out for none)".into(),
+            );
+            Vec::new()
+        }
+        (Some(table), Some(pattern), _) => table
+            .into_iter()
+            .filter_map(|(claim, value)| {
+                condition(pattern, claim, &value)
+                    .map_err(|m| report("claims", m))
+                    .ok()
+            })
+            .collect(),
+        (Some(_), None, _) => Vec::new(),
+    };
     Some(Rule {
         id: RuleId::new(number, raw.name.filter(|n| !n.is_empty()).map(Arc::from)),
         path: raw.path.clone().unwrap_or_default(),
         pattern: pattern?,
         methods,
         grant: grant?,
+        conditions,
     })
+}
+
+/// A claim value as JSON: a string, boolean or integer, or (for tests' tokens, when
+/// `arrays`) an array of them.
+fn claim_value(value: &toml::Value, arrays: bool) -> Option<Value> {
+    match value {
+        toml::Value::String(s) => Some(Value::String(s.clone())),
+        toml::Value::Boolean(b) => Some(Value::Bool(*b)),
+        toml::Value::Integer(i) => Some(Value::from(*i)),
+        toml::Value::Array(items) if arrays => items
+            .iter()
+            .map(|v| claim_value(v, false))
+            .collect::<Option<Vec<_>>>()
+            .map(Value::Array),
+        _ => None,
+    }
+}
+
+/// One `claims` entry of a rule whose path is `pattern`.
+fn condition(pattern: &[Segment], claim: String, value: &toml::Value) -> Result<Condition, String> {
+    if claim.is_empty() {
+        return Err("a claim name must not be empty".into());
+    }
+    let want = match value {
+        toml::Value::String(text) if text.contains(['{', '}']) => {
+            Want::Template(template(pattern, &claim, text)?)
+        }
+        other => Want::Value(claim_value(other, false).ok_or_else(|| {
+            format!(
+                "{claim:?} must be a string, boolean or integer (an array claim must contain it)"
+            )
+        })?),
+    };
+    Ok(Condition {
+        claim: claim.into_boxed_str(),
+        want,
+    })
+}
+
+/// `"org-{org}"` as text and the captures of `pattern` it names.
+fn template(pattern: &[Segment], claim: &str, text: &str) -> Result<Vec<Piece>, String> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find(['{', '}']) {
+        let (before, at) = rest.split_at(open);
+        if !before.is_empty() {
+            pieces.push(Piece::Text(before.to_owned()));
+        }
+        let name = at
+            .strip_prefix('{')
+            .and_then(|a| a.split_once('}'))
+            .map(|(name, after)| {
+                rest = after;
+                name
+            })
+            .filter(|name| is_capture_name(name))
+            .ok_or_else(|| {
+                format!("{claim:?} = {text:?}: '{{' and '}}' may only enclose a capture name such as {{tenant}}")
+            })?;
+        let segment = pattern
+            .iter()
+            .position(|s| matches!(s, Segment::Capture(c) if c.as_ref() == name))
+            .ok_or_else(|| format!("{claim:?} = {text:?}: the path has no capture {{{name}}}"))?;
+        pieces.push(Piece::Capture {
+            name: name.into(),
+            segment,
+        });
+    }
+    if !rest.is_empty() {
+        pieces.push(Piece::Text(rest.to_owned()));
+    }
+    Ok(pieces)
+}
+
+/// A capture's name: a letter or `_`, then letters, digits and `_`.
+fn is_capture_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// A non-empty list of non-empty group or scope names.
@@ -330,6 +461,26 @@ fn parse_pattern(pattern: &str) -> Result<Vec<Segment>, String> {
                 ))
             }
             "*" => Segment::One,
+            p if p.starts_with("%7B") && p.ends_with("%7D") && p.len() > 6 => {
+                let name = &p[3..p.len() - 3];
+                if !is_capture_name(name) {
+                    return Err(format!(
+                        "{pattern:?}: a capture is a name of letters, digits and '_', such as {{tenant}}"
+                    ));
+                }
+                if out
+                    .iter()
+                    .any(|s| matches!(s, Segment::Capture(c) if c.as_ref() == name))
+                {
+                    return Err(format!("{pattern:?}: the capture {{{name}}} is used twice"));
+                }
+                Segment::Capture(name.into())
+            }
+            p if p.contains("%7B") || p.contains("%7D") => {
+                return Err(format!(
+                    "{pattern:?}: a capture must be a whole segment, such as /{{tenant}}/"
+                ))
+            }
             p if p.contains('*') => {
                 return Err(format!(
                     "{pattern:?}: '*' must be a whole segment (no partial wildcards)"

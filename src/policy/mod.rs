@@ -21,9 +21,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::Method;
+use serde_json::Value;
 
 use crate::path;
-use crate::token::Identity;
+use crate::token::{Claim, Identity};
 
 /// A loaded, validated policy.
 #[derive(Debug, Clone)]
@@ -79,6 +80,8 @@ pub struct PolicyTest {
     /// The caller's groups and scopes; `anonymous` sends no token at all.
     pub groups: Vec<String>,
     pub scopes: Vec<String>,
+    /// Other claims of the caller's token, for rules with `claims` conditions.
+    pub claims: Vec<Claim>,
     pub anonymous: bool,
     pub expect: Expect,
 }
@@ -112,6 +115,37 @@ pub struct Rule {
     pattern: Vec<Segment>,
     methods: Option<Vec<Method>>,
     grant: Grant,
+    /// `claims = { .. }`: conditions on the caller's claims, all of which must hold
+    /// beside the grant.
+    conditions: Vec<Condition>,
+}
+
+/// One entry of a rule's `claims`: the claim must equal the value (for an array
+/// claim, contain it). A missing claim or another type does not hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    pub claim: Box<str>,
+    pub want: Want,
+}
+
+/// What a condition's claim must equal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Want {
+    /// A string, boolean or integer, as written.
+    Value(Value),
+    /// A string naming path captures: `"{tenant}"`, `"org-{org}"`. Each capture is
+    /// the matched segment, percent-decoded, as the app reads it.
+    Template(Vec<Piece>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Piece {
+    Text(String),
+    /// The segment at this position of the rule's path.
+    Capture {
+        name: Box<str>,
+        segment: usize,
+    },
 }
 
 /// How a rule is named in logs and answers: its `name`, or `#N` (1-based position).
@@ -162,6 +196,9 @@ pub enum Grant {
     /// `scopes = [..]`: an access token with at least one of these scopes. This is how
     /// machine-to-machine (client-credentials) tokens, which carry no groups, are gated.
     AnyScope(Vec<String>),
+    /// `allow = "nobody"`: an explicit deny (403), token or not, so that a hole can be
+    /// punched before a wider rule.
+    Nobody,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,6 +208,8 @@ enum Segment {
     One,
     /// `**`: any number of trailing segments, including none.
     Rest,
+    /// `{name}`: exactly one non-empty segment, which `claims` conditions may name.
+    Capture(Box<str>),
 }
 
 impl Grant {
@@ -178,7 +217,7 @@ impl Grant {
     pub fn admits(&self, identity: Option<&Identity>) -> bool {
         match (self, identity) {
             (Grant::Anyone, _) => true,
-            (_, None) => false,
+            (Grant::Nobody, _) | (_, None) => false,
             (Grant::Authenticated, Some(_)) => true,
             (Grant::AnyGroup(wanted), Some(id)) => wanted.iter().any(|g| id.groups.contains(g)),
             (Grant::AllGroups(wanted), Some(id)) => wanted.iter().all(|g| id.groups.contains(g)),
@@ -189,8 +228,67 @@ impl Grant {
     /// Whether a token must be verified before the grant can be decided; `anyone`
     /// rules never read the token, so a bad one cannot make a public path fail.
     pub fn needs_token(&self) -> bool {
-        !matches!(self, Grant::Anyone)
+        !matches!(self, Grant::Anyone | Grant::Nobody)
     }
+}
+
+impl Condition {
+    /// Whether `identity`'s claim satisfies this condition, for a request whose
+    /// canonical path `segments` the rule matched.
+    fn holds(&self, identity: &Identity, segments: &[&str]) -> bool {
+        let Some(claim) = identity.claims.get(&self.claim) else {
+            return false;
+        };
+        match &self.want {
+            Want::Value(want) => claim_has(claim, want),
+            Want::Template(pieces) => {
+                let mut want = String::new();
+                for piece in pieces {
+                    match piece {
+                        Piece::Text(t) => want.push_str(t),
+                        Piece::Capture { segment, .. } => {
+                            let Some(text) = segments.get(*segment).and_then(|s| decode(s)) else {
+                                return false;
+                            };
+                            want.push_str(&text);
+                        }
+                    }
+                }
+                claim_has(claim, &Value::String(want))
+            }
+        }
+    }
+}
+
+/// Whether `claim` equals `want`, or, being an array, contains it. Strings, booleans
+/// and numbers compare only with their own type: `"true"` is not `true`.
+fn claim_has(claim: &Value, want: &Value) -> bool {
+    let equal = |v: &Value| match (v, want) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (a, b) => a == b,
+    };
+    match claim {
+        Value::Array(items) => items.iter().any(equal),
+        other => equal(other),
+    }
+}
+
+/// A canonical segment as the app reads it: percent-decoded, UTF-8.
+fn decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 impl Rule {
@@ -202,6 +300,33 @@ impl Rule {
     /// Who this rule lets in.
     pub fn grant(&self) -> &Grant {
         &self.grant
+    }
+
+    /// The rule's `claims` conditions.
+    pub fn conditions(&self) -> &[Condition] {
+        &self.conditions
+    }
+
+    /// Whether the rule lets `identity` (or no identity) make a request to
+    /// `canonical_path`, which the rule matches: the grant, and every condition on
+    /// the caller's claims with the path's captures substituted.
+    pub fn admits(&self, identity: Option<&Identity>, canonical_path: &str) -> bool {
+        if !self.grant.admits(identity) {
+            return false;
+        }
+        if self.conditions.is_empty() {
+            return true;
+        }
+        let Some(identity) = identity else {
+            return false;
+        };
+        let segments: Vec<&str> = path::segments(canonical_path).collect();
+        self.conditions.iter().all(|c| c.holds(identity, &segments))
+    }
+
+    /// Whether the rule refuses every caller, whoever they are.
+    pub fn denies_everyone(&self) -> bool {
+        self.grant == Grant::Nobody
     }
 
     /// The `path` as written.
@@ -283,8 +408,8 @@ fn pattern_covers(first: &[Segment], later: &[Segment]) -> bool {
     for mine in first {
         match (mine, theirs.next()) {
             (Segment::Rest, _) => return true,
-            (Segment::One, Some(Segment::One)) => {}
-            (Segment::One, Some(Segment::Literal(l))) if !l.is_empty() => {}
+            (Segment::One | Segment::Capture(_), Some(Segment::One | Segment::Capture(_))) => {}
+            (Segment::One | Segment::Capture(_), Some(Segment::Literal(l))) if !l.is_empty() => {}
             (Segment::Literal(a), Some(Segment::Literal(b))) if a == b => {}
             _ => return false,
         }
@@ -297,7 +422,7 @@ fn pattern_matches(pattern: &[Segment], canonical_path: &str, case: Case) -> boo
     for p in pattern {
         match p {
             Segment::Rest => return true,
-            Segment::One => match segs.next() {
+            Segment::One | Segment::Capture(_) => match segs.next() {
                 Some(s) if !s.is_empty() => {}
                 _ => return false,
             },
@@ -412,5 +537,18 @@ impl Policy {
     /// The `[[test]]` tables.
     pub fn tests(&self) -> &[PolicyTest] {
         &self.tests
+    }
+
+    /// Every claim a rule's conditions read, sorted, once each: what the verifier
+    /// keeps in each identity.
+    pub fn claim_names(&self) -> Vec<Box<str>> {
+        let mut names: Vec<Box<str>> = self
+            .rules
+            .iter()
+            .flat_map(|r| r.conditions.iter().map(|c| c.claim.clone()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     }
 }

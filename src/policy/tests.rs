@@ -1,7 +1,8 @@
 //! Routing, readings and grants as tables, and every problem a policy file can have.
 
 use super::*;
-use crate::token::{PoolId, TokenUse};
+use crate::token::{Claims, PoolId, TokenUse};
+use serde_json::json;
 
 fn identity(groups: &[&str]) -> Identity {
     Identity {
@@ -11,6 +12,20 @@ fn identity(groups: &[&str]) -> Identity {
         token_use: TokenUse::Access,
         client_id: "client".into(),
         pool: PoolId(0),
+        claims: Claims::default(),
+    }
+}
+
+fn with_claims(claims: serde_json::Value) -> Identity {
+    let kept = claims
+        .as_object()
+        .expect("an object")
+        .iter()
+        .map(|(n, v)| (n.as_str().into(), v.clone()))
+        .collect();
+    Identity {
+        claims: Claims::new(kept),
+        ..identity(&[])
     }
 }
 
@@ -235,7 +250,7 @@ fn every_problem_is_reported_with_rule_and_key() {
     let err = Policy::from_toml(text).expect_err("invalid");
     let want = [
         "rule 1: path: \"admin\": the path must start with '/'",
-        "rule 1: allow: \"everyone\" must be \"anyone\" or \"authenticated\"",
+        "rule 1: allow: \"everyone\" must be \"anyone\", \"authenticated\" or \"nobody\"",
         "rule 2 (two): path: \"/a/**/b\": '**' is only allowed as the last segment",
         "rule 2 (two): methods: must not be empty (leave it out to match every method)",
         "rule 2 (two): groups: must name at least one",
@@ -344,7 +359,7 @@ fn policy_tests_are_checked_as_written() {
         [
             "test 1: path: is required and must start with '/'",
             "test 1: expect: must be \"allow\", \"deny\" or a status such as 401, 403 or 400",
-            "test 2: anonymous = true sends no token, so it cannot have groups or scopes",
+            "test 2: anonymous = true sends no token, so it cannot have groups, scopes or claims",
             "test 3: expect: must be \"allow\", \"deny\" or a status such as 401, 403 or 400",
         ]
     );
@@ -427,4 +442,226 @@ fn the_rule_index_decides_exactly_as_a_scan_of_every_rule() {
         }
     }
     assert!(checked >= 50, "only {checked} generated policies loaded");
+}
+
+const TENANTS: &str = r#"
+    [[rule]]
+    name = "acme-audit"
+    path = "/tenants/acme/audit/**"
+    allow = "nobody"
+
+    [[rule]]
+    name = "tenant"
+    path = "/tenants/{tenant}/**"
+    allow = "authenticated"
+    claims = { "custom:tenant" = "{tenant}", "email_verified" = true }
+
+    [[rule]]
+    name = "org"
+    path = "/orgs/{org}/teams/{team}"
+    groups = ["staff"]
+    claims = { "org" = "org-{org}", "teams" = "{team}", "level" = 3 }
+
+    [[rule]]
+    name = "rest"
+    path = "/**"
+    allow = "authenticated"
+"#;
+
+/// The decision for `identity` (`None`: no token) on `path`, through every governing
+/// rule, as `authorize::conclude` makes it.
+fn allowed(policy: &Policy, path: &str, identity: Option<&Identity>) -> bool {
+    let Some(governing) = policy.govern(&Method::GET, path) else {
+        return false;
+    };
+    let rules: Vec<&Rule> = governing.rules().collect();
+    rules.iter().all(|r| r.admits(identity, path))
+}
+
+#[test]
+fn claim_conditions_hold_only_with_the_captured_value() {
+    let policy = Policy::from_toml(TENANTS).expect("valid policy");
+    let acme = with_claims(json!({ "custom:tenant": "acme", "email_verified": true }));
+    let unverified = with_claims(json!({ "custom:tenant": "acme", "email_verified": false }));
+    let as_text = with_claims(json!({ "custom:tenant": "acme", "email_verified": "true" }));
+    let no_tenant = with_claims(json!({ "email_verified": true }));
+    let listed =
+        with_claims(json!({ "custom:tenant": ["globex", "acme"], "email_verified": true }));
+    let spaced = with_claims(json!({ "custom:tenant": "acme corp", "email_verified": true }));
+    let cases: &[(&str, &Identity, bool)] = &[
+        ("/tenants/acme/invoices", &acme, true),
+        ("/tenants/acme", &acme, true),
+        ("/tenants/acme/", &acme, true),
+        ("/tenants/globex/invoices", &acme, false),
+        // Another case is another tenant: the app may read /tenants/ACME as "ACME".
+        ("/tenants/ACME/invoices", &acme, false),
+        ("/tenants/acme/invoices", &unverified, false),
+        // A type mismatch does not hold: "true" is not true.
+        ("/tenants/acme/invoices", &as_text, false),
+        ("/tenants/acme/invoices", &no_tenant, false),
+        // An array claim holds when it contains the value.
+        ("/tenants/acme/x", &listed, true),
+        ("/tenants/globex/x", &listed, true),
+        ("/tenants/initech/x", &listed, false),
+        // The capture is the segment as the app decodes it.
+        ("/tenants/acme%20corp/x", &spaced, true),
+        ("/tenants/acme/x", &spaced, false),
+        // The explicit deny comes first and refuses everyone.
+        ("/tenants/acme/audit/log", &acme, false),
+        ("/elsewhere", &acme, true),
+    ];
+    for (path, who, want) in cases {
+        assert_eq!(allowed(&policy, path, Some(who)), *want, "{path} {who:?}");
+    }
+    // No token: conditions never hold.
+    assert!(!allowed(&policy, "/tenants/acme/x", None));
+}
+
+#[test]
+fn templates_integers_and_grants_combine() {
+    let policy = Policy::from_toml(TENANTS).expect("valid policy");
+    let staff = |claims: serde_json::Value| Identity {
+        groups: vec!["staff".into()],
+        ..with_claims(claims)
+    };
+    let good = staff(json!({ "org": "org-7", "teams": ["red", "blue"], "level": 3 }));
+    assert!(allowed(&policy, "/orgs/7/teams/blue", Some(&good)));
+    assert!(!allowed(&policy, "/orgs/8/teams/blue", Some(&good)));
+    assert!(!allowed(&policy, "/orgs/7/teams/green", Some(&good)));
+    // 3.0 is the number 3; "3" is not.
+    let float = staff(json!({ "org": "org-7", "teams": "blue", "level": 3.0 }));
+    assert!(allowed(&policy, "/orgs/7/teams/blue", Some(&float)));
+    let text = staff(json!({ "org": "org-7", "teams": "blue", "level": "3" }));
+    assert!(!allowed(&policy, "/orgs/7/teams/blue", Some(&text)));
+    // The grant still applies: the claims alone do not let a non-member in.
+    let outsider = with_claims(json!({ "org": "org-7", "teams": "blue", "level": 3 }));
+    assert!(!allowed(&policy, "/orgs/7/teams/blue", Some(&outsider)));
+    assert_eq!(
+        policy.claim_names(),
+        ["custom:tenant", "email_verified", "level", "org", "teams"]
+            .map(Box::<str>::from)
+            .to_vec()
+    );
+}
+
+#[test]
+fn nobody_refuses_even_without_a_token_and_shadows_like_any_rule() {
+    let policy = Policy::from_toml(TENANTS).expect("valid policy");
+    let rule = policy
+        .route(&Method::GET, "/tenants/acme/audit/x")
+        .expect("a rule");
+    assert!(rule.denies_everyone());
+    assert!(!rule.grant().needs_token());
+    assert!(!rule.admits(None, "/tenants/acme/audit/x"));
+    // A rule after a wider nobody can never match, and check says so.
+    let err = Policy::from_toml(
+        "[[rule]]\npath = \"/x/**\"\nallow = \"nobody\"\n[[rule]]\npath = \"/x/y\"\nallow = \"anyone\"\n",
+    )
+    .expect_err("shadowed");
+    assert!(err.to_string().contains("rule 2"), "{err}");
+}
+
+#[test]
+fn captures_route_like_a_star() {
+    let policy = Policy::from_toml(TENANTS).expect("valid policy");
+    let route = |p: &str| policy.route(&Method::GET, p).map(|r| r.id().to_string());
+    assert_eq!(route("/tenants/acme/x").as_deref(), Some("tenant"));
+    assert_eq!(route("/tenants//x").as_deref(), Some("rest"));
+    assert_eq!(route("/orgs/7/teams/x").as_deref(), Some("org"));
+    assert_eq!(route("/orgs/7/teams/x/y").as_deref(), Some("rest"));
+    // A capture as the first segment goes through the index like `*`.
+    let first = Policy::from_toml(
+        "[[rule]]\npath = \"/{tenant}/app\"\nallow = \"authenticated\"\nclaims = { t = \"{tenant}\" }\n",
+    )
+    .expect("valid");
+    assert_eq!(
+        first
+            .route(&Method::GET, "/acme/app")
+            .map(|r| r.id().to_string())
+            .as_deref(),
+        Some("#1")
+    );
+    // A capture shadows what a `*` would.
+    let err = Policy::from_toml(
+        "[[rule]]\npath = \"/t/{id}\"\nallow = \"authenticated\"\nclaims = { t = \"{id}\" }\n\
+         [[rule]]\npath = \"/t/me\"\nallow = \"anyone\"\n",
+    )
+    .expect_err("shadowed");
+    assert!(err.to_string().contains("rule 2"), "{err}");
+}
+
+#[test]
+fn bad_captures_and_conditions_are_check_errors_naming_the_rule() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "[[rule]]\nname = \"twice\"\npath = \"/t/{id}/{id}\"\nallow = \"authenticated\"\n",
+            "rule 1 (twice): path: \"/t/{id}/{id}\": the capture {id} is used twice",
+        ),
+        (
+            "[[rule]]\nname = \"ghost\"\npath = \"/t/{tenant}\"\nallow = \"authenticated\"\nclaims = { \"custom:tenant\" = \"{tenat}\" }\n",
+            "rule 1 (ghost): claims: \"custom:tenant\" = \"{tenat}\": the path has no capture {tenat}",
+        ),
+        (
+            "[[rule]]\npath = \"/t/x-{id}\"\nallow = \"authenticated\"\n",
+            "a capture must be a whole segment",
+        ),
+        (
+            "[[rule]]\npath = \"/t/{1d}\"\nallow = \"authenticated\"\n",
+            "a capture is a name of letters, digits and '_'",
+        ),
+        (
+            "[[rule]]\npath = \"/t/{id}\"\nallow = \"anyone\"\nclaims = { t = \"{id}\" }\n",
+            "rule 1: claims: conditions on claims need a signed-in caller",
+        ),
+        (
+            "[[rule]]\npath = \"/t\"\nallow = \"nobody\"\nclaims = { t = \"x\" }\n",
+            "rule 1: claims: conditions on claims need a signed-in caller",
+        ),
+        (
+            "[[rule]]\npath = \"/t\"\nallow = \"authenticated\"\nclaims = {}\n",
+            "rule 1: claims: must name at least one claim",
+        ),
+        (
+            "[[rule]]\npath = \"/t\"\nallow = \"authenticated\"\nclaims = { level = 1.5 }\n",
+            "rule 1: claims: \"level\" must be a string, boolean or integer",
+        ),
+        (
+            "[[rule]]\npath = \"/t\"\nallow = \"authenticated\"\nclaims = { t = \"{\" }\n",
+            "may only enclose a capture name",
+        ),
+        (
+            "[[rule]]\npath = \"/t\"\nallow = \"everyone\"\n",
+            "must be \"anyone\", \"authenticated\" or \"nobody\"",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = Policy::from_toml(text).expect_err(text).to_string();
+        assert!(err.contains(want), "{text}\n{err}");
+    }
+}
+
+#[test]
+fn policy_tests_can_give_the_caller_claims() {
+    let text = format!(
+        "{TENANTS}\n[[test]]\npath = \"/tenants/acme/x\"\nclaims = {{ \"custom:tenant\" = \"acme\", \"email_verified\" = true, roles = [\"a\", 2] }}\nexpect = \"allow\"\n"
+    );
+    let policy = Policy::from_toml(&text).expect("valid");
+    let test = &policy.tests()[0];
+    assert_eq!(
+        test.claims,
+        vec![
+            ("custom:tenant".into(), json!("acme")),
+            ("email_verified".into(), json!(true)),
+            ("roles".into(), json!(["a", 2])),
+        ]
+    );
+    let err = Policy::from_toml(&format!(
+        "{TENANTS}\n[[test]]\npath = \"/x\"\nanonymous = true\nclaims = {{ a = \"b\" }}\nexpect = 401\n"
+    ))
+    .expect_err("anonymous with claims");
+    assert!(
+        err.to_string()
+            .contains("cannot have groups, scopes or claims"),
+        "{err}"
+    );
 }

@@ -69,6 +69,7 @@ impl TokenCache {
                             + identity.client_id.len()
                             + r.kid.len()
                             + strings
+                            + identity.claims.weight()
                             + ENTRY_OVERHEAD;
                         u32::try_from(bytes).unwrap_or(u32::MAX)
                     })
@@ -103,7 +104,7 @@ impl Remembered {
     /// a UUID `sub`, two groups and two scopes (a generous user), a real-looking
     /// `client_id` and `kid`.
     pub fn typical(i: usize) -> Self {
-        use super::identity::{Identity, PoolId, TokenUse};
+        use super::identity::{Claims, Identity, PoolId, TokenUse};
         Remembered {
             verified: Verified {
                 identity: Identity {
@@ -113,6 +114,7 @@ impl Remembered {
                     token_use: TokenUse::Access,
                     client_id: "1example23456789abcdefghij".into(),
                     pool: PoolId(0),
+                    claims: Claims::default(),
                 },
                 exp: 4e9,
                 nbf: None,

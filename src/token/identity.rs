@@ -2,6 +2,9 @@
 //! policy engine and the header writer can name an identity without importing it.
 
 use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
 
 /// A configured user pool: its position in `Config::pools`. Verification, the key
 /// store and readiness reporting all speak of pools by this id.
@@ -42,6 +45,49 @@ pub struct Identity {
     pub client_id: String,
     /// The pool whose issuer signed the token.
     pub pool: PoolId,
+    /// The other claims the policy reads (its `claims` conditions), as the token had
+    /// them; empty when the policy reads none.
+    pub claims: Claims,
+}
+
+/// Named claims, kept as the token had them. Shared, so that a cache hit does not
+/// copy them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claims(Option<Arc<[Claim]>>);
+
+/// A claim's name and its value as the token has it.
+pub type Claim = (Box<str>, Value);
+
+impl Claims {
+    pub fn new(claims: Vec<Claim>) -> Self {
+        match claims.is_empty() {
+            true => Claims(None),
+            false => Claims(Some(claims.into())),
+        }
+    }
+
+    /// The claim `name`, if the token has it and it was kept.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.iter()
+            .find_map(|(n, v)| (n.as_ref() == name).then_some(v))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Claim> {
+        self.0.iter().flat_map(|c| c.iter())
+    }
+
+    /// The bytes the kept claims take, for the token cache's weigher.
+    pub fn weight(&self) -> usize {
+        fn value(v: &Value) -> usize {
+            match v {
+                Value::String(s) => s.len() + 24,
+                Value::Array(items) => items.iter().map(value).sum::<usize>() + 24,
+                Value::Object(map) => map.iter().map(|(k, v)| k.len() + value(v) + 48).sum(),
+                _ => 16,
+            }
+        }
+        self.iter().map(|(n, v)| n.len() + value(v) + 16).sum()
+    }
 }
 
 /// A fully verified token: who it names, and the times that bound its validity.

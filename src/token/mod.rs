@@ -10,6 +10,6 @@ mod verify;
 mod tests;
 
 pub use cache::{digest, Remembered, TokenCache};
-pub use identity::{Identity, PoolId, TokenUse};
+pub use identity::{Claim, Claims, Identity, PoolId, TokenUse};
 pub use keys::{parse_key_set, KeyLookupError, KeySet, KeyStore, Refreshers};
 pub use verify::{TokenError, Verifier, VerifyError};

@@ -91,7 +91,54 @@ fn a_valid_access_token_gives_its_identity() {
             token_use: TokenUse::Access,
             client_id: "client-a".into(),
             pool: PoolId(0),
+            claims: Claims::default(),
         }
+    );
+}
+
+#[test]
+fn the_claims_the_policy_reads_are_kept_as_the_token_has_them() {
+    let wanted: Vec<Box<str>> = vec![
+        "custom:tenant".into(),
+        "email_verified".into(),
+        "amr".into(),
+    ];
+    let v = verifier("access", 0).keeping(wanted);
+    let set = keys(json!({}));
+    let claims = with(
+        with(access_claims(), "custom:tenant", json!("acme")),
+        "email_verified",
+        json!(true),
+    );
+    let id = check(&v, &set, &signed(key(), &header(), &claims), NOW).expect("valid");
+    assert_eq!(id.claims.get("custom:tenant"), Some(&json!("acme")));
+    assert_eq!(id.claims.get("email_verified"), Some(&json!(true)));
+    // Absent from the token: absent here, which a condition reads as "does not hold".
+    assert_eq!(id.claims.get("amr"), None);
+    // Not asked for: not kept, even though the token has it.
+    assert_eq!(id.claims.get("username"), None);
+    assert_eq!(id.claims.iter().count(), 2);
+
+    // Without conditions nothing is kept.
+    let plain = check(
+        &verifier("access", 0),
+        &set,
+        &signed(key(), &header(), &claims),
+        NOW,
+    );
+    assert_eq!(plain.expect("valid").claims, Claims::default());
+
+    // A kept claim given twice is refused, as the verifier's own claims are.
+    let h = URL_SAFE_NO_PAD.encode(header().to_string());
+    let mut text = access_claims().to_string();
+    text.pop();
+    text.push_str(r#","custom:tenant":"acme","custom:tenant":"globex"}"#);
+    let twice = key()
+        .sign_parts(&h, &URL_SAFE_NO_PAD.encode(text))
+        .expect("sign");
+    assert_eq!(
+        check(&v, &set, &twice, NOW),
+        Err(TokenError::Malformed("a claim appears twice"))
     );
 }
 

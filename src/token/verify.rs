@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::cache::{digest, Remembered, TokenCache};
-use super::identity::{Identity, PoolId, TokenUse, Verified};
+use super::identity::{Claim, Claims, Identity, PoolId, TokenUse, Verified};
 use super::keys::{Key, KeyLookupError, KeyStore};
 use std::sync::Arc;
 
@@ -82,6 +82,8 @@ pub struct Unverified<'t> {
     signing_input: &'t str,
     signature: &'t str,
     claims: RawClaims,
+    /// The decoded payload, read again for the policy's claims once the signature holds.
+    payload: Vec<u8>,
 }
 
 struct PoolRules {
@@ -113,6 +115,8 @@ pub struct Verifier {
     remembered: Option<TokenCache>,
     /// Where cache hits and misses are counted.
     metrics: Option<Arc<Metrics>>,
+    /// The claims the policy reads, kept in each identity.
+    kept_claims: Vec<Box<str>>,
 }
 
 /// Marks a field as present, whatever its value (even `null`).
@@ -195,7 +199,19 @@ impl Verifier {
             max_token_bytes,
             remembered: TokenCache::new(cache_bytes),
             metrics: None,
+            kept_claims: Vec::new(),
         }
+    }
+
+    /// Keeps these claims in each identity, for the policy's `claims` conditions.
+    pub fn keeping(mut self, claims: Vec<Box<str>>) -> Self {
+        self.kept_claims = claims;
+        self
+    }
+
+    /// The claims kept in each identity.
+    pub fn kept_claims(&self) -> &[Box<str>] {
+        &self.kept_claims
     }
 
     /// Counts token cache hits and misses in `metrics`.
@@ -294,7 +310,8 @@ impl Verifier {
         if header.crit.0 {
             return Err(TokenError::CriticalHeader);
         }
-        let claims: RawClaims = serde_json::from_slice(&decode_part(payload, "payload encoding")?)
+        let payload = decode_part(payload, "payload encoding")?;
+        let claims: RawClaims = serde_json::from_slice(&payload)
             .map_err(|_| TokenError::Malformed("payload is not a JSON object of claims"))?;
         let iss = string_claim(&claims.iss, "iss")?.ok_or(TokenError::MissingClaim("iss"))?;
         let pool = self
@@ -310,6 +327,7 @@ impl Verifier {
             signing_input: &token[..signing_input_len],
             signature,
             claims,
+            payload,
         })
     }
 
@@ -392,6 +410,11 @@ impl Verifier {
             .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
 
+        let claims = match self.kept_claims.is_empty() {
+            true => Claims::default(),
+            false => keep_claims(&t.payload, &self.kept_claims)?,
+        };
+
         Ok(Verified {
             identity: Identity {
                 sub,
@@ -400,9 +423,52 @@ impl Verifier {
                 token_use,
                 client_id,
                 pool: t.pool,
+                claims,
             },
             exp,
             nbf,
         })
+    }
+}
+
+/// The claims named in `wanted` from a payload whose signature holds, as the token has
+/// them. A claim that appears twice is refused, as for the claims the verifier reads.
+fn keep_claims(payload: &[u8], wanted: &[Box<str>]) -> Result<Claims, TokenError> {
+    use serde::de::{MapAccess, Visitor};
+
+    struct Keep<'w>(&'w [Box<str>]);
+
+    impl<'de> Visitor<'de> for Keep<'_> {
+        type Value = Option<Vec<Claim>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object of claims")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut kept: Vec<Claim> = Vec::new();
+            while let Some(name) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                match self.0.iter().find(|w| w.as_ref() == name.as_ref()) {
+                    Some(_) if kept.iter().any(|(n, _)| n.as_ref() == name.as_ref()) => {
+                        map.next_value::<IgnoredAny>()?;
+                        return Ok(None);
+                    }
+                    Some(w) => kept.push((w.clone(), map.next_value()?)),
+                    None => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(Some(kept))
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    match serde::Deserializer::deserialize_map(&mut de, Keep(wanted)) {
+        Ok(Some(kept)) => Ok(Claims::new(kept)),
+        Ok(None) => Err(TokenError::Malformed("a claim appears twice")),
+        Err(_) => Err(TokenError::Malformed(
+            "payload is not a JSON object of claims",
+        )),
     }
 }

@@ -18,7 +18,9 @@ use crate::config::{Config, PoolConfig};
 use crate::metrics::Metrics;
 use crate::path::{self, PathError};
 use crate::policy::{Governing, Policy, RuleId};
-use crate::token::{Identity, KeyStore, Refreshers, TokenError, Verifier, VerifyError};
+use crate::token::{
+    AlbVerifier, Identity, KeyStore, Refreshers, TokenError, Verifier, VerifyError, ALB_DATA,
+};
 use crate::wire::upgrade_allowed;
 
 /// Why `authorize` refused a request.
@@ -212,6 +214,8 @@ pub struct State {
     pub policy: Policy,
     pub pools: Arc<Vec<PoolConfig>>,
     pub verifier: Arc<Verifier>,
+    /// Verifies `x-amzn-oidc-data` when `[[alb]]` tables are configured.
+    pub alb: Option<Arc<AlbVerifier>>,
     pub keys: KeyStore,
     /// The key refresh tasks, shared by every state that keeps these keys; they stop
     /// when the last such state is gone.
@@ -267,17 +271,42 @@ impl Authorizer {
     }
 
     async fn identify(&self, state: &State, headers: &HeaderMap) -> Result<Identity, AuthError> {
-        let token = bearer_token(headers)?;
         let now = self.clock.now().ok_or(AuthError::ClockUnavailable)?;
+        let from_verify = |e| match e {
+            VerifyError::Token(e) => AuthError::InvalidToken(e),
+            VerifyError::KeysUnavailable => AuthError::KeysUnavailable,
+        };
+        if let Some(alb) = &state.alb {
+            if let Some(data) = alb_data(headers)? {
+                // One credential per request: a bearer token beside the load
+                // balancer's claims could name someone else.
+                if !matches!(bearer_token(headers), Err(AuthError::MissingToken)) {
+                    return Err(AuthError::AmbiguousCredentials);
+                }
+                return alb.verify(data, now).await.map_err(from_verify);
+            }
+        }
+        let token = bearer_token(headers)?;
         state
             .verifier
             .verify(token, &state.keys, now)
             .await
-            .map_err(|e| match e {
-                VerifyError::Token(e) => AuthError::InvalidToken(e),
-                VerifyError::KeysUnavailable => AuthError::KeysUnavailable,
-            })
+            .map_err(from_verify)
     }
+}
+
+/// The request's single `x-amzn-oidc-data` header, if it has one.
+fn alb_data(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(ALB_DATA).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::AmbiguousCredentials);
+    }
+    value.to_str().map(Some).map_err(|_| {
+        AuthError::InvalidToken(TokenError::Malformed("x-amzn-oidc-data is not ASCII"))
+    })
 }
 
 /// The token of the request's single `Authorization: Bearer <token>` header. The
@@ -319,6 +348,26 @@ impl State {
         seed: Option<&State>,
     ) -> State {
         let claims = policy.claim_names();
+        let alb = match seed.and_then(|old| old.alb.as_ref()) {
+            Some(old)
+                if old.albs() == config.albs.as_slice()
+                    && old.kept_claims() == claims.as_slice() =>
+            {
+                Some(old.clone())
+            }
+            _ if config.albs.is_empty() => None,
+            _ => Some(Arc::new(
+                AlbVerifier::new(
+                    &config.albs,
+                    config.max_token_bytes,
+                    jwks_client.clone(),
+                    config.jwks.fetch_timeout,
+                    config.jwks.unknown_kid_cooldown,
+                    metrics.clone(),
+                )
+                .keeping(claims.clone()),
+            )),
+        };
         if let Some(old) = seed.filter(|old| *old.pools == config.pools) {
             // The verified tokens are kept too, unless the policy now reads other
             // claims, which the remembered identities would lack.
@@ -338,6 +387,7 @@ impl State {
                 policy,
                 pools: old.pools.clone(),
                 verifier,
+                alb,
                 keys: old.keys.clone(),
                 refreshers: old.refreshers.clone(),
             };
@@ -361,6 +411,7 @@ impl State {
             policy,
             pools: Arc::new(config.pools.clone()),
             verifier: Arc::new(verifier),
+            alb,
             keys,
             refreshers: Arc::new(refreshers),
         }

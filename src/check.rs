@@ -14,7 +14,7 @@ use crate::config::ProblemList;
 use crate::http::answer::Rejection;
 use crate::path;
 use crate::policy::{Expect, Policy, PolicyError, PolicyTest};
-use crate::token::{Claim, Claims, Identity, PoolId, TokenUse};
+use crate::token::{Claim, Claims, Identity, PoolId, Source, TokenUse};
 
 /// Loads a policy file and runs its tests: what `check`, `run` and a reload use.
 pub fn load_policy(file: &Path) -> Result<Policy, PolicyError> {
@@ -105,7 +105,7 @@ fn synthetic(groups: &[String], scopes: &[String], claims: &[Claim]) -> Identity
         scopes: scopes.to_vec(),
         token_use: TokenUse::Access,
         client_id: "policy-test".into(),
-        pool: PoolId(0),
+        source: Source::Pool(PoolId(0)),
         claims: Claims::new(claims.to_vec()),
     }
 }

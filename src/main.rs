@@ -311,6 +311,18 @@ fn check(config_file: &Path) -> Result<(), String> {
             pool.jwks_url
         );
     }
+    for alb in &config.albs {
+        println!(
+            "  alb {} (x-amzn-oidc-data signed by {}{}), keys from {}",
+            alb.region,
+            alb.signers.join(", "),
+            match alb.client_ids.is_empty() {
+                true => String::new(),
+                false => format!(", clients {}", alb.client_ids.join(", ")),
+            },
+            alb.key_url
+        );
+    }
     println!(
         "policy {}: ok, {} rules",
         config.policy_file.display(),

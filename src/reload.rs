@@ -266,7 +266,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut out = Vec::new();
-    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 17] = [
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 18] = [
         ("listen", &old.listen, &new.listen),
         ("admin_listen", &old.admin_listen, &new.admin_listen),
         (
@@ -323,6 +323,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("authz", &old.authz, &new.authz),
         ("jwks", &old.jwks, &new.jwks),
         ("headers", &old.headers, &new.headers),
+        ("alb", &old.albs, &new.albs),
         ("log", &old.log, &new.log),
     ];
     for (key, a, b) in pairs {

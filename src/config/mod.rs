@@ -56,12 +56,36 @@ pub struct Config {
     /// The decision endpoints for nginx, Caddy, Traefik and Envoy; `None` serves none.
     pub authz: Option<AuthzConfig>,
     pub pools: Vec<PoolConfig>,
+    /// Application Load Balancers whose `x-amzn-oidc-data` is verified (`[[alb]]`).
+    pub albs: Vec<AlbConfig>,
     pub jwks: JwksConfig,
     pub headers: HeadersConfig,
     pub log: LogConfig,
     /// The file this configuration was loaded from; `None` for TOML text. A gate
     /// whose configuration has a file reloads it on SIGHUP and on change.
     pub source: Option<PathBuf>,
+}
+
+/// One `[[alb]]` table, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlbConfig {
+    pub region: String,
+    /// The load balancer ARNs whose headers are accepted: the token's `signer`.
+    pub signers: Vec<String>,
+    /// Where the public key of a `kid` is: `{kid}` is replaced by the token's kid.
+    pub key_url: String,
+    /// When not empty, the header's `client` must be one of these.
+    pub client_ids: Vec<String>,
+    /// When set, the header's `iss` (and the payload's, when present) must equal it.
+    pub issuer: Option<String>,
+    pub leeway: Duration,
+}
+
+impl AlbConfig {
+    /// The key URL for `kid`, which must already be known to be a UUID.
+    pub fn key_url_for(&self, kid: &str) -> String {
+        self.key_url.replace("{kid}", kid)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -437,7 +461,8 @@ impl TryFrom<RawConfig> for Config {
             }
         }
         let upstream = convert_upstream(&mut p, raw.upstream, authz.is_some());
-        let pools = convert_pools(&mut p, raw.pools);
+        let albs = convert_albs(&mut p, raw.alb);
+        let pools = convert_pools(&mut p, raw.pools, !albs.is_empty());
 
         let jwks = JwksConfig {
             refresh_interval: p.duration(
@@ -516,6 +541,7 @@ impl TryFrom<RawConfig> for Config {
                 upstream,
                 authz,
                 pools,
+                albs,
                 jwks,
                 headers,
                 log,
@@ -629,9 +655,12 @@ fn convert_authz(p: &mut Problems, raw: RawAuthz) -> Option<AuthzConfig> {
     })
 }
 
-fn convert_pools(p: &mut Problems, raw: Vec<RawPool>) -> Vec<PoolConfig> {
-    if raw.is_empty() {
-        p.add("pools", "at least one [[pools]] entry is required");
+fn convert_pools(p: &mut Problems, raw: Vec<RawPool>, albs: bool) -> Vec<PoolConfig> {
+    if raw.is_empty() && !albs {
+        p.add(
+            "pools",
+            "at least one [[pools]] entry (or an [[alb]] entry) is required",
+        );
     }
     let mut pools: Vec<PoolConfig> = Vec::with_capacity(raw.len());
     for (i, rp) in raw.into_iter().enumerate() {
@@ -678,10 +707,7 @@ fn convert_pools(p: &mut Problems, raw: Vec<RawPool>) -> Vec<PoolConfig> {
         let Some(jwks_url) = p.url(&key("jwks_url"), &jwks_text) else {
             continue;
         };
-        if jwks_url.scheme_str() == Some("http")
-            && !rp.allow_insecure_jwks_url
-            && !jwks_url.host().is_some_and(is_loopback_host)
-        {
+        if leaves_the_host_in_clear(&jwks_url, rp.allow_insecure_jwks_url) {
             p.add(
                 &key("jwks_url"),
                 format!(
@@ -701,6 +727,102 @@ fn convert_pools(p: &mut Problems, raw: Vec<RawPool>) -> Vec<PoolConfig> {
         });
     }
     pools
+}
+
+/// The public keys of ALB-signed headers, by region.
+const ALB_KEY_URL: &str = "https://public-keys.auth.elb.{region}.amazonaws.com/{kid}";
+
+fn convert_albs(p: &mut Problems, raw: Vec<RawAlb>) -> Vec<AlbConfig> {
+    let mut albs = Vec::with_capacity(raw.len());
+    for (i, ra) in raw.into_iter().enumerate() {
+        let key = |k: &str| format!("alb[{i}].{k}");
+        let leeway = p.duration(&key("leeway"), &ra.leeway, Duration::ZERO);
+        if leeway > Duration::from_secs(300) {
+            p.add(&key("leeway"), "must be at most 5m");
+        }
+        let Some(region) = ra.region else {
+            p.add(&key("region"), "is required, e.g. \"eu-west-1\"");
+            continue;
+        };
+        let region_ok = region.contains('-')
+            && region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !region_ok {
+            p.add(
+                &key("region"),
+                format!("{region:?} is not a region like \"eu-west-1\""),
+            );
+        }
+        if ra.signers.is_empty() {
+            p.add(
+                &key("signers"),
+                "at least one load balancer ARN is required: the header's signer must equal one",
+            );
+        }
+        for signer in &ra.signers {
+            let arn_ok = signer.starts_with("arn:")
+                && signer.contains(":elasticloadbalancing:")
+                && signer.contains(":loadbalancer/app/");
+            if !arn_ok {
+                p.add(
+                    &key("signers"),
+                    format!(
+                        "{signer:?} is not an Application Load Balancer ARN like \
+                         \"arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/my-alb/50dc6c495c0c9188\""
+                    ),
+                );
+            }
+        }
+        if ra.client_ids.iter().any(|c| c.is_empty()) {
+            p.add(&key("client_ids"), "client ids must not be empty");
+        }
+        if ra.issuer.as_deref() == Some("") {
+            p.add(
+                &key("issuer"),
+                "must not be empty (leave it out to accept any)",
+            );
+        }
+        let key_url = ra
+            .key_url
+            .unwrap_or_else(|| ALB_KEY_URL.to_owned())
+            .replace("{region}", &region);
+        if !key_url.contains("{kid}") {
+            p.add(
+                &key("key_url"),
+                format!("{key_url:?} must contain {{kid}}, where the token's key id goes"),
+            );
+            continue;
+        }
+        let Some(url) = p.url(&key("key_url"), &key_url.replace("{kid}", "kid")) else {
+            continue;
+        };
+        if leaves_the_host_in_clear(&url, ra.allow_insecure_key_url) {
+            p.add(
+                &key("key_url"),
+                format!(
+                    "{key_url:?} is plain HTTP to a host other than loopback, so anyone on \
+                     the path could replace the keys; use https, or set \
+                     alb[{i}].allow_insecure_key_url = true"
+                ),
+            );
+        }
+        albs.push(AlbConfig {
+            region,
+            signers: ra.signers,
+            key_url,
+            client_ids: ra.client_ids,
+            issuer: ra.issuer,
+            leeway,
+        });
+    }
+    albs
+}
+
+/// Whether keys fetched from `url` would travel in clear off this machine, and that was
+/// not explicitly allowed.
+fn leaves_the_host_in_clear(url: &Uri, allowed: bool) -> bool {
+    url.scheme_str() == Some("http") && !allowed && !url.host().is_some_and(is_loopback_host)
 }
 
 /// Whether `host` (as in a URL: a name, an IPv4 address, or a bracketed IPv6 one) is

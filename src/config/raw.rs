@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub upstream: Option<RawUpstream>,
     pub authz: RawAuthz,
     pub pools: Vec<RawPool>,
+    pub alb: Vec<RawAlb>,
     pub jwks: RawJwks,
     pub headers: RawHeaders,
     pub log: RawLog,
@@ -52,6 +53,7 @@ impl Default for RawConfig {
             upstream: None,
             authz: RawAuthz::default(),
             pools: Vec::new(),
+            alb: Vec::new(),
             jwks: RawJwks::default(),
             headers: RawHeaders::default(),
             log: RawLog::default(),
@@ -112,6 +114,37 @@ impl Default for RawAuthz {
             path: "/auth".into(),
             envoy_prefix: "/envoy".into(),
             trusted_peers: vec!["127.0.0.0/8".into(), "::1/128".into()],
+        }
+    }
+}
+
+/// One `[[alb]]` table: an Application Load Balancer whose `x-amzn-oidc-data` the
+/// gate verifies.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAlb {
+    pub region: Option<String>,
+    #[serde(deserialize_with = "list")]
+    pub signers: Vec<String>,
+    pub key_url: Option<String>,
+    #[serde(deserialize_with = "list")]
+    pub client_ids: Vec<String>,
+    pub issuer: Option<String>,
+    /// Allows a plain-HTTP `key_url` on a host other than loopback.
+    pub allow_insecure_key_url: bool,
+    pub leeway: RawDuration,
+}
+
+impl Default for RawAlb {
+    fn default() -> Self {
+        RawAlb {
+            region: None,
+            signers: Vec::new(),
+            key_url: None,
+            client_ids: Vec::new(),
+            issuer: None,
+            allow_insecure_key_url: false,
+            leeway: RawDuration::Seconds(0),
         }
     }
 }
@@ -221,7 +254,7 @@ fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 }
 
 /// Every key a configuration may have: the defaults, with each optional table filled
-/// in and one `[[pools]]` entry, as figment sees them.
+/// in and one `[[pools]]` and one `[[alb]]` entry, as figment sees them.
 pub(crate) fn schema() -> figment::value::Dict {
     let full = RawConfig {
         upstream: Some(RawUpstream {
@@ -237,6 +270,12 @@ pub(crate) fn schema() -> figment::value::Dict {
             user_pool_id: Some(String::new()),
             jwks_url: Some(String::new()),
             ..RawPool::default()
+        }],
+        alb: vec![RawAlb {
+            region: Some(String::new()),
+            key_url: Some(String::new()),
+            issuer: Some(String::new()),
+            ..RawAlb::default()
         }],
         ..RawConfig::default()
     };

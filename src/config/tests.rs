@@ -231,7 +231,7 @@ fn missing_upstream_and_pools_are_reported_together() {
         err.problems,
         [
             "upstream.url: is required, unless authz.listen or authz.grpc_listen is set (decision-only mode)",
-            "pools: at least one [[pools]] entry is required"
+            "pools: at least one [[pools]] entry (or an [[alb]] entry) is required"
         ]
     );
 }
@@ -331,4 +331,54 @@ fn a_plain_http_jwks_url_must_stay_on_loopback_or_be_allowed_by_name() {
         );
         assert!(Config::from_toml(&pool(url, true)).is_ok(), "{url}");
     }
+}
+
+#[test]
+fn alb_tables_are_validated_and_may_stand_without_pools() {
+    const ARN: &str =
+        "arn:aws:elasticloadbalancing:eu-west-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188";
+    let only_alb = format!(
+        "[upstream]\nurl = \"http://127.0.0.1:3000\"\n[[alb]]\nregion = \"eu-west-1\"\nsigners = [\"{ARN}\"]\n"
+    );
+    let c = Config::from_toml(&only_alb).expect("an ALB alone is enough");
+    assert!(c.pools.is_empty());
+    let alb = &c.albs[0];
+    assert_eq!(
+        alb.key_url,
+        "https://public-keys.auth.elb.eu-west-1.amazonaws.com/{kid}"
+    );
+    assert_eq!(
+        alb.key_url_for("4f1c2a3b-5d6e-4f70-8a91-b2c3d4e5f607"),
+        "https://public-keys.auth.elb.eu-west-1.amazonaws.com/4f1c2a3b-5d6e-4f70-8a91-b2c3d4e5f607"
+    );
+    assert_eq!((alb.client_ids.len(), alb.issuer.as_deref()), (0, None));
+
+    let bad = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n[[alb]]\nregion = \"EU west\"\n\
+               signers = [\"arn:aws:iam::123456789012:role/x\"]\nkey_url = \"https://keys.example/key\"\n\
+               client_ids = [\"\"]\nissuer = \"\"\n\
+               [[alb]]\nsigners = []\n\
+               [[alb]]\nregion = \"eu-west-1\"\nsigners = [\"ARN\"]\nkey_url = \"http://keys.example/{kid}\"\n";
+    let problems = Config::from_toml(bad).expect_err("refused").problems;
+    for want in [
+        "alb[0].region: \"EU west\" is not a region",
+        "alb[0].signers: \"arn:aws:iam::123456789012:role/x\" is not an Application Load Balancer ARN",
+        "alb[0].client_ids: client ids must not be empty",
+        "alb[0].issuer: must not be empty",
+        "alb[0].key_url: \"https://keys.example/key\" must contain {kid}",
+        "alb[1].region: is required",
+        "alb[2].key_url: \"http://keys.example/{kid}\" is plain HTTP to a host other than loopback",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+    let none = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
+    let problems = Config::from_toml(none).expect_err("refused").problems;
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("at least one [[pools]] entry (or an [[alb]] entry)")),
+        "{problems:?}"
+    );
 }

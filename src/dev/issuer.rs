@@ -19,9 +19,9 @@ use crate::http::answer::{full_body, GateBody};
 #[derive(Debug, thiserror::Error)]
 /// Why the local issuer could not make a key or a token.
 pub enum IssuerError {
-    #[error("RSA key generation failed")]
+    #[error("key generation failed")]
     KeyGeneration,
-    #[error("RSA signing failed")]
+    #[error("signing failed")]
     Signing,
 }
 
@@ -83,6 +83,63 @@ impl SigningKey {
         token.push('.');
         token.push_str(&URL_SAFE_NO_PAD.encode(signature));
         Ok(token)
+    }
+}
+
+/// A P-256 key pair that signs headers the way an Application Load Balancer does:
+/// ES256, JOSE `R‖S`, every part base64url with padding. For tests of ALB mode.
+pub struct AlbSigner {
+    pair: aws_lc_rs::signature::EcdsaKeyPair,
+}
+
+impl AlbSigner {
+    /// A fresh key, held only in memory.
+    pub fn generate() -> Result<AlbSigner, IssuerError> {
+        use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+        let pkcs8 =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(|_| IssuerError::KeyGeneration)?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+            .map_err(|_| IssuerError::KeyGeneration)?;
+        Ok(AlbSigner { pair })
+    }
+
+    /// The public key as ALB serves it: a PEM `PUBLIC KEY` (SubjectPublicKeyInfo).
+    pub fn pem(&self) -> String {
+        let point = self.pair.public_key().as_ref();
+        let mut der = crate::token::P256_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(point.get(1..).unwrap_or_default());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .filter_map(|c| std::str::from_utf8(c).ok())
+            .collect();
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
+    /// `header` and `payload` as ALB writes them: padded base64url parts, signed over
+    /// the padded text.
+    pub fn sign(&self, header: &Value, payload: &Value) -> Result<String, IssuerError> {
+        let pad = base64::engine::general_purpose::URL_SAFE;
+        let input = format!(
+            "{}.{}",
+            pad.encode(header.to_string()),
+            pad.encode(payload.to_string())
+        );
+        let signature = self.signature(&input)?;
+        Ok(format!("{input}.{}", pad.encode(signature)))
+    }
+
+    /// The 64-byte `R‖S` signature of `input`, for tests that re-encode it.
+    pub fn signature(&self, input: &str) -> Result<Vec<u8>, IssuerError> {
+        self.pair
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|_| IssuerError::Signing)
     }
 }
 

@@ -136,6 +136,8 @@ impl Rejection {
                 | TokenError::Malformed(_)
                 | TokenError::UnsupportedAlgorithm
                 | TokenError::MissingKeyId
+                | TokenError::InvalidKeyId
+                | TokenError::SignerNotAllowed
                 | TokenError::CriticalHeader
                 | TokenError::UnknownIssuer
                 | TokenError::UnknownKeyId

@@ -112,7 +112,7 @@ impl DecisionService {
         let exact_names = ROUTING_OVERRIDES
             .iter()
             .map(|n| n.to_string())
-            .chain([identity.sub.to_string(), identity.groups.to_string()])
+            .chain(identity.names().map(|n| n.to_string()))
             .collect();
         DecisionService {
             authz,

@@ -4,7 +4,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::HeadersConfig;
-use crate::token::Identity;
+use crate::token::{Identity, ALB_UNVERIFIED};
 use crate::wire::{same_folded_name, upgrade_protocols, HOP_BY_HOP};
 
 /// Headers a client may not remove by naming them in `Connection`: without `Host` the
@@ -113,15 +113,34 @@ pub fn strip_folded(headers: &mut HeaderMap, names: &[&str]) {
 pub struct IdentityHeaders {
     pub sub: HeaderName,
     pub groups: HeaderName,
+    /// Other headers that would be read as an identity and are never written by the
+    /// gate: with `[[alb]]`, the load balancer's unsigned `x-amzn-oidc-identity` and
+    /// `x-amzn-oidc-accesstoken`.
+    pub unverified: Vec<HeaderName>,
 }
 
 impl IdentityHeaders {
-    /// The names from `[headers]`.
-    pub fn new(config: &HeadersConfig) -> Self {
+    /// The names from `[headers]`, and the load balancer's when `alb` is set.
+    pub fn new(config: &HeadersConfig, alb: bool) -> Self {
+        let unverified = match alb {
+            true => ALB_UNVERIFIED
+                .iter()
+                .map(|n| HeaderName::from_static(n))
+                .collect(),
+            false => Vec::new(),
+        };
         IdentityHeaders {
             sub: config.user_sub.clone(),
             groups: config.user_groups.clone(),
+            unverified,
         }
+    }
+
+    /// Every name whose spellings are stripped: ours, then the unverified ones.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        [&self.sub, &self.groups]
+            .into_iter()
+            .chain(&self.unverified)
     }
 
     /// Every header name in `headers` that is, or would be read as, an identity header.
@@ -129,8 +148,8 @@ impl IdentityHeaders {
         headers
             .keys()
             .filter(|k| {
-                same_folded_name(k.as_str(), self.sub.as_str())
-                    || same_folded_name(k.as_str(), self.groups.as_str())
+                self.names()
+                    .any(|n| same_folded_name(k.as_str(), n.as_str()))
             })
             .cloned()
             .collect()
@@ -138,7 +157,8 @@ impl IdentityHeaders {
 
     /// Removes every client-sent identity header, in any spelling.
     pub fn strip(&self, headers: &mut HeaderMap) {
-        strip_folded(headers, &[self.sub.as_str(), self.groups.as_str()]);
+        let names: Vec<&str> = self.names().map(HeaderName::as_str).collect();
+        strip_folded(headers, &names);
     }
 
     /// Writes the identity headers. Call [`IdentityHeaders::strip`] first.
@@ -218,6 +238,7 @@ mod tests {
         let ids = IdentityHeaders {
             sub: HeaderName::from_static("x-user-sub"),
             groups: HeaderName::from_static("x-user-groups"),
+            unverified: vec![HeaderName::from_static("x-amzn-oidc-identity")],
         };
         let mut h = HeaderMap::new();
         for name in [
@@ -225,6 +246,8 @@ mod tests {
             "x_user_sub",
             "x.user.groups",
             "x-user-groups",
+            "X_Amzn_Oidc.Identity",
+            "x-amzn-oidc-identity",
             "x-other",
         ] {
             h.append(

@@ -1,7 +1,7 @@
 //! Routing, readings and grants as tables, and every problem a policy file can have.
 
 use super::*;
-use crate::token::{Claims, PoolId, TokenUse};
+use crate::token::{Claims, PoolId, Source, TokenUse};
 use serde_json::json;
 
 fn identity(groups: &[&str]) -> Identity {
@@ -11,7 +11,7 @@ fn identity(groups: &[&str]) -> Identity {
         scopes: vec!["orders/read".into(), "openid".into()],
         token_use: TokenUse::Access,
         client_id: "client".into(),
-        pool: PoolId(0),
+        source: Source::Pool(PoolId(0)),
         claims: Claims::default(),
     }
 }

@@ -104,7 +104,7 @@ impl Remembered {
     /// a UUID `sub`, two groups and two scopes (a generous user), a real-looking
     /// `client_id` and `kid`.
     pub fn typical(i: usize) -> Self {
-        use super::identity::{Claims, Identity, PoolId, TokenUse};
+        use super::identity::{Claims, Identity, PoolId, Source, TokenUse};
         Remembered {
             verified: Verified {
                 identity: Identity {
@@ -113,7 +113,7 @@ impl Remembered {
                     scopes: vec!["openid".into(), "orders/read".into()],
                     token_use: TokenUse::Access,
                     client_id: "1example23456789abcdefghij".into(),
-                    pool: PoolId(0),
+                    source: Source::Pool(PoolId(0)),
                     claims: Claims::default(),
                 },
                 exp: 4e9,

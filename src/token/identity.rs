@@ -24,11 +24,20 @@ impl fmt::Display for PoolId {
     }
 }
 
-/// The Cognito `token_use` claim.
+/// The Cognito `token_use` claim. The user claims an Application Load Balancer signs
+/// (`x-amzn-oidc-data`) describe the user like an ID token, and count as `Id`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenUse {
     Access,
     Id,
+}
+
+/// Who vouched for an identity: a configured user pool, or a configured load balancer
+/// (its position among the `[[alb]]` tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Pool(PoolId),
+    Alb(usize),
 }
 
 /// Who a verified token says the caller is.
@@ -41,10 +50,11 @@ pub struct Identity {
     /// resource server's `orders/read`; empty for ID tokens and without the claim.
     pub scopes: Vec<String>,
     pub token_use: TokenUse,
-    /// `client_id` of an access token, `aud` of an ID token.
+    /// `client_id` of an access token, `aud` of an ID token, the header's `client` of
+    /// ALB user claims.
     pub client_id: String,
-    /// The pool whose issuer signed the token.
-    pub pool: PoolId,
+    /// The pool whose issuer signed the token, or the load balancer that did.
+    pub source: Source,
     /// The other claims the policy reads (its `claims` conditions), as the token had
     /// them; empty when the policy reads none.
     pub claims: Claims,

@@ -377,44 +377,59 @@ impl Inner {
     }
 
     async fn fetch(&self, url: &Uri) -> Result<KeySet, JwksError> {
-        let request = Request::get(url.clone())
-            .header(header::ACCEPT, "application/json")
-            .header(
-                header::USER_AGENT,
-                concat!("cognito-gate/", env!("CARGO_PKG_VERSION")),
-            )
-            .body(Empty::new())
-            .map_err(|e| JwksError::Request(e.to_string()))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| JwksError::Request(error_chain(&e)))?;
-        if response.status() != StatusCode::OK {
-            return Err(JwksError::Status(response.status()));
-        }
-        let limit = self.settings.max_response_bytes;
-        let declared = response
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit as u64) {
-            return Err(JwksError::TooLarge(limit));
-        }
-        let body = Limited::new(response.into_body(), limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    JwksError::TooLarge(limit)
-                } else {
-                    JwksError::Request(e.to_string())
-                }
-            })?
-            .to_bytes();
+        let body = download(
+            &self.client,
+            url,
+            "application/json",
+            self.settings.max_response_bytes,
+        )
+        .await?;
         parse_key_set(&body)
     }
+}
+
+/// GETs `url` and returns the body of a 200 answer of at most `limit` bytes: what key
+/// sets and ALB public keys are fetched with. Redirects are not followed.
+pub(super) async fn download(
+    client: &Client<JwksConnector, Empty<Bytes>>,
+    url: &Uri,
+    accept: &'static str,
+    limit: usize,
+) -> Result<Bytes, JwksError> {
+    let request = Request::get(url.clone())
+        .header(header::ACCEPT, accept)
+        .header(
+            header::USER_AGENT,
+            concat!("cognito-gate/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Empty::new())
+        .map_err(|e| JwksError::Request(e.to_string()))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| JwksError::Request(error_chain(&e)))?;
+    if response.status() != StatusCode::OK {
+        return Err(JwksError::Status(response.status()));
+    }
+    let declared = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(JwksError::TooLarge(limit));
+    }
+    Ok(Limited::new(response.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                JwksError::TooLarge(limit)
+            } else {
+                JwksError::Request(e.to_string())
+            }
+        })?
+        .to_bytes())
 }
 
 async fn refresh_loop(inner: Arc<Inner>, pool: PoolId) {

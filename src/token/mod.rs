@@ -1,6 +1,7 @@
 //! Tokens: who a verified token names, verification, the pools' signing keys and the
 //! cache of verified tokens. May import `config`, `metrics`, `client` and `wire`; nothing above.
 
+mod alb;
 mod cache;
 mod identity;
 mod keys;
@@ -9,7 +10,10 @@ mod verify;
 #[cfg(all(test, feature = "dev"))]
 mod tests;
 
+#[cfg(feature = "dev")]
+pub use alb::P256_SPKI_PREFIX;
+pub use alb::{AlbVerifier, ALB_DATA, ALB_UNVERIFIED};
 pub use cache::{digest, Remembered, TokenCache};
-pub use identity::{Claim, Claims, Identity, PoolId, TokenUse};
+pub use identity::{Claim, Claims, Identity, PoolId, Source, TokenUse};
 pub use keys::{parse_key_set, KeyLookupError, KeySet, KeyStore, Refreshers};
 pub use verify::{TokenError, Verifier, VerifyError};

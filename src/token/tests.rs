@@ -90,7 +90,7 @@ fn a_valid_access_token_gives_its_identity() {
             scopes: vec!["openid".into()],
             token_use: TokenUse::Access,
             client_id: "client-a".into(),
-            pool: PoolId(0),
+            source: Source::Pool(PoolId(0)),
             claims: Claims::default(),
         }
     );

@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::cache::{digest, Remembered, TokenCache};
-use super::identity::{Claim, Claims, Identity, PoolId, TokenUse, Verified};
+use super::identity::{Claim, Claims, Identity, PoolId, Source, TokenUse, Verified};
 use super::keys::{Key, KeyLookupError, KeyStore};
 use std::sync::Arc;
 
@@ -31,10 +31,14 @@ pub enum TokenError {
     TooLarge,
     #[error("malformed token: {0}")]
     Malformed(&'static str),
-    #[error("token alg must be RS256")]
+    #[error("token alg is not accepted")]
     UnsupportedAlgorithm,
     #[error("token header has no kid")]
     MissingKeyId,
+    #[error("token kid is not a key id")]
+    InvalidKeyId,
+    #[error("token was signed by a load balancer that is not accepted")]
+    SignerNotAllowed,
     #[error("token has critical header parameters")]
     CriticalHeader,
     #[error("token issuer is not an accepted user pool")]
@@ -97,13 +101,58 @@ impl PoolRules {
     /// `exp` and `nbf` against `now`, with the pool's leeway. A token is expired from
     /// the instant `exp` is reached (RFC 7519 §4.1.4: "on or after").
     fn check_time(&self, exp: f64, nbf: Option<f64>, now: f64) -> Result<(), TokenError> {
-        if now >= exp + self.leeway {
-            return Err(TokenError::Expired);
-        }
-        if nbf.is_some_and(|nbf| now + self.leeway < nbf) {
-            return Err(TokenError::NotYetValid);
-        }
-        Ok(())
+        check_time(exp, nbf, now, self.leeway)
+    }
+}
+
+/// `exp` and `nbf` against `now`, with `leeway` seconds of skew allowed.
+pub(super) fn check_time(
+    exp: f64,
+    nbf: Option<f64>,
+    now: f64,
+    leeway: f64,
+) -> Result<(), TokenError> {
+    if now >= exp + leeway {
+        return Err(TokenError::Expired);
+    }
+    if nbf.is_some_and(|nbf| now + leeway < nbf) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// The three non-empty parts of a compact JWS of at most `max_bytes`.
+pub(super) fn compact_parts(
+    token: &str,
+    max_bytes: usize,
+) -> Result<(&str, &str, &str), TokenError> {
+    if token.len() > max_bytes {
+        return Err(TokenError::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(TokenError::Malformed("not a compact JWS of three parts"));
+    };
+    if header.is_empty() || payload.is_empty() || signature.is_empty() {
+        return Err(TokenError::Malformed("empty part"));
+    }
+    Ok((header, payload, signature))
+}
+
+/// `cognito:groups`: an array of strings, or nothing.
+pub(super) fn groups_claim(v: &Option<Value>) -> Result<Vec<String>, TokenError> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|g| match g {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(TokenError::InvalidClaimType("cognito:groups")),
+            })
+            .collect(),
+        Some(_) => Err(TokenError::InvalidClaimType("cognito:groups")),
     }
 }
 
@@ -121,7 +170,7 @@ pub struct Verifier {
 
 /// Marks a field as present, whatever its value (even `null`).
 #[derive(Debug, Default)]
-struct Present(bool);
+pub(super) struct Present(pub(super) bool);
 
 impl<'de> Deserialize<'de> for Present {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -163,7 +212,10 @@ fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
         .map_err(|_| TokenError::Malformed(what))
 }
 
-fn string_claim(v: &Option<Value>, name: &'static str) -> Result<Option<String>, TokenError> {
+pub(super) fn string_claim(
+    v: &Option<Value>,
+    name: &'static str,
+) -> Result<Option<String>, TokenError> {
     match v {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -171,7 +223,10 @@ fn string_claim(v: &Option<Value>, name: &'static str) -> Result<Option<String>,
     }
 }
 
-fn number_claim(v: &Option<Value>, name: &'static str) -> Result<Option<f64>, TokenError> {
+pub(super) fn number_claim(
+    v: &Option<Value>,
+    name: &'static str,
+) -> Result<Option<f64>, TokenError> {
     match v {
         None => Ok(None),
         Some(Value::Number(n)) => n
@@ -244,12 +299,15 @@ impl Verifier {
         if let (Some(cache), Some(digest)) = (&self.remembered, &key_digest) {
             if let Some(hit) = cache.get(digest).await {
                 let id = &hit.verified.identity;
-                let current = keys.cached(id.pool, &hit.kid).await;
+                let Source::Pool(pool) = id.source else {
+                    return Err(TokenError::UnknownIssuer.into());
+                };
+                let current = keys.cached(pool, &hit.kid).await;
                 if current.is_some_and(|k| k.fingerprint == hit.key) {
                     if let Some(m) = &self.metrics {
                         m.token_cache_hits.inc();
                     }
-                    let pool = self.pools.get(id.pool.0).ok_or(TokenError::UnknownIssuer)?;
+                    let pool = self.pools.get(pool.0).ok_or(TokenError::UnknownIssuer)?;
                     pool.check_time(hit.verified.exp, hit.verified.nbf, now)?;
                     return Ok(id.clone());
                 }
@@ -284,18 +342,7 @@ impl Verifier {
     /// issuer, which selects the pool and so the key set.
     /// (Public so that the unit tests and benchmarks can drive each step alone.)
     pub fn parse<'t>(&self, token: &'t str) -> Result<Unverified<'t>, TokenError> {
-        if token.len() > self.max_token_bytes {
-            return Err(TokenError::TooLarge);
-        }
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed("not a compact JWS of three parts"));
-        };
-        if header.is_empty() || payload.is_empty() || signature.is_empty() {
-            return Err(TokenError::Malformed("empty part"));
-        }
+        let (header, payload, signature) = compact_parts(token, self.max_token_bytes)?;
         let header: RawHeader = serde_json::from_slice(&decode_part(header, "header encoding")?)
             .map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
         if header.alg != Some(Value::String("RS256".into())) {
@@ -395,17 +442,7 @@ impl Verifier {
         }
         .ok_or(TokenError::ClientNotAllowed)?;
 
-        let groups = match &c.groups {
-            None => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|g| match g {
-                    Value::String(s) => Ok(s.clone()),
-                    _ => Err(TokenError::InvalidClaimType("cognito:groups")),
-                })
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(TokenError::InvalidClaimType("cognito:groups")),
-        };
+        let groups = groups_claim(&c.groups)?;
         let scopes = string_claim(&c.scope, "scope")?
             .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
@@ -422,7 +459,7 @@ impl Verifier {
                 scopes,
                 token_use,
                 client_id,
-                pool: t.pool,
+                source: Source::Pool(t.pool),
                 claims,
             },
             exp,
@@ -433,7 +470,7 @@ impl Verifier {
 
 /// The claims named in `wanted` from a payload whose signature holds, as the token has
 /// them. A claim that appears twice is refused, as for the claims the verifier reads.
-fn keep_claims(payload: &[u8], wanted: &[Box<str>]) -> Result<Claims, TokenError> {
+pub(super) fn keep_claims(payload: &[u8], wanted: &[Box<str>]) -> Result<Claims, TokenError> {
     use serde::de::{MapAccess, Visitor};
 
     struct Keep<'w>(&'w [Box<str>]);

@@ -71,7 +71,7 @@ pub fn bearer(key: &SigningKey, sub: &str, groups: &[&str]) -> String {
     format!("Bearer {}", token(key, &access_claims(sub, groups)))
 }
 
-fn full(body: impl Into<Bytes>) -> Body {
+pub fn full(body: impl Into<Bytes>) -> Body {
     Full::new(body.into()).boxed()
 }
 

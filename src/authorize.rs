@@ -347,7 +347,11 @@ impl State {
         metrics: Arc<Metrics>,
         seed: Option<&State>,
     ) -> State {
-        let claims = policy.claim_names();
+        // The claims the policy's conditions and `[headers.claims]` read.
+        let mut claims = policy.claim_names();
+        claims.extend(config.headers.claims.iter().map(|(_, c)| c.clone()));
+        claims.sort();
+        claims.dedup();
         let alb = match seed.and_then(|old| old.alb.as_ref()) {
             Some(old)
                 if old.albs() == config.albs.as_slice()

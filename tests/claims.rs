@@ -160,3 +160,93 @@ async fn a_reload_that_adds_claim_conditions_does_not_judge_by_remembered_identi
     let (status, _) = gate.stop().await;
     assert!(status.success());
 }
+
+#[tokio::test]
+async fn claims_reach_the_app_as_headers_and_forged_ones_never_do() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let text = format!(
+        "{}\n[headers.claims]\n\"X-User-Email\" = \"email\"\n\"X-User-Tenant\" = \"custom:tenant\"\n",
+        config(&upstream.url(), &jwks.url(), "").replace(
+            "[upstream]",
+            "[authz]\nlisten = \"127.0.0.1:9191\"\n[upstream]",
+        )
+    );
+    let gate = Gate::start(&text, TENANTS).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let mut claims = access_claims("alice", &["ops"]);
+    claims["email"] = json!("alice@example.com");
+    claims["custom:tenant"] = json!(["acme", "glo,bex"]);
+    claims["email_verified"] = json!(true);
+    let alice = format!("Bearer {}", token(key_a(), &claims));
+    let forged = [
+        ("x-user-email", "ceo@example.com"),
+        ("X_User_Email", "ceo@example.com"),
+        ("x.user.tenant", "initech"),
+    ];
+
+    let mut headers = vec![("authorization", alice.as_str())];
+    headers.extend(forged);
+    let (status, _, _) = get(&gate.url("/tenants/acme/x"), &headers).await;
+    assert_eq!(status, 200);
+    let seen = upstream.last();
+    assert_eq!(
+        seen.identity_like("x-user-email"),
+        [("x-user-email".to_owned(), "alice@example.com".to_owned())]
+    );
+    // An array claim is a list, encoded like the groups.
+    assert_eq!(
+        seen.identity_like("x-user-tenant"),
+        [("x-user-tenant".to_owned(), "acme,glo%2Cbex".to_owned())]
+    );
+
+    // A public path: the forged claim headers are gone and none is written.
+    let (status, _, _) = get(&gate.url("/public/x"), &forged).await;
+    assert_eq!(status, 200);
+    let seen = upstream.last();
+    assert!(seen.identity_like("x-user-email").is_empty(), "{seen:?}");
+    assert!(seen.identity_like("x-user-tenant").is_empty(), "{seen:?}");
+
+    // A token without the claim: the header is written empty, never left to a client.
+    let mut plain = access_claims("bob", &[]);
+    plain["custom:tenant"] = json!("acme");
+    plain["email_verified"] = json!(true);
+    let bob = format!("Bearer {}", token(key_a(), &plain));
+    let (status, _, _) = get(
+        &gate.url("/elsewhere"),
+        &[("authorization", &bob), ("x-user-email", "ceo@example.com")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream.last().header("x-user-email").as_deref(), Some(""));
+
+    // /auth answers with them for nginx to copy; Envoy is told to drop the forgeries.
+    let (status, answer, _) = get(
+        &format!("http://{}/auth", gate.authz),
+        &[
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/tenants/acme/x"),
+            ("authorization", &alice),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["x-user-email"], "alice@example.com");
+    assert_eq!(answer["x-user-tenant"], "acme,glo%2Cbex");
+    let mut headers = vec![("authorization", alice.as_str())];
+    headers.extend(forged);
+    let (status, answer, _) = get(
+        &format!("http://{}/envoy/tenants/acme/x", gate.authz),
+        &headers,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mut removed: Vec<&str> = answer["x-envoy-auth-headers-to-remove"]
+        .to_str()
+        .unwrap()
+        .split(", ")
+        .collect();
+    removed.sort();
+    assert_eq!(removed, ["x.user.tenant", "x_user_email"]);
+    assert_eq!(answer["x-user-email"], "alice@example.com");
+}

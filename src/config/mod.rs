@@ -170,6 +170,8 @@ pub struct HeadersConfig {
     pub user_sub: HeaderName,
     pub user_groups: HeaderName,
     pub forward_authorization: bool,
+    /// `[headers.claims]`: each header carries the named claim of the caller's token.
+    pub claims: Vec<(HeaderName, Box<str>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -321,6 +323,8 @@ fn drop_unknown(
             continue;
         };
         match (value.get_mut(&key), expected) {
+            // An empty table in the schema is a map the user names (`headers.claims`).
+            (Some(Value::Dict(_, _)), Value::Dict(_, inner_schema)) if inner_schema.is_empty() => {}
             (Some(Value::Dict(_, inner)), Value::Dict(_, inner_schema)) => {
                 drop_unknown(inner, inner_schema, &path, unknown);
             }
@@ -848,22 +852,43 @@ fn region_of(pool_id: &str) -> Option<&str> {
 }
 
 fn convert_headers(p: &mut Problems, raw: RawHeaders) -> HeadersConfig {
-    let mut name = |key: &str, value: &str| match HeaderName::from_bytes(value.as_bytes()) {
-        Ok(h) if is_reserved_header(&h) => {
+    fn name(p: &mut Problems, key: &str, value: &str) -> HeaderName {
+        match HeaderName::from_bytes(value.as_bytes()) {
+            Ok(h) if is_reserved_header(&h) => {
+                p.add(
+                    key,
+                    format!("{value:?} is a header the gate manages itself"),
+                );
+                h
+            }
+            Ok(h) => h,
+            Err(_) => {
+                p.add(key, format!("{value:?} is not a valid header name"));
+                HeaderName::from_static("x-invalid")
+            }
+        }
+    }
+    let user_sub = name(p, "headers.user_sub", &raw.user_sub);
+    let user_groups = name(p, "headers.user_groups", &raw.user_groups);
+    let mut claims: Vec<(HeaderName, Box<str>)> = Vec::with_capacity(raw.claims.len());
+    for (header, claim) in &raw.claims {
+        let key = format!("headers.claims.{header:?}");
+        let h = name(p, &key, header);
+        if claim.is_empty() {
+            p.add(&key, "must name a claim");
+        }
+        let taken = [&user_sub, &user_groups]
+            .into_iter()
+            .chain(claims.iter().map(|(other, _)| other))
+            .find(|other| crate::wire::same_folded_name(h.as_str(), other.as_str()));
+        if let Some(other) = taken {
             p.add(
-                key,
-                format!("{value:?} is a header the gate manages itself"),
+                &key,
+                format!("reads as {other}, which another identity header already is"),
             );
-            h
         }
-        Ok(h) => h,
-        Err(_) => {
-            p.add(key, format!("{value:?} is not a valid header name"));
-            HeaderName::from_static("x-invalid")
-        }
-    };
-    let user_sub = name("headers.user_sub", &raw.user_sub);
-    let user_groups = name("headers.user_groups", &raw.user_groups);
+        claims.push((h, claim.as_str().into()));
+    }
     if crate::wire::same_folded_name(user_sub.as_str(), user_groups.as_str()) {
         p.add("headers.user_groups", "must differ from headers.user_sub");
     }
@@ -871,6 +896,7 @@ fn convert_headers(p: &mut Problems, raw: RawHeaders) -> HeadersConfig {
         user_sub,
         user_groups,
         forward_authorization: raw.forward_authorization,
+        claims,
     }
 }
 

@@ -201,6 +201,8 @@ pub struct RawHeaders {
     pub user_sub: String,
     pub user_groups: String,
     pub forward_authorization: bool,
+    /// `[headers.claims]`: header name to claim name.
+    pub claims: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for RawHeaders {
@@ -209,6 +211,7 @@ impl Default for RawHeaders {
             user_sub: "X-User-Sub".into(),
             user_groups: "X-User-Groups".into(),
             forward_authorization: true,
+            claims: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -382,3 +382,39 @@ fn alb_tables_are_validated_and_may_stand_without_pools() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn claim_headers_are_header_names_that_read_as_no_other_identity_header() {
+    let good = format!(
+        "{MINIMAL}\n[headers.claims]\n\"X-User-Email\" = \"email\"\n\"X-Tenant\" = \"custom:tenant\"\n"
+    );
+    let c = Config::from_toml(&good).expect("valid");
+    let claims: Vec<(String, String)> = c
+        .headers
+        .claims
+        .iter()
+        .map(|(h, c)| (h.to_string(), c.to_string()))
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            ("x-tenant".to_owned(), "custom:tenant".to_owned()),
+            ("x-user-email".to_owned(), "email".to_owned())
+        ]
+    );
+    let bad = format!(
+        "{MINIMAL}\n[headers.claims]\n\"X_User.Sub\" = \"email\"\n\"Host\" = \"x\"\n\"bad header\" = \"x\"\n\"X-Empty\" = \"\"\n"
+    );
+    let problems = Config::from_toml(&bad).expect_err("refused").problems;
+    for want in [
+        "headers.claims.\"X_User.Sub\": reads as x-user-sub",
+        "headers.claims.\"Host\": \"Host\" is a header the gate manages itself",
+        "headers.claims.\"bad header\": \"bad header\" is not a valid header name",
+        "headers.claims.\"X-Empty\": must name a claim",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+}

@@ -278,8 +278,9 @@ impl DecisionService {
             // Caddy 2.6 copies a placeholder's literal text when a named header is
             // missing, and nginx needs a value to overwrite with: send them empty.
             (Endpoint::ForwardAuth, None) => {
-                headers.insert(self.identity.sub.clone(), HeaderValue::from_static(""));
-                headers.insert(self.identity.groups.clone(), HeaderValue::from_static(""));
+                for name in self.identity.written() {
+                    headers.insert(name.clone(), HeaderValue::from_static(""));
+                }
             }
             (Endpoint::Envoy | Endpoint::EnvoyGrpc, None) => {}
         }
@@ -288,9 +289,9 @@ impl DecisionService {
             // send them; everything else that reads as an identity header must go.
             let mut remove: Vec<HeaderName> = self.identity.forged_names(request_headers);
             if identity.is_some() {
-                remove.retain(|n| *n != self.identity.sub && *n != self.identity.groups);
+                remove.retain(|n| !self.identity.written().any(|w| w == n));
             } else {
-                for name in [&self.identity.sub, &self.identity.groups] {
+                for name in self.identity.written() {
                     if !remove.contains(name) {
                         remove.push(name.clone());
                     }

@@ -113,6 +113,8 @@ pub fn strip_folded(headers: &mut HeaderMap, names: &[&str]) {
 pub struct IdentityHeaders {
     pub sub: HeaderName,
     pub groups: HeaderName,
+    /// `[headers.claims]`: headers that carry a claim of the caller's token.
+    pub claims: Vec<(HeaderName, Box<str>)>,
     /// Other headers that would be read as an identity and are never written by the
     /// gate: with `[[alb]]`, the load balancer's unsigned `x-amzn-oidc-identity` and
     /// `x-amzn-oidc-accesstoken`.
@@ -132,15 +134,21 @@ impl IdentityHeaders {
         IdentityHeaders {
             sub: config.user_sub.clone(),
             groups: config.user_groups.clone(),
+            claims: config.claims.clone(),
             unverified,
         }
     }
 
-    /// Every name whose spellings are stripped: ours, then the unverified ones.
-    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+    /// The headers the gate writes for an identity: sub, groups, then the claims'.
+    pub fn written(&self) -> impl Iterator<Item = &HeaderName> {
         [&self.sub, &self.groups]
             .into_iter()
-            .chain(&self.unverified)
+            .chain(self.claims.iter().map(|(h, _)| h))
+    }
+
+    /// Every name whose spellings are stripped: the written ones, then the unverified.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.written().chain(&self.unverified)
     }
 
     /// Every header name in `headers` that is, or would be read as, an identity header.
@@ -168,6 +176,25 @@ impl IdentityHeaders {
             encode_value(std::iter::once(&identity.sub)),
         );
         headers.insert(self.groups.clone(), encode_value(identity.groups.iter()));
+        for (header, claim) in &self.claims {
+            let items = claim_items(identity.claims.get(claim));
+            headers.insert(header.clone(), encode_value(items.iter()));
+        }
+    }
+}
+
+/// A claim as the items of a header value: a string is itself, an array its items,
+/// anything else its JSON text; a missing claim (or `null`) is no items, an empty value.
+fn claim_items(claim: Option<&serde_json::Value>) -> Vec<String> {
+    use serde_json::Value;
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match claim {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => items.iter().map(text).collect(),
+        Some(other) => vec![text(other)],
     }
 }
 
@@ -224,6 +251,25 @@ mod tests {
     }
 
     #[test]
+    fn claims_become_header_items() {
+        use serde_json::json;
+        let cases = [
+            (None, vec![]),
+            (Some(json!(null)), vec![]),
+            (Some(json!("a@example.com")), vec!["a@example.com"]),
+            (Some(json!(true)), vec!["true"]),
+            (Some(json!(42)), vec!["42"]),
+            (Some(json!(["x", "y,z", 3])), vec!["x", "y,z", "3"]),
+            (Some(json!({"k": "v"})), vec![r#"{"k":"v"}"#]),
+        ];
+        for (claim, want) in cases {
+            assert_eq!(claim_items(claim.as_ref()), want, "{claim:?}");
+        }
+        let items = claim_items(Some(&json!(["x", "y,z"])));
+        assert_eq!(encode_value(items.iter()), "x,y%2Cz");
+    }
+
+    #[test]
     fn identity_names_fold_case_dash_underscore_and_dot() {
         for forged in ["x-user-sub", "X_User_Sub", "x.user.sub", "X-USER_SUB"] {
             assert!(same_folded_name(forged, "x-user-sub"), "{forged}");
@@ -238,6 +284,7 @@ mod tests {
         let ids = IdentityHeaders {
             sub: HeaderName::from_static("x-user-sub"),
             groups: HeaderName::from_static("x-user-groups"),
+            claims: vec![(HeaderName::from_static("x-user-email"), "email".into())],
             unverified: vec![HeaderName::from_static("x-amzn-oidc-identity")],
         };
         let mut h = HeaderMap::new();
@@ -248,6 +295,7 @@ mod tests {
             "x-user-groups",
             "X_Amzn_Oidc.Identity",
             "x-amzn-oidc-identity",
+            "x.user_email",
             "x-other",
         ] {
             h.append(

@@ -311,6 +311,9 @@ fn check(config_file: &Path) -> Result<(), String> {
             pool.jwks_url
         );
     }
+    for (header, claim) in &config.headers.claims {
+        println!("  header {header}: claim {claim}");
+    }
     for alb in &config.albs {
         println!(
             "  alb {} (x-amzn-oidc-data signed by {}{}), keys from {}",

@@ -14,7 +14,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
 use crate::client::JwksConnector;
-use crate::config::{Config, PoolConfig};
+use crate::config::{Config, CorsPreflight, PoolConfig};
 use crate::metrics::Metrics;
 use crate::path::{self, PathError};
 use crate::policy::{Governing, Policy, RuleId};
@@ -141,24 +141,53 @@ pub struct Pending<'p, 's> {
     governing: Governing<'s>,
 }
 
+/// What the decision reads from the configuration besides the policy.
+#[derive(Debug, Clone, Default)]
+pub struct Admission {
+    /// `allowed_upgrades`, lower case; never `h2c`.
+    pub upgrades: Vec<String>,
+    pub cors_preflight: CorsPreflight,
+}
+
+/// Whether a request is a CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
+/// `Access-Control-Request-Method`.
+fn is_preflight(req: &RequestFacts<'_, '_>) -> bool {
+    *req.method == Method::OPTIONS
+        && req.headers.contains_key(http::header::ORIGIN)
+        && req
+            .headers
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
 /// The part of the decision that needs no token: method, upgrade, path, and the rules
 /// of every reading of the path (see [`Policy::govern`]). Pure, so that the policy's
 /// own tests and `explain` run exactly what a request runs.
 pub fn judge<'p, 's>(
     policy: &'s Policy,
-    upgrades: &[String],
+    admission: &Admission,
     req: RequestFacts<'_, 'p>,
 ) -> Judged<'p, 's> {
     if let Err(e) = check_method(req.method) {
         return Judged::Done(Decision::refused(None, e));
     }
-    if !upgrade_allowed(req.headers, upgrades) {
+    if !upgrade_allowed(req.headers, &admission.upgrades) {
         return Judged::Done(Decision::refused(None, AuthError::UpgradeNotAllowed));
     }
     let path = match path::canonicalize(req.path) {
         Ok(p) => p,
         Err(e) => return Judged::Done(Decision::refused(None, AuthError::BadPath(e))),
     };
+    // A preflight carries no credentials by design; with `cors_preflight = "pass"` it
+    // reaches the app, which answers what it allows. Its path was canonicalized above,
+    // and the proxy strips identity headers as on every request.
+    if admission.cors_preflight == CorsPreflight::Pass && is_preflight(&req) {
+        let rule = policy.route(req.method, &path).map(|r| r.id().clone());
+        return Judged::Done(Decision {
+            rule,
+            identity: None,
+            outcome: Ok(path),
+        });
+    }
     let Some(governing) = policy.govern(req.method, &path) else {
         return Judged::Done(Decision::refused(None, AuthError::NoMatchingRule));
     };
@@ -228,17 +257,16 @@ pub struct State {
 pub struct Authorizer {
     state: ArcSwap<State>,
     clock: Clock,
-    /// `allowed_upgrades`, lower case; never `h2c`.
-    upgrades: Vec<String>,
+    admission: Admission,
     metrics: Arc<Metrics>,
 }
 
 impl Authorizer {
-    pub fn new(state: State, clock: Clock, upgrades: Vec<String>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(state: State, clock: Clock, admission: Admission, metrics: Arc<Metrics>) -> Self {
         Authorizer {
             state: ArcSwap::from_pointee(state),
             clock,
-            upgrades,
+            admission,
             metrics,
         }
     }
@@ -262,7 +290,7 @@ impl Authorizer {
     /// and, if one of them needs a token, verifies it and checks every rule's grant.
     pub async fn authorize<'p>(&self, req: RequestFacts<'_, 'p>) -> Decision<'p> {
         let state = self.state();
-        let pending = match judge(&state.policy, &self.upgrades, req) {
+        let pending = match judge(&state.policy, &self.admission, req) {
             Judged::Done(decision) => return decision,
             Judged::NeedsIdentity(pending) => pending,
         };

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use http::{HeaderMap, Method};
 
-use crate::authorize::{conclude, judge, AuthError, Decision, Judged, RequestFacts};
+use crate::authorize::{conclude, judge, Admission, AuthError, Decision, Judged, RequestFacts};
 use crate::config::ProblemList;
 use crate::http::answer::Rejection;
 use crate::path;
@@ -145,7 +145,7 @@ fn decide<'p>(
         path,
         headers: &headers,
     };
-    match judge(policy, &[], facts) {
+    match judge(policy, &Admission::default(), facts) {
         Judged::Done(decision) => decision,
         Judged::NeedsIdentity(pending) => conclude(pending, identity),
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use crate::authorize::{Authorizer, Clock, State};
+use crate::authorize::{Admission, Authorizer, Clock, State};
 use crate::client;
 use crate::config::Config;
 use crate::http::admin;
@@ -75,7 +75,10 @@ pub async fn run(
     let authz = Arc::new(Authorizer::new(
         state,
         clock,
-        config.allowed_upgrades.clone(),
+        Admission {
+            upgrades: config.allowed_upgrades.clone(),
+            cors_preflight: config.cors_preflight,
+        },
         metrics,
     ));
     let _reloader = config

@@ -266,7 +266,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut out = Vec::new();
-    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 18] = [
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 19] = [
         ("listen", &old.listen, &new.listen),
         ("admin_listen", &old.admin_listen, &new.admin_listen),
         (
@@ -324,6 +324,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("jwks", &old.jwks, &new.jwks),
         ("headers", &old.headers, &new.headers),
         ("alb", &old.albs, &new.albs),
+        ("cors_preflight", &old.cors_preflight, &new.cors_preflight),
         ("log", &old.log, &new.log),
     ];
     for (key, a, b) in pairs {

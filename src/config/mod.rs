@@ -45,6 +45,8 @@ pub struct Config {
     pub http2_keep_alive_timeout: Duration,
     /// Upgrade protocols (lower case) that may pass once a request is authorized.
     pub allowed_upgrades: Vec<String>,
+    /// How CORS preflights are decided.
+    pub cors_preflight: CorsPreflight,
     /// Peers (load balancers, CDNs) whose `X-Forwarded-*` and `X-Request-Id` are kept.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub shutdown_timeout: Duration,
@@ -64,6 +66,17 @@ pub struct Config {
     /// The file this configuration was loaded from; `None` for TOML text. A gate
     /// whose configuration has a file reloads it on SIGHUP and on change.
     pub source: Option<PathBuf>,
+}
+
+/// `cors_preflight`: whether a browser's CORS preflight needs what the policy asks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CorsPreflight {
+    /// `"policy"`: an `OPTIONS` request is judged like any other.
+    #[default]
+    Policy,
+    /// `"pass"`: an `OPTIONS` request with `Origin` and `Access-Control-Request-Method`
+    /// reaches the app without a token (browsers never send one on a preflight).
+    Pass,
 }
 
 /// One `[[alb]]` table, validated.
@@ -448,6 +461,17 @@ impl TryFrom<RawConfig> for Config {
             second,
         );
         let allowed_upgrades = convert_upgrades(&mut p, raw.allowed_upgrades);
+        let cors_preflight = match raw.cors_preflight.as_str() {
+            "policy" => CorsPreflight::Policy,
+            "pass" => CorsPreflight::Pass,
+            other => {
+                p.add(
+                    "cors_preflight",
+                    format!("{other:?} must be \"policy\" or \"pass\""),
+                );
+                CorsPreflight::Policy
+            }
+        };
         let trusted_proxies = p.networks("trusted_proxies", &raw.trusted_proxies);
 
         let authz = convert_authz(&mut p, raw.authz);
@@ -538,6 +562,7 @@ impl TryFrom<RawConfig> for Config {
                 http2_keep_alive_interval,
                 http2_keep_alive_timeout,
                 allowed_upgrades,
+                cors_preflight,
                 trusted_proxies,
                 shutdown_timeout,
                 max_token_bytes: raw.max_token_bytes,

@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub http2_keep_alive_timeout: RawDuration,
     #[serde(deserialize_with = "list")]
     pub allowed_upgrades: Vec<String>,
+    pub cors_preflight: String,
     #[serde(deserialize_with = "list")]
     pub trusted_proxies: Vec<String>,
     pub shutdown_timeout: RawDuration,
@@ -46,6 +47,7 @@ impl Default for RawConfig {
             http2_keep_alive_interval: RawDuration::text("20s"),
             http2_keep_alive_timeout: RawDuration::text("20s"),
             allowed_upgrades: vec!["websocket".into()],
+            cors_preflight: "policy".into(),
             trusted_proxies: Vec::new(),
             shutdown_timeout: RawDuration::text("30s"),
             max_token_bytes: 8 * 1024,

@@ -14,7 +14,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
 use crate::client::JwksConnector;
-use crate::config::{Config, CorsPreflight, PoolConfig};
+use crate::config::{Config, CorsPreflight, PoolConfig, TokenSource};
 use crate::metrics::Metrics;
 use crate::path::{self, PathError};
 use crate::policy::{Governing, Policy, RuleId};
@@ -142,11 +142,92 @@ pub struct Pending<'p, 's> {
 }
 
 /// What the decision reads from the configuration besides the policy.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Admission {
     /// `allowed_upgrades`, lower case; never `h2c`.
     pub upgrades: Vec<String>,
     pub cors_preflight: CorsPreflight,
+    /// Where the token is read, in order.
+    pub token_sources: Vec<TokenSource>,
+    /// The methods for which a cookie counts as a token.
+    pub cookie_methods: Vec<Method>,
+}
+
+impl Default for Admission {
+    /// What `check` and `explain` decide with: the token in the header, no upgrades.
+    fn default() -> Self {
+        Admission {
+            upgrades: Vec::new(),
+            cors_preflight: CorsPreflight::Policy,
+            token_sources: vec![TokenSource::Header],
+            cookie_methods: vec![Method::GET, Method::HEAD, Method::OPTIONS],
+        }
+    }
+}
+
+impl Admission {
+    /// The request's token, from the first of `token_sources` that has one. Two
+    /// different tokens (in two sources, or twice in one) are ambiguous: 400.
+    pub fn token<'h>(&self, method: &Method, headers: &'h HeaderMap) -> Result<&'h str, AuthError> {
+        let mut found: Option<&'h str> = None;
+        for source in &self.token_sources {
+            let token = match source {
+                TokenSource::Header => match bearer_token(headers) {
+                    Ok(token) => Some(token),
+                    Err(AuthError::MissingToken) => None,
+                    Err(e) => return Err(e),
+                },
+                // A cross-site form can make a browser send cookies with any method;
+                // for the unsafe ones only the header counts (CSRF).
+                TokenSource::Cookie(name) if self.cookie_methods.contains(method) => {
+                    cookie_token(headers, name)?
+                }
+                TokenSource::Cookie(_) => None,
+            };
+            match (found, token) {
+                (None, Some(token)) => found = Some(token),
+                (Some(first), Some(other)) if first != other => {
+                    return Err(AuthError::AmbiguousCredentials)
+                }
+                _ => {}
+            }
+        }
+        found.ok_or(AuthError::MissingToken)
+    }
+}
+
+/// The value of the cookie `name` in the request's `Cookie` headers (RFC 6265 §5.4),
+/// without surrounding quotes. The same cookie twice with two values is ambiguous.
+fn cookie_token<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, AuthError> {
+    let mut found: Option<&'h str> = None;
+    let pairs = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'));
+    for pair in pairs {
+        let Some((n, value)) = pair.split_once('=') else {
+            continue;
+        };
+        if n.trim() != name {
+            continue;
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        if value.is_empty() {
+            return Err(AuthError::InvalidToken(TokenError::Malformed(
+                "empty token cookie",
+            )));
+        }
+        match found {
+            Some(first) if first != value => return Err(AuthError::AmbiguousCredentials),
+            _ => found = Some(value),
+        }
+    }
+    Ok(found)
 }
 
 /// Whether a request is a CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
@@ -294,11 +375,16 @@ impl Authorizer {
             Judged::Done(decision) => return decision,
             Judged::NeedsIdentity(pending) => pending,
         };
-        let identity = self.identify(&state, req.headers).await;
+        let identity = self.identify(&state, req.method, req.headers).await;
         conclude(pending, identity)
     }
 
-    async fn identify(&self, state: &State, headers: &HeaderMap) -> Result<Identity, AuthError> {
+    async fn identify(
+        &self,
+        state: &State,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Identity, AuthError> {
         let now = self.clock.now().ok_or(AuthError::ClockUnavailable)?;
         let from_verify = |e| match e {
             VerifyError::Token(e) => AuthError::InvalidToken(e),
@@ -308,13 +394,16 @@ impl Authorizer {
             if let Some(data) = alb_data(headers)? {
                 // One credential per request: a bearer token beside the load
                 // balancer's claims could name someone else.
-                if !matches!(bearer_token(headers), Err(AuthError::MissingToken)) {
+                if !matches!(
+                    self.admission.token(method, headers),
+                    Err(AuthError::MissingToken)
+                ) {
                     return Err(AuthError::AmbiguousCredentials);
                 }
                 return alb.verify(data, now).await.map_err(from_verify);
             }
         }
-        let token = bearer_token(headers)?;
+        let token = self.admission.token(method, headers)?;
         state
             .verifier
             .verify(token, &state.keys, now)

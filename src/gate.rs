@@ -15,7 +15,7 @@ use crate::http::decision::DecisionService;
 use crate::http::forwarded::Forwarding;
 use crate::http::grpc;
 use crate::http::headers::IdentityHeaders;
-use crate::http::proxy::Proxy;
+use crate::http::proxy::{Credentials, Proxy};
 use crate::http::server::{self, ServerOptions};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -78,6 +78,8 @@ pub async fn run(
         Admission {
             upgrades: config.allowed_upgrades.clone(),
             cors_preflight: config.cors_preflight,
+            token_sources: config.token_sources.clone(),
+            cookie_methods: config.cookie_methods.clone(),
         },
         metrics,
     ));
@@ -129,7 +131,17 @@ pub async fn run(
             upstream,
             identity.clone(),
             forwarding.clone(),
-            config.headers.forward_authorization,
+            Credentials {
+                forward_authorization: config.headers.forward_authorization,
+                strip_cookies: match config.forward_token {
+                    true => Vec::new(),
+                    false => config
+                        .token_sources
+                        .iter()
+                        .filter_map(|s| s.cookie().map(Box::from))
+                        .collect(),
+                },
+            },
         ));
         servers.push(tokio::spawn(server::serve(
             listener,

@@ -311,6 +311,15 @@ fn check(config_file: &Path) -> Result<(), String> {
             pool.jwks_url
         );
     }
+    let sources: Vec<String> = config
+        .token_sources
+        .iter()
+        .map(|s| match s.cookie() {
+            Some(name) => format!("cookie {name}"),
+            None => "Authorization header".to_owned(),
+        })
+        .collect();
+    println!("  tokens from {}", sources.join(", then "));
     for (header, claim) in &config.headers.claims {
         println!("  header {header}: claim {claim}");
     }

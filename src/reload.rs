@@ -266,7 +266,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut out = Vec::new();
-    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 19] = [
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 22] = [
         ("listen", &old.listen, &new.listen),
         ("admin_listen", &old.admin_listen, &new.admin_listen),
         (
@@ -325,6 +325,9 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("headers", &old.headers, &new.headers),
         ("alb", &old.albs, &new.albs),
         ("cors_preflight", &old.cors_preflight, &new.cors_preflight),
+        ("token_sources", &old.token_sources, &new.token_sources),
+        ("cookie_methods", &old.cookie_methods, &new.cookie_methods),
+        ("forward_token", &old.forward_token, &new.forward_token),
         ("log", &old.log, &new.log),
     ];
     for (key, a, b) in pairs {

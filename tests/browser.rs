@@ -112,3 +112,104 @@ async fn by_default_a_preflight_is_judged_like_any_request() {
     );
     assert_eq!(upstream.count(), 2);
 }
+
+#[tokio::test]
+async fn a_token_cookie_is_read_for_safe_methods_and_removed_before_the_app() {
+    let (gate, upstream, _jwks) =
+        browser_gate("token_sources = [\"header\", \"cookie:id_token\"]").await;
+    let admin = bearer(key_a(), "alice", &["admins"]);
+    let admin_token = admin.trim_start_matches("Bearer ");
+    let bob = bearer(key_a(), "bob", &[]);
+    let cookie = format!("theme=dark; id_token={admin_token}; lang=en");
+
+    let (status, _, _) = get(&gate.url("/admin/x"), &[("cookie", &cookie)]).await;
+    assert_eq!(status, 200);
+    let seen = upstream.last();
+    assert_eq!(seen.header("x-user-sub").as_deref(), Some("alice"));
+    assert_eq!(
+        seen.header("cookie").as_deref(),
+        Some("theme=dark; lang=en")
+    );
+
+    // Unsafe methods are header-only: a cross-site form cannot ride on the cookie.
+    let (status, _, _) = send("POST", &gate.url("/app"), &[("cookie", &cookie)], full("x")).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = send(
+        "POST",
+        &gate.url("/app"),
+        &[("cookie", &cookie), ("authorization", &bob)],
+        full("x"),
+    )
+    .await;
+    // For POST the cookie is not a source at all, so the header alone decides.
+    assert_eq!(status, 200);
+    assert_eq!(upstream.last().header("x-user-sub").as_deref(), Some("bob"));
+
+    // The same token in both places is one credential; two different ones are not.
+    let same = [
+        ("cookie", cookie.as_str()),
+        ("authorization", admin.as_str()),
+    ];
+    assert_eq!(get(&gate.url("/admin/x"), &same).await.0, 200);
+    let two = [("cookie", cookie.as_str()), ("authorization", bob.as_str())];
+    assert_eq!(get(&gate.url("/app"), &two).await.0, 400);
+    let twice = format!("id_token={admin_token}; id_token=other");
+    assert_eq!(get(&gate.url("/app"), &[("cookie", &twice)]).await.0, 400);
+    // A bad cookie token is a bad token: 401, never a pass.
+    assert_eq!(
+        get(&gate.url("/app"), &[("cookie", "id_token=not.a.token")])
+            .await
+            .0,
+        401
+    );
+
+    // A public path keeps the other cookies and loses the token cookie too.
+    let (status, _, _) = get(&gate.url("/public/x"), &[("cookie", &cookie)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        upstream.last().header("cookie").as_deref(),
+        Some("theme=dark; lang=en")
+    );
+
+    // The decision endpoints read the cookie as the proxy does.
+    let forward = [
+        ("x-original-method", "GET"),
+        ("x-original-uri", "/admin/x"),
+        ("cookie", cookie.as_str()),
+    ];
+    let (status, headers, _) = get(&format!("http://{}/auth", gate.authz), &forward).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-user-sub"], "alice");
+    let envoy = get(
+        &format!("http://{}/envoy/admin/x", gate.authz),
+        &[("cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(envoy.0, 200);
+}
+
+#[tokio::test]
+async fn forward_token_keeps_the_cookie_for_the_app() {
+    let (gate, upstream, _jwks) = browser_gate(
+        "token_sources = [\"cookie:id_token\"]\ncookie_methods = [\"GET\", \"POST\"]\nforward_token = true",
+    )
+    .await;
+    let admin = bearer(key_a(), "alice", &["admins"]);
+    let cookie = format!("id_token={}", admin.trim_start_matches("Bearer "));
+    assert_eq!(
+        get(&gate.url("/admin/x"), &[("cookie", &cookie)]).await.0,
+        200
+    );
+    assert_eq!(
+        upstream.last().header("cookie").as_deref(),
+        Some(cookie.as_str())
+    );
+    // POST is listed here, so the cookie counts for it.
+    let (status, _, _) = send("POST", &gate.url("/app"), &[("cookie", &cookie)], full("x")).await;
+    assert_eq!(status, 200);
+    // The header is not a source here: a bearer token alone is no token.
+    assert_eq!(
+        get(&gate.url("/app"), &[("authorization", &admin)]).await.0,
+        401
+    );
+}

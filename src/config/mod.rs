@@ -47,6 +47,13 @@ pub struct Config {
     pub allowed_upgrades: Vec<String>,
     /// How CORS preflights are decided.
     pub cors_preflight: CorsPreflight,
+    /// Where a request's token is read, in order (`token_sources`).
+    pub token_sources: Vec<TokenSource>,
+    /// The methods for which a cookie counts as a token; for the others only the
+    /// `Authorization` header does.
+    pub cookie_methods: Vec<http::Method>,
+    /// Whether the app receives the token cookies (`forward_token`).
+    pub forward_token: bool,
     /// Peers (load balancers, CDNs) whose `X-Forwarded-*` and `X-Request-Id` are kept.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub shutdown_timeout: Duration,
@@ -77,6 +84,25 @@ pub enum CorsPreflight {
     /// `"pass"`: an `OPTIONS` request with `Origin` and `Access-Control-Request-Method`
     /// reaches the app without a token (browsers never send one on a preflight).
     Pass,
+}
+
+/// One place a request's token may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// `"header"`: `Authorization: Bearer <token>`.
+    Header,
+    /// `"cookie:NAME"`: the cookie NAME.
+    Cookie(Box<str>),
+}
+
+impl TokenSource {
+    /// The cookie's name, for a cookie source.
+    pub fn cookie(&self) -> Option<&str> {
+        match self {
+            TokenSource::Cookie(name) => Some(name),
+            TokenSource::Header => None,
+        }
+    }
 }
 
 /// One `[[alb]]` table, validated.
@@ -461,6 +487,21 @@ impl TryFrom<RawConfig> for Config {
             second,
         );
         let allowed_upgrades = convert_upgrades(&mut p, raw.allowed_upgrades);
+        let token_sources = convert_token_sources(&mut p, &raw.token_sources);
+        let cookie_methods = raw
+            .cookie_methods
+            .iter()
+            .filter_map(|m| match http::Method::from_bytes(m.as_bytes()) {
+                Ok(method) if !m.bytes().any(|b| b.is_ascii_lowercase()) => Some(method),
+                _ => {
+                    p.add(
+                        "cookie_methods",
+                        format!("{m:?} is not an upper-case HTTP method"),
+                    );
+                    None
+                }
+            })
+            .collect();
         let cors_preflight = match raw.cors_preflight.as_str() {
             "policy" => CorsPreflight::Policy,
             "pass" => CorsPreflight::Pass,
@@ -563,6 +604,9 @@ impl TryFrom<RawConfig> for Config {
                 http2_keep_alive_timeout,
                 allowed_upgrades,
                 cors_preflight,
+                token_sources,
+                cookie_methods,
+                forward_token: raw.forward_token,
                 trusted_proxies,
                 shutdown_timeout,
                 max_token_bytes: raw.max_token_bytes,
@@ -756,6 +800,43 @@ fn convert_pools(p: &mut Problems, raw: Vec<RawPool>, albs: bool) -> Vec<PoolCon
         });
     }
     pools
+}
+
+/// `token_sources`: `"header"` and `"cookie:NAME"`, each once, at least one.
+fn convert_token_sources(p: &mut Problems, raw: &[String]) -> Vec<TokenSource> {
+    if raw.is_empty() {
+        p.add(
+            "token_sources",
+            "must name at least one source, e.g. [\"header\"]",
+        );
+    }
+    let mut out: Vec<TokenSource> = Vec::with_capacity(raw.len());
+    for text in raw {
+        let source = match text.split_once(':') {
+            None if text == "header" => TokenSource::Header,
+            // RFC 6265 §4.1.1: a cookie name is an HTTP token.
+            Some(("cookie", name))
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)) =>
+            {
+                TokenSource::Cookie(name.into())
+            }
+            _ => {
+                p.add(
+                    "token_sources",
+                    format!("{text:?} must be \"header\" or \"cookie:NAME\" with a cookie name"),
+                );
+                continue;
+            }
+        };
+        if out.contains(&source) {
+            p.add("token_sources", format!("{text:?} is listed twice"));
+        }
+        out.push(source);
+    }
+    out
 }
 
 /// The public keys of ALB-signed headers, by region.

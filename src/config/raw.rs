@@ -22,6 +22,11 @@ pub struct RawConfig {
     pub allowed_upgrades: Vec<String>,
     pub cors_preflight: String,
     #[serde(deserialize_with = "list")]
+    pub token_sources: Vec<String>,
+    #[serde(deserialize_with = "list")]
+    pub cookie_methods: Vec<String>,
+    pub forward_token: bool,
+    #[serde(deserialize_with = "list")]
     pub trusted_proxies: Vec<String>,
     pub shutdown_timeout: RawDuration,
     pub max_token_bytes: usize,
@@ -48,6 +53,9 @@ impl Default for RawConfig {
             http2_keep_alive_timeout: RawDuration::text("20s"),
             allowed_upgrades: vec!["websocket".into()],
             cors_preflight: "policy".into(),
+            token_sources: vec!["header".into()],
+            cookie_methods: vec!["GET".into(), "HEAD".into(), "OPTIONS".into()],
+            forward_token: false,
             trusted_proxies: Vec::new(),
             shutdown_timeout: RawDuration::text("30s"),
             max_token_bytes: 8 * 1024,

@@ -418,3 +418,44 @@ fn claim_headers_are_header_names_that_read_as_no_other_identity_header() {
         );
     }
 }
+
+#[test]
+fn token_sources_are_the_header_and_named_cookies() {
+    let c = Config::from_toml(MINIMAL).expect("valid");
+    assert_eq!(c.token_sources, [TokenSource::Header]);
+    assert_eq!(
+        c.cookie_methods,
+        [http::Method::GET, http::Method::HEAD, http::Method::OPTIONS]
+    );
+    assert!(!c.forward_token);
+    let text = format!("token_sources = [\"cookie:id_token\", \"header\"]\n{MINIMAL}");
+    let c = Config::from_toml(&text).expect("valid");
+    assert_eq!(
+        c.token_sources,
+        [TokenSource::Cookie("id_token".into()), TokenSource::Header]
+    );
+    let bad = format!(
+        "token_sources = [\"query:t\", \"cookie:\", \"cookie:a b\", \"header\", \"header\"]\n\
+         cookie_methods = [\"get\", \"P O S T\"]\n{MINIMAL}"
+    );
+    let problems = Config::from_toml(&bad).expect_err("refused").problems;
+    for want in [
+        "token_sources: \"query:t\" must be \"header\" or \"cookie:NAME\"",
+        "token_sources: \"cookie:\" must be",
+        "token_sources: \"cookie:a b\" must be",
+        "token_sources: \"header\" is listed twice",
+        "cookie_methods: \"get\" is not an upper-case HTTP method",
+        "cookie_methods: \"P O S T\" is not an upper-case HTTP method",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
+    let empty = format!("token_sources = []\n{MINIMAL}");
+    let problems = Config::from_toml(&empty).expect_err("refused").problems;
+    assert!(
+        problems[0].starts_with("token_sources: must name at least one source"),
+        "{problems:?}"
+    );
+}

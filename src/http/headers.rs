@@ -108,6 +108,37 @@ pub fn strip_folded(headers: &mut HeaderMap, names: &[&str]) {
     }
 }
 
+/// Removes the cookies named in `names` from every `Cookie` header (RFC 6265 §5.4),
+/// keeping the others in order; a header left with no cookie goes.
+pub fn strip_cookies(headers: &mut HeaderMap, names: &[Box<str>]) {
+    if names.is_empty() || !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let kept: Vec<HeaderValue> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| {
+            let Ok(text) = value.to_str() else {
+                // Not text: nothing can be parsed out of it, so none of it is kept.
+                return None;
+            };
+            let pairs: Vec<&str> = text
+                .split(';')
+                .map(str::trim)
+                .filter(|pair| {
+                    let name = pair.split_once('=').map_or(*pair, |(n, _)| n).trim();
+                    !pair.is_empty() && !names.iter().any(|n| n.as_ref() == name)
+                })
+                .collect();
+            (!pairs.is_empty()).then(|| HeaderValue::from_str(&pairs.join("; ")).ok())?
+        })
+        .collect();
+    headers.remove(header::COOKIE);
+    for value in kept {
+        headers.append(header::COOKIE, value);
+    }
+}
+
 /// The identity header names in use, and how to write them.
 #[derive(Debug, Clone)]
 pub struct IdentityHeaders {
@@ -248,6 +279,31 @@ mod tests {
         for (items, want) in cases {
             assert_eq!(encode(items), *want, "{items:?}");
         }
+    }
+
+    #[test]
+    fn token_cookies_are_removed_and_the_others_kept() {
+        let names: Vec<Box<str>> = vec!["id_token".into()];
+        let strip = |values: &[&str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::COOKIE, HeaderValue::from_str(v).expect("value"));
+            }
+            strip_cookies(&mut h, &names);
+            h.get_all(header::COOKIE)
+                .iter()
+                .map(|v| v.to_str().expect("text").to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(strip(&["id_token=abc; theme=dark"]), ["theme=dark"]);
+        assert_eq!(strip(&["a=1;id_token=abc;  b=2"]), ["a=1; b=2"]);
+        assert_eq!(strip(&["id_token=abc"]), Vec::<String>::new());
+        assert_eq!(strip(&["id_token=x", "lang=en"]), ["lang=en"]);
+        assert_eq!(
+            strip(&["id_token_old=1; xid_token=2"]),
+            ["id_token_old=1; xid_token=2"]
+        );
+        assert_eq!(strip(&[" id_token = abc ; z=1"]), ["z=1"]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use super::access_log::{answer, Served};
 use super::answer::{BoxError, GateBody, Rejection};
 use super::forwarded::{Forwarding, Origin};
 use super::headers::{
-    drop_h2c_offer, remove_hop_by_hop, strip_folded, wants_upgrade, IdentityHeaders,
+    drop_h2c_offer, remove_hop_by_hop, strip_cookies, strip_folded, wants_upgrade, IdentityHeaders,
     ROUTING_OVERRIDES,
 };
 use crate::authorize::{Authorizer, RequestFacts};
@@ -39,7 +39,16 @@ pub struct Proxy {
     upstream: UpstreamConfig,
     identity: IdentityHeaders,
     forwarding: Arc<Forwarding>,
-    forward_authorization: bool,
+    credentials: Credentials,
+}
+
+/// What the app receives of the caller's credentials.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// `headers.forward_authorization`.
+    pub forward_authorization: bool,
+    /// The token cookies to remove (none with `forward_token = true`).
+    pub strip_cookies: Vec<Box<str>>,
 }
 
 impl Proxy {
@@ -49,7 +58,7 @@ impl Proxy {
         upstream: UpstreamConfig,
         identity: IdentityHeaders,
         forwarding: Arc<Forwarding>,
-        forward_authorization: bool,
+        credentials: Credentials,
     ) -> Self {
         Proxy {
             authz,
@@ -57,7 +66,7 @@ impl Proxy {
             upstream,
             identity,
             forwarding,
-            forward_authorization,
+            credentials,
         }
     }
 
@@ -257,9 +266,10 @@ impl Proxy {
         remove_hop_by_hop(headers, upgrade);
         strip_folded(headers, &ROUTING_OVERRIDES);
         self.identity.strip(headers);
-        if !self.forward_authorization {
+        if !self.credentials.forward_authorization {
             headers.remove(header::AUTHORIZATION);
         }
+        strip_cookies(headers, &self.credentials.strip_cookies);
         self.forwarding.rewrite(headers, peer, origin);
         if let Some(identity) = identity {
             self.identity.inject(headers, identity);

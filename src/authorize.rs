@@ -17,7 +17,7 @@ use crate::client::JwksConnector;
 use crate::config::{Config, CorsPreflight, PoolConfig, TokenSource};
 use crate::metrics::Metrics;
 use crate::path::{self, PathError};
-use crate::policy::{Governing, Policy, RuleId};
+use crate::policy::{normalize_host, Governing, Policy, RuleId};
 use crate::token::{
     AlbVerifier, Identity, KeyStore, Refreshers, TokenError, Verifier, VerifyError, ALB_DATA,
 };
@@ -55,6 +55,9 @@ pub enum AuthError {
     Denied,
     #[error("no policy rule matches this request")]
     NoMatchingRule,
+    /// The policy has rules for named hosts, and the request names none that parses.
+    #[error("the request names no valid host")]
+    BadHost,
 }
 
 /// Where "now" comes from. Injected so that tests can verify tokens that Cognito
@@ -88,6 +91,8 @@ pub struct RequestFacts<'r, 'p> {
     pub method: &'r Method,
     /// The path as received, without the query.
     pub path: &'p str,
+    /// The host the request is for (`Host` or `:authority`, as received), if known.
+    pub host: Option<&'r str>,
     /// The headers as they will be forwarded, as far as `Upgrade` and `Authorization`
     /// go: the proxy drops an h2c offer before asking; a decision endpoint cannot.
     pub headers: &'r HeaderMap,
@@ -261,15 +266,24 @@ pub fn judge<'p, 's>(
     // A preflight carries no credentials by design; with `cors_preflight = "pass"` it
     // reaches the app, which answers what it allows. Its path was canonicalized above,
     // and the proxy strips identity headers as on every request.
+    // Host rules need a host; without one a request could slip past a host-scoped rule
+    // to a wider one.
+    let host = req.host.and_then(normalize_host);
+    if host.is_none() && policy.uses_hosts() {
+        return Judged::Done(Decision::refused(None, AuthError::BadHost));
+    }
+    let host = host.as_deref();
     if admission.cors_preflight == CorsPreflight::Pass && is_preflight(&req) {
-        let rule = policy.route(req.method, &path).map(|r| r.id().clone());
+        let rule = policy
+            .route_on(req.method, host, &path)
+            .map(|r| r.id().clone());
         return Judged::Done(Decision {
             rule,
             identity: None,
             outcome: Ok(path),
         });
     }
-    let Some(governing) = policy.govern(req.method, &path) else {
+    let Some(governing) = policy.govern_on(req.method, host, &path) else {
         return Judged::Done(Decision::refused(None, AuthError::NoMatchingRule));
     };
     if let Some(deny) = governing.rules().find(|r| r.denies_everyone()) {

@@ -45,8 +45,12 @@ pub fn run_tests(policy: &Policy) -> Result<(), PolicyError> {
                     Ok(_) => "allowed".to_owned(),
                     Err(e) => e.to_string(),
                 };
+                let on = test
+                    .host
+                    .as_ref()
+                    .map_or(String::new(), |h| format!(" on {h}"));
                 format!(
-                    "test {} ({} {} {}): expected {}, got {status}: {decided}: {why}",
+                    "test {} ({} {}{on} {}): expected {}, got {status}: {decided}: {why}",
                     test.number,
                     test.method,
                     test.path,
@@ -127,7 +131,7 @@ fn evaluate<'t>(policy: &Policy, test: &'t PolicyTest) -> (u16, Decision<'t>) {
         true => Err(AuthError::MissingToken),
         false => Ok(synthetic(&test.groups, &test.scopes, &test.claims)),
     };
-    let decision = decide(policy, &method, &test.path, identity);
+    let decision = decide(policy, &method, test.host.as_deref(), &test.path, identity);
     (status_of(&decision), decision)
 }
 
@@ -135,6 +139,7 @@ fn evaluate<'t>(policy: &Policy, test: &'t PolicyTest) -> (u16, Decision<'t>) {
 fn decide<'p>(
     policy: &Policy,
     method: &Method,
+    host: Option<&str>,
     path: &'p str,
     identity: Result<Identity, AuthError>,
 ) -> Decision<'p> {
@@ -143,6 +148,7 @@ fn decide<'p>(
     let facts = RequestFacts {
         method,
         path,
+        host,
         headers: &headers,
     };
     match judge(policy, &Admission::default(), facts) {
@@ -167,7 +173,13 @@ pub enum Caller {
 /// `cognito-gate explain`: the canonical path (or why the path is refused), each rule
 /// tried in order and why it did not match, then the rule that matched, its grant,
 /// and the status a client would get.
-pub fn explain(policy: &Policy, method: &str, raw_path: &str, caller: Caller) -> String {
+pub fn explain(
+    policy: &Policy,
+    method: &str,
+    host: Option<&str>,
+    raw_path: &str,
+    caller: Caller,
+) -> String {
     let mut out = String::new();
     let Ok(method) = Method::from_bytes(method.as_bytes()) else {
         let _ = writeln!(out, "method {method:?}: not an HTTP method\nstatus 400");
@@ -176,7 +188,11 @@ pub fn explain(policy: &Policy, method: &str, raw_path: &str, caller: Caller) ->
     let path_only = raw_path.split_once('?').map_or(raw_path, |(p, _)| p);
     match path::canonicalize(path_only) {
         Ok(canonical) => {
-            let _ = writeln!(out, "request  {method} {raw_path}");
+            let _ = match host {
+                Some(host) => writeln!(out, "request  {method} {raw_path} (host {host})"),
+                None => writeln!(out, "request  {method} {raw_path}"),
+            };
+            let normalized = host.and_then(crate::policy::normalize_host);
             let _ = writeln!(
                 out,
                 "path     {canonical} (canonical: what the app receives)"
@@ -184,7 +200,7 @@ pub fn explain(policy: &Policy, method: &str, raw_path: &str, caller: Caller) ->
             let mut matched = false;
             for rule in policy.rules() {
                 let label = format!("rule {:>2} {:<24}", rule.id().number, rule.id().to_string());
-                match rule.mismatch(&method, &canonical) {
+                match rule.mismatch(&method, normalized.as_deref(), &canonical) {
                     Some(why) if !matched => {
                         let _ = writeln!(out, "  {label} no: {why}");
                     }
@@ -198,7 +214,7 @@ pub fn explain(policy: &Policy, method: &str, raw_path: &str, caller: Caller) ->
             if !matched {
                 let _ = writeln!(out, "  no rule matches: denied");
             }
-            if let Some(governing) = policy.govern(&method, &canonical) {
+            if let Some(governing) = policy.govern_on(&method, normalized.as_deref(), &canonical) {
                 let rules: Vec<String> = governing.rules().map(|r| r.id().to_string()).collect();
                 if rules.len() > 1 {
                     let _ = writeln!(
@@ -259,7 +275,7 @@ pub fn explain(policy: &Policy, method: &str, raw_path: &str, caller: Caller) ->
             identity
         }
     };
-    let decision = decide(policy, &method, raw_path, identity);
+    let decision = decide(policy, &method, host, raw_path, identity);
     let rule = decision
         .rule
         .as_ref()
@@ -290,7 +306,10 @@ pub fn grant_text(grant: &crate::policy::Grant) -> String {
 /// custom:tenant = {tenant}, email_verified = true`.
 pub fn rule_text(rule: &crate::policy::Rule) -> String {
     use crate::policy::{Piece, Want};
-    let grant = grant_text(rule.grant());
+    let grant = match rule.host() {
+        Some(host) => format!("{} (host {host})", grant_text(rule.grant())),
+        None => grant_text(rule.grant()),
+    };
     if rule.conditions().is_empty() {
         return grant;
     }

@@ -57,6 +57,9 @@ enum Command {
         /// The caller's scopes, comma-separated.
         #[arg(long, value_delimiter = ',')]
         scopes: Vec<String>,
+        /// The host the request is for (its Host header), for rules with a `host`.
+        #[arg(long)]
+        host: Option<String>,
         /// A claim of the caller's token, NAME=VALUE; repeatable. VALUE is JSON when it
         /// parses as JSON (true, 42, "007", ["a","b"]), a string otherwise.
         #[arg(long = "claim", value_name = "NAME=VALUE", value_parser = parse_claim)]
@@ -123,12 +126,14 @@ fn main() -> ExitCode {
             path,
             groups,
             scopes,
+            host,
             claims,
             anonymous,
             token,
         } => runtime.block_on(explain_command(
             &cli.config,
             &method,
+            host.as_deref(),
             &path,
             match (anonymous, token) {
                 (true, _) => Request::Anonymous,
@@ -207,6 +212,7 @@ fn parse_claim(text: &str) -> Result<(String, serde_json::Value), String> {
 async fn explain_command(
     config_file: &Path,
     method: &str,
+    host: Option<&str>,
     path: &str,
     request: Request,
 ) -> Result<(), String> {
@@ -230,7 +236,7 @@ async fn explain_command(
             Caller::Token(identity)
         }
     };
-    print!("{}", explain(&policy, method, path, caller));
+    print!("{}", explain(&policy, method, host, path, caller));
     Ok(())
 }
 

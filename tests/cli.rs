@@ -797,3 +797,45 @@ async fn decision_only_mode_logs_no_proxy_address() {
     assert_eq!(started["authz"], authz.to_string(), "{started}");
     assert!(!stderr.contains("127.0.0.1:8\""), "{stderr}");
 }
+
+#[test]
+fn policy_tests_and_explain_name_the_host() {
+    let policy = temp_file(
+        "hosts-policy.toml",
+        "[[rule]]\nname = \"admin-site\"\nhost = \"admin.example.com\"\npath = \"/**\"\ngroups = [\"admins\"]\n\
+         [[rule]]\nname = \"rest\"\npath = \"/**\"\nallow = \"anyone\"\n\
+         [[test]]\nhost = \"Admin.Example.com:8443\"\npath = \"/x\"\nanonymous = true\nexpect = 401\n\
+         [[test]]\nhost = \"www.example.com\"\npath = \"/x\"\nanonymous = true\nexpect = \"allow\"\n\
+         [[test]]\nhost = \"admin.example.com\"\npath = \"/x\"\ngroups = [\"staff\"]\nexpect = \"allow\"\n",
+    );
+    let env = [("COGNITO_GATE_POLICY_FILE", policy.to_str().unwrap())];
+    let (code, stdout, stderr) = check("config/cognito-gate.toml".as_ref(), &env);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(
+            "test 3 (GET /x on admin.example.com as groups [staff]): expected allow, got 403: rule 1 (admin-site) decided"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("test 1") && !stderr.contains("test 2"),
+        "{stderr}"
+    );
+
+    let (_, out) = cognito_gate(&[
+        "explain",
+        "-c",
+        "config/cognito-gate.toml",
+        "GET",
+        "/x",
+        "--host",
+        "admin.example.com",
+        "--anonymous",
+    ]);
+    // The shipped policy has no host rules: every host reads the same.
+    assert!(
+        out.starts_with("request  GET /x (host admin.example.com)\n"),
+        "{out}"
+    );
+    assert!(out.ends_with("status   401\n"), "{out}");
+}

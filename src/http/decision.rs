@@ -59,6 +59,8 @@ pub(crate) struct Original {
     /// The path as the client sent it, without the query: what the policy judges
     /// after the same canonicalization as the proxy's.
     path: String,
+    /// The host the client asked for, when the peer says.
+    host: Option<String>,
 }
 
 impl Original {
@@ -87,7 +89,18 @@ impl Original {
         Ok(Original {
             method,
             path: target.path().to_owned(),
+            host: None,
         })
+    }
+
+    /// The same request, for `host`.
+    pub(crate) fn for_host(self, host: Option<&[u8]>) -> Original {
+        Original {
+            host: host
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .map(str::to_owned),
+            ..self
+        }
     }
 }
 
@@ -178,6 +191,7 @@ impl DecisionService {
             .authorize(RequestFacts {
                 method: &original.method,
                 path: original.path(),
+                host: original.host.as_deref(),
                 headers,
             })
             .await;
@@ -251,13 +265,23 @@ impl DecisionService {
             if has_odd_spelling(req.headers(), &self.exact_names) {
                 return Err(Rejection::OddHeaderSpelling);
             }
-            return original_from_headers(req.headers()).map(|o| (Endpoint::ForwardAuth, o));
+            // nginx (as configured in the example), Traefik and Caddy name the
+            // client's host in X-Forwarded-Host.
+            let host = req.headers().get("x-forwarded-host").map(|h| h.as_bytes());
+            return original_from_headers(req.headers())
+                .map(|o| (Endpoint::ForwardAuth, o.for_host(host)));
         }
         match path.strip_prefix(self.settings.envoy_prefix.as_str()) {
             Some(rest) if rest.starts_with('/') => {
                 let method = req.method().clone();
                 let path = rest.to_owned();
-                Ok((Endpoint::Envoy, Original { method, path }))
+                // Envoy's check request keeps the client's Host.
+                let host = req
+                    .headers()
+                    .get(http::header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_owned);
+                Ok((Endpoint::Envoy, Original { method, path, host }))
             }
             _ => Err(Rejection::NotFound),
         }

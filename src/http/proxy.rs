@@ -87,6 +87,11 @@ impl Proxy {
             .authorize(RequestFacts {
                 method: &method,
                 path: uri.path(),
+                host: uri.authority().map(|a| a.as_str()).or_else(|| {
+                    req.headers()
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                }),
                 headers: req.headers(),
             })
             .await;
@@ -142,15 +147,15 @@ impl Proxy {
             return Err(Rejection::Internal);
         };
 
-        // HTTP/2 clients send no Host header; the app gets the :authority instead.
-        if !parts.headers.contains_key(header::HOST) {
-            if let Some(host) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                parts.headers.insert(header::HOST, host);
-            }
+        // The host the policy judged is the one the app gets: an HTTP/2 `:authority`
+        // (HTTP/2 clients send no Host header), or the authority of an absolute-form
+        // HTTP/1.1 target, which replaces any Host header (RFC 9112 §3.2.2).
+        if let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, host);
         }
         self.rewrite_headers(
             &mut parts.headers,

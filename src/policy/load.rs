@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    has_upper_case_letter, Condition, Expect, Grant, Piece, Policy, PolicyTest, Rule, RuleId,
-    Segment, Want,
+    has_upper_case_letter, normalize_host, Condition, Expect, Grant, HostPattern, Piece, Policy,
+    PolicyTest, Rule, RuleId, Segment, Want,
 };
 use crate::config::ProblemList;
 use crate::path;
@@ -108,6 +108,7 @@ struct RawTest {
     scopes: Vec<String>,
     #[serde(default)]
     claims: toml::Table,
+    host: Option<String>,
     #[serde(default)]
     anonymous: bool,
     expect: Option<RawExpect>,
@@ -136,6 +137,16 @@ fn validate_test(number: usize, raw: RawTest, problems: &mut Vec<String>) -> Opt
             "anonymous = true sends no token, so it cannot have groups, scopes or claims".into(),
         );
     }
+    let host = match raw.host.as_deref() {
+        None => None,
+        Some(text) => match normalize_host(text) {
+            Some(host) => Some(host),
+            None => {
+                report(format!("host: {text:?} is not a host name"));
+                None
+            }
+        },
+    };
     let mut claims = Vec::with_capacity(raw.claims.len());
     for (name, value) in raw.claims {
         match claim_value(&value, true) {
@@ -166,6 +177,7 @@ fn validate_test(number: usize, raw: RawTest, problems: &mut Vec<String>) -> Opt
         groups: raw.groups,
         scopes: raw.scopes,
         claims,
+        host,
         anonymous: raw.anonymous,
         expect,
     })
@@ -205,9 +217,13 @@ fn describe(rule: &Rule) -> String {
             .collect::<Vec<_>>()
             .join(","),
     };
+    let on = rule
+        .host
+        .as_ref()
+        .map_or(String::new(), |h| format!(" on {h}"));
     match &rule.id.name {
-        Some(name) => format!("{} ({name}: {methods} {})", rule.id.number, rule.path),
-        None => format!("{} ({methods} {})", rule.id.number, rule.path),
+        Some(name) => format!("{} ({name}: {methods} {}{on})", rule.id.number, rule.path),
+        None => format!("{} ({methods} {}{on})", rule.id.number, rule.path),
     }
 }
 
@@ -222,6 +238,7 @@ struct RawRule {
     groups_all: Option<Vec<String>>,
     scopes: Option<Vec<String>>,
     claims: Option<toml::Table>,
+    host: Option<String>,
 }
 
 fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Option<Rule> {
@@ -335,13 +352,46 @@ fn validate_rule(number: usize, raw: RawRule, problems: &mut Vec<String>) -> Opt
             .collect(),
         (Some(_), None, _) => Vec::new(),
     };
+    let host = match raw.host.as_deref().map(parse_host) {
+        None => None,
+        Some(Ok(host)) => Some(host),
+        Some(Err(m)) => {
+            report("host", m);
+            None
+        }
+    };
     Some(Rule {
         id: RuleId::new(number, raw.name.filter(|n| !n.is_empty()).map(Arc::from)),
         path: raw.path.clone().unwrap_or_default(),
         pattern: pattern?,
         methods,
+        host,
         grant: grant?,
         conditions,
+    })
+}
+
+/// A rule's `host`: a name (`api.example.com`) or every name below one
+/// (`*.example.com`), without a port, compared in lower case.
+fn parse_host(text: &str) -> Result<HostPattern, String> {
+    let (below, name) = match text.strip_prefix("*.") {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let bad = || {
+        format!(
+            "{text:?} must be a host name such as \"api.example.com\" or \"*.example.com\", without a port"
+        )
+    };
+    if name.contains(['*', ':']) && !name.starts_with('[') {
+        return Err(bad());
+    }
+    let normalized = normalize_host(name)
+        .filter(|n| n.len() == name.trim_end_matches('.').len())
+        .ok_or_else(bad)?;
+    Ok(match below {
+        true => HostPattern::Below(format!(".{normalized}")),
+        false => HostPattern::Exact(normalized),
     })
 }
 

@@ -82,6 +82,8 @@ pub struct PolicyTest {
     pub scopes: Vec<String>,
     /// Other claims of the caller's token, for rules with `claims` conditions.
     pub claims: Vec<Claim>,
+    /// The request's host (normalized), for rules with a `host`.
+    pub host: Option<String>,
     pub anonymous: bool,
     pub expect: Expect,
 }
@@ -114,10 +116,93 @@ pub struct Rule {
     path: String,
     pattern: Vec<Segment>,
     methods: Option<Vec<Method>>,
+    /// `host = "api.example.com"` or `"*.example.com"`: the rule matches only requests
+    /// for that host.
+    host: Option<HostPattern>,
     grant: Grant,
     /// `claims = { .. }`: conditions on the caller's claims, all of which must hold
     /// beside the grant.
     conditions: Vec<Condition>,
+}
+
+/// A rule's `host`, normalized: lower case, no port, no trailing dot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `api.example.com`.
+    Exact(String),
+    /// `*.example.com`, kept as `.example.com`: any name below it, not itself.
+    Below(String),
+}
+
+impl HostPattern {
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostPattern::Exact(name) => host == name,
+            HostPattern::Below(suffix) => {
+                host.len() > suffix.len() && host.ends_with(suffix.as_str())
+            }
+        }
+    }
+
+    /// Whether every host `other` matches, this matches too.
+    fn covers(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (HostPattern::Exact(a), HostPattern::Exact(b)) => a == b,
+            (HostPattern::Below(_), HostPattern::Exact(b)) => self.matches(b),
+            (HostPattern::Below(a), HostPattern::Below(b)) => b.ends_with(a.as_str()),
+            (HostPattern::Exact(_), HostPattern::Below(_)) => false,
+        }
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPattern::Exact(name) => f.write_str(name),
+            HostPattern::Below(suffix) => write!(f, "*{suffix}"),
+        }
+    }
+}
+
+/// A request's host as rules compare it: `Host` or `:authority` in lower case, without
+/// its port and one trailing dot. `None` when it is not a host name or IP address.
+pub fn normalize_host(raw: &str) -> Option<String> {
+    let without_port = match raw.strip_prefix('[') {
+        // An IPv6 literal keeps its brackets: `[::1]:8080` is `[::1]`.
+        Some(rest) => {
+            let (inside, after) = rest.split_once(']')?;
+            if !(after.is_empty() || after.strip_prefix(':').is_some_and(is_port)) {
+                return None;
+            }
+            if inside.is_empty()
+                || !inside
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            {
+                return None;
+            }
+            return Some(format!("[{}]", inside.to_ascii_lowercase()));
+        }
+        None => match raw.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return None,
+            None => raw,
+        },
+    };
+    let name = without_port.strip_suffix('.').unwrap_or(without_port);
+    let valid = !name.is_empty()
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    valid.then(|| name.to_ascii_lowercase())
+}
+
+fn is_port(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 5 && text.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// One entry of a rule's `claims`: the claim must equal the value (for an array
@@ -339,9 +424,22 @@ impl Rule {
         self.methods.as_deref()
     }
 
-    /// Why this rule does not match `method` and `canonical_path` as sent, or `None`
-    /// when it does. For `explain`.
-    pub fn mismatch(&self, method: &Method, canonical_path: &str) -> Option<&'static str> {
+    /// The host the rule is for, or `None` for every host.
+    pub fn host(&self) -> Option<&HostPattern> {
+        self.host.as_ref()
+    }
+
+    /// Why this rule does not match `method`, `host` and `canonical_path` as sent, or
+    /// `None` when it does. For `explain`.
+    pub fn mismatch(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        canonical_path: &str,
+    ) -> Option<&'static str> {
+        if !self.host_admits(host) {
+            return Some("the host does not match");
+        }
         let method_ok = self.method_admits(method);
         let path_ok = pattern_matches(&self.pattern, canonical_path, Case::Sensitive);
         match (method_ok, path_ok) {
@@ -349,6 +447,14 @@ impl Rule {
             (false, true) => Some("the method is not listed"),
             (true, false) => Some("the path does not match"),
             (false, false) => Some("neither the method nor the path matches"),
+        }
+    }
+
+    fn host_admits(&self, host: Option<&str>) -> bool {
+        match (&self.host, host) {
+            (None, _) => true,
+            (Some(pattern), Some(host)) => pattern.matches(host),
+            (Some(_), None) => false,
         }
     }
 
@@ -369,12 +475,25 @@ impl Rule {
             (Some(_), None) => false,
             (Some(_), Some(theirs)) => theirs.iter().all(|m| self.method_admits(m)),
         };
-        methods && pattern_covers(&self.pattern, &later.pattern)
+        let hosts = match (&self.host, &later.host) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(mine), Some(theirs)) => mine.covers(theirs),
+        };
+        methods && hosts && pattern_covers(&self.pattern, &later.pattern)
     }
 
-    fn matches_as(&self, method: &Method, canonical_path: &str, case: Case) -> bool {
+    fn matches_as(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        canonical_path: &str,
+        case: Case,
+    ) -> bool {
         // GET also admits HEAD, as nginx's limit_except and most routers do.
-        self.method_admits(method) && pattern_matches(&self.pattern, canonical_path, case)
+        self.method_admits(method)
+            && self.host_admits(host)
+            && pattern_matches(&self.pattern, canonical_path, case)
     }
 }
 
@@ -493,23 +612,55 @@ fn merge<'a>(a: &'a [u32], b: &'a [u32]) -> impl Iterator<Item = usize> + 'a {
 
 impl Policy {
     /// The first rule matching `method` and `canonical_path`, which must come from
-    /// [`path::canonicalize`]. `None` means no rule matches, and the request is denied.
+    /// [`path::canonicalize`], for a request that names no host. `None` means no rule
+    /// matches, and the request is denied.
     pub fn route(&self, method: &Method, canonical_path: &str) -> Option<&Rule> {
-        self.first_match(method, canonical_path, Case::Sensitive)
+        self.route_on(method, None, canonical_path)
     }
 
-    fn first_match(&self, method: &Method, canonical_path: &str, case: Case) -> Option<&Rule> {
+    /// [`Policy::route`] for a request to `host` (see [`normalize_host`]).
+    pub fn route_on(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        canonical_path: &str,
+    ) -> Option<&Rule> {
+        self.first_match(method, host, canonical_path, Case::Sensitive)
+    }
+
+    fn first_match(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        canonical_path: &str,
+        case: Case,
+    ) -> Option<&Rule> {
         self.index
             .candidates(canonical_path)
             .filter_map(|i| self.rules.get(i))
-            .find(|r| r.matches_as(method, canonical_path, case))
+            .find(|r| r.matches_as(method, host, canonical_path, case))
     }
 
-    /// The rules that govern `method` and `canonical_path` under every reading a
-    /// common router makes: the path as sent; case-folded (unless `case_sensitive`);
-    /// without one trailing slash; and both. `None` when some reading matches no rule,
-    /// which denies the request whatever the others say.
+    /// Whether some rule names a `host`: then a request must say which host it is for.
+    pub fn uses_hosts(&self) -> bool {
+        self.rules.iter().any(|r| r.host.is_some())
+    }
+
+    /// [`Policy::govern_on`] for a request that names no host.
     pub fn govern(&self, method: &Method, canonical_path: &str) -> Option<Governing<'_>> {
+        self.govern_on(method, None, canonical_path)
+    }
+
+    /// The rules that govern `method` and `canonical_path` for `host` under every
+    /// reading a common router makes: the path as sent; case-folded (unless
+    /// `case_sensitive`); without one trailing slash; and both. `None` when some
+    /// reading matches no rule, which denies the request whatever the others say.
+    pub fn govern_on(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        canonical_path: &str,
+    ) -> Option<Governing<'_>> {
         let mut governing = Governing { rules: [None; 4] };
         let folded = !self.case_sensitive
             && (self.upper_case_literals || has_upper_case_letter(canonical_path));
@@ -523,7 +674,7 @@ impl Policy {
             trimmed.filter(|_| folded).map(|p| (p, Case::Insensitive)),
         ];
         for (path, case) in readings.into_iter().flatten() {
-            let rule = self.first_match(method, path, case)?;
+            let rule = self.first_match(method, host, path, case)?;
             governing.add(rule);
         }
         Some(governing)

@@ -421,7 +421,7 @@ fn the_rule_index_decides_exactly_as_a_scan_of_every_rule() {
                 let scanned = policy
                     .rules()
                     .iter()
-                    .find(|r| r.matches_as(&method, &path, Case::Sensitive));
+                    .find(|r| r.matches_as(&method, None, &path, Case::Sensitive));
                 let routed = policy.route(&method, &path);
                 assert_eq!(
                     routed.map(|r| r.id().number),
@@ -431,8 +431,8 @@ fn the_rule_index_decides_exactly_as_a_scan_of_every_rule() {
                 let folded = policy
                     .rules()
                     .iter()
-                    .find(|r| r.matches_as(&method, &path, Case::Insensitive));
-                let indexed = policy.first_match(&method, &path, Case::Insensitive);
+                    .find(|r| r.matches_as(&method, None, &path, Case::Insensitive));
+                let indexed = policy.first_match(&method, None, &path, Case::Insensitive);
                 assert_eq!(
                     indexed.map(|r| r.id().number),
                     folded.map(|r| r.id().number),
@@ -664,4 +664,113 @@ fn policy_tests_can_give_the_caller_claims() {
             .contains("cannot have groups, scopes or claims"),
         "{err}"
     );
+}
+
+#[test]
+fn hosts_are_compared_in_one_spelling() {
+    let cases: &[(&str, Option<&str>)] = &[
+        ("api.example.com", Some("api.example.com")),
+        ("API.Example.COM", Some("api.example.com")),
+        ("api.example.com.", Some("api.example.com")),
+        ("api.example.com:8443", Some("api.example.com")),
+        ("api.example.com.:80", Some("api.example.com")),
+        ("10.0.0.7:8080", Some("10.0.0.7")),
+        ("[::1]:8080", Some("[::1]")),
+        ("[2001:DB8::1]", Some("[2001:db8::1]")),
+        ("", None),
+        ("api.example.com:", None),
+        ("api.example.com:http", None),
+        ("api..example.com", None),
+        ("api.example.com/x", None),
+        ("user@api.example.com", None),
+        ("api example.com", None),
+        ("[::1", None),
+        ("[::1]x", None),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(normalize_host(raw).as_deref(), *want, "{raw:?}");
+    }
+}
+
+const HOSTS: &str = r#"
+    [[rule]]
+    name = "admin-site"
+    host = "admin.example.com"
+    path = "/**"
+    groups = ["admins"]
+
+    [[rule]]
+    name = "tenants"
+    host = "*.example.com"
+    path = "/**"
+    allow = "authenticated"
+
+    [[rule]]
+    name = "rest"
+    path = "/**"
+    allow = "anyone"
+"#;
+
+#[test]
+fn host_rules_match_their_host_and_names_below_a_wildcard() {
+    let policy = Policy::from_toml(HOSTS).expect("valid policy");
+    assert!(policy.uses_hosts());
+    let route = |host: Option<&str>| {
+        policy
+            .route_on(&Method::GET, host, "/x")
+            .map(|r| r.id().to_string())
+    };
+    assert_eq!(
+        route(Some("admin.example.com")).as_deref(),
+        Some("admin-site")
+    );
+    assert_eq!(route(Some("acme.example.com")).as_deref(), Some("tenants"));
+    assert_eq!(route(Some("a.b.example.com")).as_deref(), Some("tenants"));
+    // The wildcard is for names below it, not the name itself or look-alikes.
+    assert_eq!(route(Some("example.com")).as_deref(), Some("rest"));
+    assert_eq!(route(Some("evilexample.com")).as_deref(), Some("rest"));
+    assert_eq!(route(None).as_deref(), Some("rest"));
+    assert!(!Policy::from_toml(POLICY).expect("valid").uses_hosts());
+}
+
+#[test]
+fn host_rules_shadow_only_what_they_cover() {
+    // A wildcard covers its names, so a later rule for one of them is unreachable.
+    let err = Policy::from_toml(
+        "[[rule]]\nhost = \"*.example.com\"\npath = \"/**\"\nallow = \"anyone\"\n\
+         [[rule]]\nhost = \"api.example.com\"\npath = \"/x\"\nallow = \"nobody\"\n",
+    )
+    .expect_err("shadowed");
+    assert!(
+        err.to_string().contains(
+            "rule 2 (any method /x on api.example.com) can never match: rule 1 (any method /** on *.example.com)"
+        ),
+        "{err}"
+    );
+    // A host rule does not cover a rule for every host, nor another host's.
+    for later in [
+        "",
+        "host = \"other.example.org\"\n",
+        "host = \"example.com\"\n",
+    ] {
+        let text = format!(
+            "[[rule]]\nhost = \"*.example.com\"\npath = \"/**\"\nallow = \"anyone\"\n\
+             [[rule]]\n{later}path = \"/x\"\nallow = \"nobody\"\n"
+        );
+        assert!(Policy::from_toml(&text).is_ok(), "{later}");
+    }
+    for (host, want) in [
+        ("api.example.com:443", "without a port"),
+        ("*example.com", "without a port"),
+        ("api.*.com", "without a port"),
+        ("", "without a port"),
+        ("a b", "without a port"),
+    ] {
+        let text = format!("[[rule]]\nhost = {host:?}\npath = \"/**\"\nallow = \"anyone\"\n");
+        let err = Policy::from_toml(&text).expect_err(host).to_string();
+        assert!(
+            err.contains("rule 1: host:") && err.contains(want),
+            "{host}: {err}"
+        );
+    }
 }

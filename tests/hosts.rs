@@ -1,0 +1,113 @@
+//! Host rules: one gate in front of several names. The host is read as the app will
+//! read it (Host, `:authority`, an absolute-form target), normalized, and judged alike
+//! by the proxy, `/auth` (X-Forwarded-Host) and `/envoy` (Host); a request that names
+//! no host cannot slip past a host rule.
+// The tests sign their tokens with the development issuer (feature `dev`).
+#![cfg(feature = "dev")]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+const HOSTS: &str = r#"
+    [[rule]]
+    name = "admin-site"
+    host = "admin.example.com"
+    path = "/**"
+    groups = ["admins"]
+
+    [[rule]]
+    name = "internal"
+    host = "*.internal.example.com"
+    path = "/**"
+    allow = "nobody"
+
+    [[rule]]
+    name = "rest"
+    path = "/**"
+    allow = "anyone"
+"#;
+
+async fn host_gate() -> (Gate, Upstream, JwksServer) {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let text = config(&upstream.url(), &jwks.url(), "").replace(
+        "[upstream]",
+        "[authz]\nlisten = \"127.0.0.1:9191\"\n[upstream]",
+    );
+    let gate = Gate::start(&text, HOSTS).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    (gate, upstream, jwks)
+}
+
+/// The status of `GET /x` for `host` (None: no host at all) through the proxy,
+/// `/auth` and `/envoy`, with `auth` when given.
+async fn three_ways(gate: &Gate, host: Option<&str>, auth: Option<&str>) -> [u16; 3] {
+    let auth_line = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let host_line = host.map_or(String::new(), |h| format!("Host: {h}\r\n"));
+    // HTTP/1.0 may leave Host out; HTTP/1.1 may not.
+    let version = if host.is_some() { "1.1" } else { "1.0" };
+    let request = |target: &str, extra: &str| {
+        format!(
+            "GET {target} HTTP/{version}\r\n{host_line}{auth_line}{extra}Connection: close\r\n\r\n"
+        )
+    };
+    let proxied = raw(gate.addr, &request("/x", "")).await.0;
+    let forwarded = host.map_or(String::new(), |h| format!("X-Forwarded-Host: {h}\r\n"));
+    let auth_request = format!(
+        "GET /auth HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Original-Method: GET\r\nX-Original-URI: /x\r\n{forwarded}{auth_line}Connection: close\r\n\r\n"
+    );
+    let forward = raw(gate.authz, &auth_request).await.0;
+    let envoy = raw(gate.authz, &request("/envoy/x", "")).await.0;
+    [proxied, forward, envoy]
+}
+
+#[tokio::test]
+async fn rules_for_a_host_apply_to_that_host_in_every_spelling_and_every_way_in() {
+    let (gate, upstream, _jwks) = host_gate().await;
+    let admin = bearer(key_a(), "alice", &["admins"]);
+    let bob = bearer(key_a(), "bob", &[]);
+    let cases: &[(Option<&str>, Option<&str>, u16)] = &[
+        (Some("admin.example.com"), None, 401),
+        (Some("admin.example.com"), Some(&bob), 403),
+        (Some("admin.example.com"), Some(&admin), 200),
+        // One host, however it is spelled.
+        (Some("ADMIN.Example.com"), None, 401),
+        (Some("admin.example.com."), None, 401),
+        (Some("admin.example.com:8080"), None, 401),
+        // Names below the wildcard are denied to everyone; the name itself is not below.
+        (Some("db.internal.example.com"), Some(&admin), 403),
+        (Some("a.b.internal.example.com"), None, 403),
+        (Some("internal.example.com"), None, 200),
+        (Some("www.example.com"), None, 200),
+        // A host that is no host name, or none at all: 400, never the catch-all rule.
+        (Some("admin.example.com:http"), None, 400),
+        (Some("bad host"), None, 400),
+        (None, None, 400),
+    ];
+    for (host, auth, want) in cases {
+        assert_eq!(
+            three_ways(&gate, *host, *auth).await,
+            [*want; 3],
+            "{host:?} {auth:?}"
+        );
+    }
+    // An absolute-form target names the host, whatever Host says (RFC 9112 §3.2.2),
+    // and the app receives the host the policy judged.
+    let smuggled = "GET http://admin.example.com/x HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(gate.addr, smuggled).await.0, 401);
+    let (status, _) = raw(
+        gate.addr,
+        &format!(
+            "GET http://admin.example.com/x HTTP/1.1\r\nHost: www.example.com\r\nAuthorization: {admin}\r\nConnection: close\r\n\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        upstream.last().header("host").as_deref(),
+        Some("admin.example.com")
+    );
+}

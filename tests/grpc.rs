@@ -328,3 +328,36 @@ async fn grpc_refuses_untrusted_peers() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied);
 }
+
+#[tokio::test]
+async fn grpc_judges_the_host_envoy_names() {
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let policy = "[[rule]]\nhost = \"admin.example.com\"\npath = \"/**\"\ngroups = [\"admins\"]\n\
+                  [[rule]]\npath = \"/**\"\nallow = \"anyone\"\n";
+    let text = authz_config(&jwks.url(), "grpc_listen = \"127.0.0.1:9192\"");
+    let gate = Gate::start(&text, policy).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let client = AuthorizationClient::new(channel(&gate).await);
+    let admin = bearer(key_a(), "alice", &["admins"]);
+    let ask = |host: &'static str, auth: Option<String>| {
+        let mut request = check_request("GET", "/x", &[], false);
+        if let Some(http) = request
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+        {
+            http.host = host.to_owned();
+            if let Some(auth) = auth {
+                http.headers.insert("authorization".into(), auth);
+            }
+        }
+        let mut client = client.clone();
+        async move { outcome(&client.check(request).await.unwrap().into_inner()).0 }
+    };
+    assert_eq!(ask("admin.example.com", None).await, 401);
+    assert_eq!(ask("Admin.Example.com:443", None).await, 401);
+    assert_eq!(ask("admin.example.com", Some(admin)).await, 200);
+    assert_eq!(ask("www.example.com", None).await, 200);
+    assert_eq!(ask("", None).await, 400);
+}

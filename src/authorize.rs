@@ -14,7 +14,7 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
 use crate::client::JwksConnector;
-use crate::config::{Config, CorsPreflight, PoolConfig, TokenSource};
+use crate::config::{Config, CorsPreflight, IssuerConfig, PoolConfig, TokenSource};
 use crate::metrics::Metrics;
 use crate::path::{self, PathError};
 use crate::policy::{normalize_host, Governing, Policy, RuleId};
@@ -337,6 +337,7 @@ pub fn conclude<'p>(
 pub struct State {
     pub policy: Policy,
     pub pools: Arc<Vec<PoolConfig>>,
+    pub issuers: Arc<Vec<IssuerConfig>>,
     pub verifier: Arc<Verifier>,
     /// Verifies `x-amzn-oidc-data` when `[[alb]]` tables are configured.
     pub alb: Option<Arc<AlbVerifier>>,
@@ -503,7 +504,9 @@ impl State {
                 .keeping(claims.clone()),
             )),
         };
-        if let Some(old) = seed.filter(|old| *old.pools == config.pools) {
+        let same_sources =
+            |old: &&State| *old.pools == config.pools && *old.issuers == config.issuers;
+        if let Some(old) = seed.filter(same_sources) {
             // The verified tokens are kept too, unless the policy now reads other
             // claims, which the remembered identities would lack.
             let verifier = match old.verifier.kept_claims() == claims.as_slice() {
@@ -514,6 +517,7 @@ impl State {
                         config.max_token_bytes,
                         config.token_cache_bytes,
                     )
+                    .with_issuers(&config.issuers)
                     .counting(metrics)
                     .keeping(claims),
                 ),
@@ -521,6 +525,7 @@ impl State {
             return State {
                 policy,
                 pools: old.pools.clone(),
+                issuers: old.issuers.clone(),
                 verifier,
                 alb,
                 keys: old.keys.clone(),
@@ -529,6 +534,7 @@ impl State {
         }
         let (keys, refreshers) = KeyStore::start(
             &config.pools,
+            &config.issuers,
             &config.jwks,
             jwks_client,
             metrics.clone(),
@@ -540,11 +546,13 @@ impl State {
             config.max_token_bytes,
             config.token_cache_bytes,
         )
+        .with_issuers(&config.issuers)
         .counting(metrics)
         .keeping(claims);
         State {
             policy,
             pools: Arc::new(config.pools.clone()),
+            issuers: Arc::new(config.issuers.clone()),
             verifier: Arc::new(verifier),
             alb,
             keys,

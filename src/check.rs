@@ -343,8 +343,9 @@ pub async fn explain_token(
 ) -> (String, Result<Identity, AuthError>) {
     use crate::token::{KeyStore, Verifier};
     let mut out = String::new();
-    let verifier =
-        Verifier::new(&config.pools, config.max_token_bytes, 0).keeping(policy.claim_names());
+    let verifier = Verifier::new(&config.pools, config.max_token_bytes, 0)
+        .with_issuers(&config.issuers)
+        .keeping(policy.claim_names());
     let unverified = match verifier.parse(token) {
         Ok(u) => u,
         Err(e) => {
@@ -352,12 +353,20 @@ pub async fn explain_token(
             return (out, Err(AuthError::InvalidToken(e)));
         }
     };
-    let pool = config.pools.get(unverified.pool.0);
+    let index = unverified.pool.0;
+    let issuer = config.issuers.get(index.wrapping_sub(config.pools.len()));
+    let (source, keys_url) = match (config.pools.get(index), issuer) {
+        (Some(p), _) => (format!("pool {}", p.user_pool_id), p.jwks_url.to_string()),
+        (None, Some(i)) => (
+            format!("issuer {}", i.issuer),
+            format!("the jwks_uri of {}", i.discovery_url),
+        ),
+        (None, None) => ("?".to_owned(), String::new()),
+    };
     let _ = writeln!(
         out,
-        "token    1. shape, header and issuer: ok: RS256, kid {:?}, pool {}",
-        unverified.kid,
-        pool.map_or("?", |p| p.user_pool_id.as_str())
+        "token    1. shape, header and issuer: ok: {:?}, kid {:?}, {source}",
+        unverified.alg, unverified.kid,
     );
     let client = match crate::client::jwks_connector(crate::client::ProxyAware::from_env(
         config.jwks.fetch_timeout,
@@ -369,8 +378,15 @@ pub async fn explain_token(
         }
     };
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-    let (keys, _refreshers) =
-        KeyStore::start(&config.pools, &config.jwks, client, metrics, None).await;
+    let (keys, _refreshers) = KeyStore::start(
+        &config.pools,
+        &config.issuers,
+        &config.jwks,
+        client,
+        metrics,
+        None,
+    )
+    .await;
     let key = match keys.find(unverified.pool, &unverified.kid).await {
         Ok(key) => key,
         Err(e) => {
@@ -384,7 +400,7 @@ pub async fn explain_token(
                     AuthError::KeysUnavailable,
                 ),
             };
-            let url = pool.map(|p| p.jwks_url.to_string()).unwrap_or_default();
+            let url = keys_url;
             let _ = writeln!(out, "token    2. signing key from {url}: {why}");
             return (out, Err(error));
         }

@@ -329,6 +329,17 @@ fn check(config_file: &Path) -> Result<(), String> {
     for (header, claim) in &config.headers.claims {
         println!("  header {header}: claim {claim}");
     }
+    for issuer in &config.issuers {
+        let algorithms: Vec<String> = issuer.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        println!(
+            "  issuer {} ({}, audiences {}, groups from {}), keys found through {}",
+            issuer.issuer,
+            algorithms.join(", "),
+            issuer.audiences.join(", "),
+            issuer.groups_claim.join("."),
+            issuer.discovery_url
+        );
+    }
     for alb in &config.albs {
         println!(
             "  alb {} (x-amzn-oidc-data signed by {}{}), keys from {}",

@@ -221,9 +221,10 @@ impl Reloading {
         // restart and are reported as such.
         let mut applied = self.config.clone();
         applied.pools.clone_from(&config.pools);
+        applied.issuers.clone_from(&config.issuers);
         applied.policy_file.clone_from(&config.policy_file);
         let current = self.authz.state();
-        let pools_changed = *current.pools != applied.pools;
+        let pools_changed = *current.pools != applied.pools || *current.issuers != applied.issuers;
         let state = State::build(
             &applied,
             policy,

@@ -65,6 +65,8 @@ pub struct Config {
     /// The decision endpoints for nginx, Caddy, Traefik and Envoy; `None` serves none.
     pub authz: Option<AuthzConfig>,
     pub pools: Vec<PoolConfig>,
+    /// OpenID Connect issuers other than Cognito (`[[issuers]]`).
+    pub issuers: Vec<IssuerConfig>,
     /// Application Load Balancers whose `x-amzn-oidc-data` is verified (`[[alb]]`).
     pub albs: Vec<AlbConfig>,
     pub jwks: JwksConfig,
@@ -103,6 +105,26 @@ impl TokenSource {
             TokenSource::Header => None,
         }
     }
+}
+
+/// One `[[issuers]]` table, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuerConfig {
+    /// The exact `iss` of its tokens, and of its discovery document.
+    pub issuer: String,
+    /// Where the discovery document is: `{issuer}/.well-known/openid-configuration`.
+    pub discovery_url: Uri,
+    /// The token's `aud` must name one of these.
+    pub audiences: Vec<String>,
+    /// The `alg`s accepted: RS256, ES256, PS256.
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    /// The path of the groups claim (`realm_access.roles` for Keycloak).
+    pub groups_claim: Vec<String>,
+    pub scopes_claim: String,
+    pub subject_claim: String,
+    /// Whether discovery may name a plain-HTTP `jwks_uri` off loopback.
+    pub allow_insecure_urls: bool,
+    pub leeway: Duration,
 }
 
 /// One `[[alb]]` table, validated.
@@ -531,7 +553,22 @@ impl TryFrom<RawConfig> for Config {
         }
         let upstream = convert_upstream(&mut p, raw.upstream, authz.is_some());
         let albs = convert_albs(&mut p, raw.alb);
-        let pools = convert_pools(&mut p, raw.pools, !albs.is_empty());
+        let (issuers, positions) = convert_issuers(&mut p, raw.issuers);
+        let pools = convert_pools(&mut p, raw.pools, !albs.is_empty() || !issuers.is_empty());
+        for (i, issuer) in positions.into_iter().zip(&issuers) {
+            if pools
+                .iter()
+                .any(|pool| [pool.issuer(), pool.multi_region_issuer()].contains(&issuer.issuer))
+            {
+                p.add(
+                    &format!("issuers[{i}].issuer"),
+                    format!(
+                        "{:?} is a configured user pool's issuer; its tokens are verified by the [[pools]] entry",
+                        issuer.issuer
+                    ),
+                );
+            }
+        }
 
         let jwks = JwksConfig {
             refresh_interval: p.duration(
@@ -614,6 +651,7 @@ impl TryFrom<RawConfig> for Config {
                 upstream,
                 authz,
                 pools,
+                issuers,
                 albs,
                 jwks,
                 headers,
@@ -732,7 +770,7 @@ fn convert_pools(p: &mut Problems, raw: Vec<RawPool>, albs: bool) -> Vec<PoolCon
     if raw.is_empty() && !albs {
         p.add(
             "pools",
-            "at least one [[pools]] entry (or an [[alb]] entry) is required",
+            "at least one [[pools]] entry (or an [[issuers]] or [[alb]] entry) is required",
         );
     }
     let mut pools: Vec<PoolConfig> = Vec::with_capacity(raw.len());
@@ -839,6 +877,106 @@ fn convert_token_sources(p: &mut Problems, raw: &[String]) -> Vec<TokenSource> {
     out
 }
 
+/// The valid `[[issuers]]`, and the position of each among the tables written.
+fn convert_issuers(p: &mut Problems, raw: Vec<RawIssuer>) -> (Vec<IssuerConfig>, Vec<usize>) {
+    use jsonwebtoken::Algorithm;
+    let mut issuers: Vec<IssuerConfig> = Vec::with_capacity(raw.len());
+    let mut positions = Vec::with_capacity(raw.len());
+    for (i, ri) in raw.into_iter().enumerate() {
+        let key = |k: &str| format!("issuers[{i}].{k}");
+        let leeway = p.duration(&key("leeway"), &ri.leeway, Duration::ZERO);
+        if leeway > Duration::from_secs(300) {
+            p.add(&key("leeway"), "must be at most 5m");
+        }
+        let Some(issuer) = ri.issuer else {
+            p.add(
+                &key("issuer"),
+                "is required, e.g. \"https://login.example.com/realms/main\"",
+            );
+            continue;
+        };
+        let Some(issuer_url) = p.url(&key("issuer"), &issuer) else {
+            continue;
+        };
+        if issuers.iter().any(|other| other.issuer == issuer) {
+            p.add(&key("issuer"), format!("{issuer:?} is configured twice"));
+        }
+        let discovery_text = ri.discovery_url.unwrap_or_else(|| {
+            format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            )
+        });
+        let Some(discovery_url) = p.url(&key("discovery_url"), &discovery_text) else {
+            continue;
+        };
+        for (url, name) in [(&issuer_url, "issuer"), (&discovery_url, "discovery_url")] {
+            if leaves_the_host_in_clear(url, ri.allow_insecure_urls) {
+                p.add(
+                    &key(name),
+                    format!(
+                        "{url} is plain HTTP to a host other than loopback, so anyone on the \
+                         path could replace the keys; use https, or set \
+                         issuers[{i}].allow_insecure_urls = true"
+                    ),
+                );
+            }
+        }
+        if ri.audiences.is_empty() || ri.audiences.iter().any(|a| a.is_empty()) {
+            p.add(
+                &key("audiences"),
+                "at least one audience is required: the token's aud must name one",
+            );
+        }
+        if ri.algorithms.is_empty() {
+            p.add(&key("algorithms"), "at least one of RS256, ES256, PS256");
+        }
+        let mut algorithms = Vec::with_capacity(ri.algorithms.len());
+        for name in &ri.algorithms {
+            match name.as_str() {
+                "RS256" => algorithms.push(Algorithm::RS256),
+                "ES256" => algorithms.push(Algorithm::ES256),
+                "PS256" => algorithms.push(Algorithm::PS256),
+                other => p.add(
+                    &key("algorithms"),
+                    format!("{other:?} is not accepted: only RS256, ES256 and PS256 (never none or HMAC)"),
+                ),
+            }
+        }
+        let groups_claim: Vec<String> = ri.groups_claim.split('.').map(str::to_owned).collect();
+        if groups_claim.iter().any(String::is_empty) {
+            p.add(
+                &key("groups_claim"),
+                format!(
+                    "{:?} must be a claim name or a dotted path such as realm_access.roles",
+                    ri.groups_claim
+                ),
+            );
+        }
+        for (name, value) in [
+            ("scopes_claim", &ri.scopes_claim),
+            ("subject_claim", &ri.subject_claim),
+        ] {
+            if value.is_empty() {
+                p.add(&key(name), "must name a claim");
+            }
+        }
+        positions.push(i);
+        issuers.push(IssuerConfig {
+            issuer,
+            discovery_url,
+            audiences: ri.audiences,
+            algorithms,
+            groups_claim,
+            scopes_claim: ri.scopes_claim,
+            subject_claim: ri.subject_claim,
+            allow_insecure_urls: ri.allow_insecure_urls,
+            leeway,
+        });
+    }
+    (issuers, positions)
+}
+
 /// The public keys of ALB-signed headers, by region.
 const ALB_KEY_URL: &str = "https://public-keys.auth.elb.{region}.amazonaws.com/{kid}";
 
@@ -931,7 +1069,7 @@ fn convert_albs(p: &mut Problems, raw: Vec<RawAlb>) -> Vec<AlbConfig> {
 
 /// Whether keys fetched from `url` would travel in clear off this machine, and that was
 /// not explicitly allowed.
-fn leaves_the_host_in_clear(url: &Uri, allowed: bool) -> bool {
+pub fn leaves_the_host_in_clear(url: &Uri, allowed: bool) -> bool {
     url.scheme_str() == Some("http") && !allowed && !url.host().is_some_and(is_loopback_host)
 }
 

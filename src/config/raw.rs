@@ -34,6 +34,7 @@ pub struct RawConfig {
     pub upstream: Option<RawUpstream>,
     pub authz: RawAuthz,
     pub pools: Vec<RawPool>,
+    pub issuers: Vec<RawIssuer>,
     pub alb: Vec<RawAlb>,
     pub jwks: RawJwks,
     pub headers: RawHeaders,
@@ -63,6 +64,7 @@ impl Default for RawConfig {
             upstream: None,
             authz: RawAuthz::default(),
             pools: Vec::new(),
+            issuers: Vec::new(),
             alb: Vec::new(),
             jwks: RawJwks::default(),
             headers: RawHeaders::default(),
@@ -124,6 +126,40 @@ impl Default for RawAuthz {
             path: "/auth".into(),
             envoy_prefix: "/envoy".into(),
             trusted_peers: vec!["127.0.0.0/8".into(), "::1/128".into()],
+        }
+    }
+}
+
+/// One `[[issuers]]` table: any OpenID Connect issuer, found by discovery.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIssuer {
+    pub issuer: Option<String>,
+    pub discovery_url: Option<String>,
+    #[serde(deserialize_with = "list")]
+    pub audiences: Vec<String>,
+    #[serde(deserialize_with = "list")]
+    pub algorithms: Vec<String>,
+    pub groups_claim: String,
+    pub scopes_claim: String,
+    pub subject_claim: String,
+    /// Allows plain-HTTP discovery and key URLs on a host other than loopback.
+    pub allow_insecure_urls: bool,
+    pub leeway: RawDuration,
+}
+
+impl Default for RawIssuer {
+    fn default() -> Self {
+        RawIssuer {
+            issuer: None,
+            discovery_url: None,
+            audiences: Vec::new(),
+            algorithms: vec!["RS256".into()],
+            groups_claim: "groups".into(),
+            scopes_claim: "scope".into(),
+            subject_claim: "sub".into(),
+            allow_insecure_urls: false,
+            leeway: RawDuration::Seconds(0),
         }
     }
 }
@@ -283,6 +319,11 @@ pub(crate) fn schema() -> figment::value::Dict {
             user_pool_id: Some(String::new()),
             jwks_url: Some(String::new()),
             ..RawPool::default()
+        }],
+        issuers: vec![RawIssuer {
+            issuer: Some(String::new()),
+            discovery_url: Some(String::new()),
+            ..RawIssuer::default()
         }],
         alb: vec![RawAlb {
             region: Some(String::new()),

@@ -231,7 +231,7 @@ fn missing_upstream_and_pools_are_reported_together() {
         err.problems,
         [
             "upstream.url: is required, unless authz.listen or authz.grpc_listen is set (decision-only mode)",
-            "pools: at least one [[pools]] entry (or an [[alb]] entry) is required"
+            "pools: at least one [[pools]] entry (or an [[issuers]] or [[alb]] entry) is required"
         ]
     );
 }
@@ -376,9 +376,9 @@ fn alb_tables_are_validated_and_may_stand_without_pools() {
     let none = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n";
     let problems = Config::from_toml(none).expect_err("refused").problems;
     assert!(
-        problems
-            .iter()
-            .any(|p| p.contains("at least one [[pools]] entry (or an [[alb]] entry)")),
+        problems.iter().any(
+            |p| p.contains("at least one [[pools]] entry (or an [[issuers]] or [[alb]] entry)")
+        ),
         "{problems:?}"
     );
 }
@@ -458,4 +458,42 @@ fn token_sources_are_the_header_and_named_cookies() {
         problems[0].starts_with("token_sources: must name at least one source"),
         "{problems:?}"
     );
+}
+
+#[test]
+fn issuers_are_validated_and_may_stand_without_pools() {
+    let only = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n[[issuers]]\nissuer = \"https://login.example.com/realms/main\"\naudiences = [\"api\"]\n";
+    let c = Config::from_toml(only).expect("an issuer alone is enough");
+    let issuer = &c.issuers[0];
+    assert_eq!(
+        issuer.discovery_url.to_string(),
+        "https://login.example.com/realms/main/.well-known/openid-configuration"
+    );
+    assert_eq!(issuer.algorithms, [jsonwebtoken::Algorithm::RS256]);
+    assert_eq!(issuer.groups_claim, ["groups"]);
+    assert_eq!(
+        (issuer.scopes_claim.as_str(), issuer.subject_claim.as_str()),
+        ("scope", "sub")
+    );
+
+    let bad = "[upstream]\nurl = \"http://127.0.0.1:3000\"\n\
+               [[pools]]\nuser_pool_id = \"us-east-1_AbC123\"\nclient_ids = [\"a\"]\n\
+               [[issuers]]\nissuer = \"http://login.example.com\"\naudiences = []\nalgorithms = [\"HS256\", \"none\", \"ES256\"]\ngroups_claim = \"realm_access..roles\"\n\
+               [[issuers]]\naudiences = [\"api\"]\n\
+               [[issuers]]\nissuer = \"https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123\"\naudiences = [\"api\"]\n";
+    let problems = Config::from_toml(bad).expect_err("refused").problems;
+    for want in [
+        "issuers[0].issuer: http://login.example.com/ is plain HTTP to a host other than loopback",
+        "issuers[0].audiences: at least one audience is required",
+        "issuers[0].algorithms: \"HS256\" is not accepted",
+        "issuers[0].algorithms: \"none\" is not accepted",
+        "issuers[0].groups_claim: \"realm_access..roles\" must be a claim name or a dotted path",
+        "issuers[1].issuer: is required",
+        "issuers[2].issuer: \"https://cognito-idp.us-east-1.amazonaws.com/us-east-1_AbC123\" is a configured user pool's issuer",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in {problems:#?}"
+        );
+    }
 }

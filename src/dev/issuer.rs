@@ -121,6 +121,30 @@ impl AlbSigner {
         )
     }
 
+    /// The public key as a JWK (`kty` EC, `crv` P-256), for tests of ES256 issuers.
+    pub fn jwk(&self, kid: &str) -> Value {
+        let point = self.pair.public_key().as_ref();
+        let (x, y) = point
+            .get(1..)
+            .unwrap_or_default()
+            .split_at(point.len().saturating_sub(1) / 2);
+        json!({
+            "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
+        })
+    }
+
+    /// A standard compact JWS with ES256 (unpadded base64url), for ES256 issuers.
+    pub fn sign_jws(&self, header: &Value, claims: &Value) -> Result<String, IssuerError> {
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
+        let signature = self.signature(&input)?;
+        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    }
+
     /// `header` and `payload` as ALB writes them: padded base64url parts, signed over
     /// the padded text.
     pub fn sign(&self, header: &Value, payload: &Value) -> Result<String, IssuerError> {
@@ -172,6 +196,24 @@ impl DevIssuer {
     /// The path Cognito serves the JWKS at, relative to the issuer's host.
     pub fn jwks_path(&self) -> String {
         format!("/{}/.well-known/jwks.json", self.pool_id)
+    }
+
+    /// The path of this issuer's OpenID Connect discovery document.
+    pub fn discovery_path(&self) -> String {
+        format!("/{}/.well-known/openid-configuration", self.pool_id)
+    }
+
+    /// The discovery document, naming the key set at `base` (scheme and authority of
+    /// this server, as the client reached it).
+    pub fn discovery_json(&self, base: &str) -> String {
+        json!({
+            "issuer": self.issuer(),
+            "jwks_uri": format!("{base}{}", self.jwks_path()),
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "subject_types_supported": ["public"],
+            "response_types_supported": ["code"],
+        })
+        .to_string()
     }
 
     /// The JWKS document with this issuer's one key.
@@ -236,6 +278,7 @@ impl DevIssuer {
 
 /// The HTTP face of a [`DevIssuer`], shared by `demo` and `dev-issuer`:
 /// - `GET /{pool}/.well-known/jwks.json`: the key set, where Cognito serves it;
+/// - `GET /{pool}/.well-known/openid-configuration`: the discovery document;
 /// - `GET /token?sub=alice&groups=admins,ops&ttl=3600`: a freshly minted access token
 ///   (`ttl` in seconds, negative for an expired one; `groups` comma-separated); each
 ///   `claim.NAME=VALUE` adds a claim, JSON when VALUE parses as JSON, else a string
@@ -245,6 +288,14 @@ pub fn answer<B>(issuer: &DevIssuer, req: &Request<B>) -> Response<GateBody> {
     let path = req.uri().path();
     let (status, content_type, body) = if path == issuer.jwks_path() {
         (StatusCode::OK, "application/json", issuer.jwks_json())
+    } else if path == issuer.discovery_path() {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
+        let body = issuer.discovery_json(&format!("http://{host}"));
+        (StatusCode::OK, "application/json", body)
     } else if path == "/token" {
         let query = req.uri().query().unwrap_or_default();
         let param = |name: &str| {

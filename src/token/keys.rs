@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::identity::PoolId;
 use crate::client::{error_chain, JwksConnector};
-use crate::config::{JwksConfig, PoolConfig};
+use crate::config::{IssuerConfig, JwksConfig, PoolConfig};
 use crate::metrics::{FetchLabels, Metrics, PoolLabels};
 
 /// RSA moduli below 2048 bits are refused (NIST SP 800-131A); Cognito uses 2048.
@@ -43,6 +43,9 @@ pub struct Key {
     pub alg: Option<String>,
     /// The RSA public key, or `None` when the key is not an RSA key of usable size.
     pub rsa: Option<DecodingKey>,
+    /// The P-256 public key of an `EC` key on curve `P-256` (for ES256); `None` for
+    /// any other key or curve.
+    pub ec: Option<DecodingKey>,
     /// SHA-256 over everything above, so that a key republished under the same `kid`
     /// with other material (or another `use` or `alg`) is a different key.
     pub fingerprint: [u8; 32],
@@ -145,6 +148,18 @@ pub fn parse_key_set(body: &[u8]) -> Result<KeySet, JwksError> {
         } else {
             None
         };
+        let ec = if kty == "EC" {
+            let crv = text("crv")?.ok_or_else(|| malformed(format!("keys[{i}] has no crv")))?;
+            let x = text("x")?.ok_or_else(|| malformed(format!("keys[{i}] has no x")))?;
+            let y = text("y")?.ok_or_else(|| malformed(format!("keys[{i}] has no y")))?;
+            for part in [&crv, &x, &y] {
+                fingerprint.update(b".");
+                fingerprint.update(part.as_bytes());
+            }
+            p256_key(&crv, &x, &y).map_err(|m| malformed(format!("keys[{i}]: {m}")))?
+        } else {
+            None
+        };
         let mut digest = [0u8; 32];
         digest.copy_from_slice(fingerprint.finish().as_ref());
         let key = Key {
@@ -152,14 +167,15 @@ pub fn parse_key_set(body: &[u8]) -> Result<KeySet, JwksError> {
             use_,
             alg,
             rsa,
+            ec,
             fingerprint: digest,
         };
         if keys.insert(kid.clone(), Arc::new(key)).is_some() {
             return Err(malformed(format!("kid {kid:?} appears twice")));
         }
     }
-    if !keys.values().any(|k| k.rsa.is_some()) {
-        return Err(malformed("no usable RSA key".into()));
+    if !keys.values().any(|k| k.rsa.is_some() || k.ec.is_some()) {
+        return Err(malformed("no usable RSA or P-256 key".into()));
     }
     Ok(KeySet { keys })
 }
@@ -184,6 +200,26 @@ fn rsa_key(n: &str, e: &str) -> Result<Option<DecodingKey>, String> {
     Ok(Some(DecodingKey::from_rsa_raw_components(n, e)))
 }
 
+/// A P-256 key from base64url `x` and `y` of 32 bytes each. `Ok(None)` is a
+/// well-formed key on another curve, which no accepted algorithm uses.
+fn p256_key(crv: &str, x: &str, y: &str) -> Result<Option<DecodingKey>, String> {
+    let coordinate = |c: &str| {
+        URL_SAFE_NO_PAD
+            .decode(c)
+            .map_err(|_| "x or y is not unpadded base64url".to_owned())
+    };
+    let (xb, yb) = (coordinate(x)?, coordinate(y)?);
+    if crv != "P-256" {
+        return Ok(None);
+    }
+    if xb.len() != 32 || yb.len() != 32 {
+        return Err("a P-256 key's x and y are 32 bytes each".into());
+    }
+    DecodingKey::from_ec_components(x, y)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
     &bytes[first..]
@@ -196,13 +232,36 @@ pub struct KeyStore {
 }
 
 struct Inner {
-    /// Each pool's JWKS URL and user pool id (its metric label).
-    sources: Vec<(Uri, Arc<str>)>,
+    /// Where each pool's keys come from: the user pools' JWKS URLs, then the OIDC
+    /// issuers' discovery documents, with their metric labels.
+    sources: Vec<KeySource>,
     metrics: Arc<Metrics>,
     client: Client<JwksConnector, Empty<Bytes>>,
     settings: JwksConfig,
     current: Cache<PoolId, Arc<KeySet>>,
     refetched: Cache<PoolId, Result<(), JwksError>>,
+}
+
+/// Where one pool's keys come from.
+struct KeySource {
+    /// The JWKS URL, or the discovery document's when `discovery` is set.
+    url: Uri,
+    /// The user pool id or the issuer: the metric label.
+    name: Arc<str>,
+    discovery: Option<Discovery>,
+}
+
+/// An issuer whose JWKS URL its discovery document names (OpenID Connect Discovery).
+struct Discovery {
+    /// The `issuer` the document must state, exactly.
+    issuer: String,
+    allow_insecure_urls: bool,
+}
+
+#[derive(Deserialize)]
+struct RawDiscovery {
+    issuer: String,
+    jwks_uri: String,
 }
 
 /// Stops the background refresh tasks when dropped.
@@ -223,6 +282,7 @@ impl KeyStore {
     /// starts with its keys, so that it serves while its first fetch runs.
     pub async fn start(
         pools: &[PoolConfig],
+        issuers: &[IssuerConfig],
         settings: &JwksConfig,
         client: Client<JwksConnector, Empty<Bytes>>,
         metrics: Arc<Metrics>,
@@ -232,7 +292,19 @@ impl KeyStore {
             inner: Arc::new(Inner {
                 sources: pools
                     .iter()
-                    .map(|p| (p.jwks_url.clone(), Arc::from(p.user_pool_id.as_str())))
+                    .map(|p| KeySource {
+                        url: p.jwks_url.clone(),
+                        name: Arc::from(p.user_pool_id.as_str()),
+                        discovery: None,
+                    })
+                    .chain(issuers.iter().map(|i| KeySource {
+                        url: i.discovery_url.clone(),
+                        name: Arc::from(i.issuer.as_str()),
+                        discovery: Some(Discovery {
+                            issuer: i.issuer.clone(),
+                            allow_insecure_urls: i.allow_insecure_urls,
+                        }),
+                    }))
                     .collect(),
                 metrics,
                 client,
@@ -244,10 +316,11 @@ impl KeyStore {
             }),
         };
         if let Some(old) = seed {
-            for (pool, (url, _)) in PoolId::all(pools.len()).zip(&store.inner.sources) {
+            let count = store.inner.sources.len();
+            for (pool, source) in PoolId::all(count).zip(&store.inner.sources) {
                 let same = PoolId::all(old.inner.sources.len())
                     .zip(&old.inner.sources)
-                    .find(|(_, (old_url, _))| old_url == url);
+                    .find(|(_, old_source)| old_source.url == source.url);
                 if let Some((old_pool, _)) = same {
                     if let Some(set) = old.inner.current.get(&old_pool).await {
                         store.inner.current.insert(pool, set).await;
@@ -255,7 +328,7 @@ impl KeyStore {
                 }
             }
         }
-        let tasks = PoolId::all(pools.len())
+        let tasks = PoolId::all(store.inner.sources.len())
             .map(|pool| tokio::spawn(refresh_loop(store.inner.clone(), pool)))
             .collect();
         (store, Refreshers(tasks))
@@ -317,18 +390,19 @@ impl KeyStore {
 
 impl Inner {
     fn pool_name(&self, pool: PoolId) -> &str {
-        self.sources.get(pool.0).map_or("?", |(_, name)| name)
+        self.sources.get(pool.0).map_or("?", |s| &s.name)
     }
 
     async fn fetch_and_store(&self, pool: PoolId) -> Result<(), JwksError> {
-        let Some((url, name)) = self.sources.get(pool.0) else {
+        let Some(source) = self.sources.get(pool.0) else {
             return Err(JwksError::Request(format!("no pool {pool}")));
         };
-        let fetched = match tokio::time::timeout(self.settings.fetch_timeout, self.fetch(url)).await
-        {
-            Ok(result) => result,
-            Err(_) => Err(JwksError::Timeout(self.settings.fetch_timeout)),
-        };
+        let (url, name) = (&source.url, &source.name);
+        let fetched =
+            match tokio::time::timeout(self.settings.fetch_timeout, self.fetch(source)).await {
+                Ok(result) => result,
+                Err(_) => Err(JwksError::Timeout(self.settings.fetch_timeout)),
+            };
         let result = if fetched.is_ok() { "success" } else { "error" };
         self.metrics
             .jwks_fetches
@@ -376,16 +450,51 @@ impl Inner {
         }
     }
 
-    async fn fetch(&self, url: &Uri) -> Result<KeySet, JwksError> {
-        let body = download(
-            &self.client,
-            url,
-            "application/json",
-            self.settings.max_response_bytes,
-        )
-        .await?;
+    async fn fetch(&self, source: &KeySource) -> Result<KeySet, JwksError> {
+        let limit = self.settings.max_response_bytes;
+        let jwks_url = match &source.discovery {
+            None => source.url.clone(),
+            Some(discovery) => {
+                let body = download(&self.client, &source.url, "application/json", limit).await?;
+                jwks_uri(&body, discovery)?
+            }
+        };
+        let body = download(&self.client, &jwks_url, "application/json", limit).await?;
         parse_key_set(&body)
     }
+}
+
+/// The `jwks_uri` of a discovery document, which must state exactly the configured
+/// `issuer` (OpenID Connect Discovery 1.0 §4.3) and name an https URL (or loopback).
+fn jwks_uri(body: &[u8], discovery: &Discovery) -> Result<Uri, JwksError> {
+    let doc: RawDiscovery = serde_json::from_slice(body).map_err(|e| {
+        JwksError::Malformed(format!(
+            "not a discovery document with issuer and jwks_uri: {e}"
+        ))
+    })?;
+    if doc.issuer != discovery.issuer {
+        return Err(JwksError::Malformed(format!(
+            "the discovery document is for issuer {:?}, not {:?}",
+            doc.issuer, discovery.issuer
+        )));
+    }
+    let uri: Uri = doc
+        .jwks_uri
+        .parse()
+        .ok()
+        .filter(|u: &Uri| {
+            matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+        })
+        .ok_or_else(|| {
+            JwksError::Malformed(format!("jwks_uri {:?} is not an http(s) URL", doc.jwks_uri))
+        })?;
+    if crate::config::leaves_the_host_in_clear(&uri, discovery.allow_insecure_urls) {
+        return Err(JwksError::Malformed(format!(
+            "jwks_uri {:?} is plain HTTP to a host other than loopback",
+            doc.jwks_uri
+        )));
+    }
+    Ok(uri)
 }
 
 /// GETs `url` and returns the body of a 200 answer of at most `limit` bytes: what key
@@ -462,13 +571,19 @@ mod tests {
 
     #[test]
     fn parses_keys_with_their_use_and_alg() {
+        // Coordinates of the right length; their curve arithmetic is not checked here.
+        let c32 = URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let c48 = URL_SAFE_NO_PAD.encode([7u8; 48]);
         let body = format!(
-            r#"{{"keys":[{},{},{{"kid":"ec","kty":"EC","crv":"P-256"}}]}}"#,
+            r#"{{"keys":[{},{},{{"kid":"ec","kty":"EC","crv":"P-256","x":"{c32}","y":"{c32}"}},{{"kid":"p384","kty":"EC","crv":"P-384","x":"{c48}","y":"{c48}"}}]}}"#,
             jwk("a", r#","use":"sig","alg":"RS256""#),
             jwk("b", r#","use":"enc""#)
         );
         let set = parse_key_set(body.as_bytes()).expect("valid");
-        assert_eq!(set.len(), 3);
+        assert_eq!(set.len(), 4);
+        // Another curve is kept, but no accepted algorithm can use it.
+        let p384 = set.get("p384").expect("p384");
+        assert!(p384.ec.is_none() && p384.rsa.is_none());
         let a = set.get("a").expect("a");
         assert_eq!(
             (a.use_.as_deref(), a.alg.as_deref()),
@@ -477,7 +592,7 @@ mod tests {
         assert!(a.rsa.is_some());
         assert_eq!(set.get("b").expect("b").use_.as_deref(), Some("enc"));
         let ec = set.get("ec").expect("ec");
-        assert!(ec.rsa.is_none());
+        assert!(ec.rsa.is_none() && ec.ec.is_some());
         assert_eq!(ec.kty, "EC");
     }
 
@@ -500,7 +615,7 @@ mod tests {
         let cases = [
             ("not json".to_owned(), "not a JWKS"),
             (r#"{"nokeys":[]}"#.to_owned(), "not a JWKS"),
-            (r#"{"keys":[]}"#.to_owned(), "no usable RSA key"),
+            (r#"{"keys":[]}"#.to_owned(), "no usable RSA or P-256 key"),
             (format!(r#"{{"keys":[{good},{good}]}}"#), "appears twice"),
             (
                 format!(r#"{{"keys":[{good},{{"kid":"x","kty":"RSA","n":"AQAB=","e":"AQAB"}}]}}"#),
@@ -515,12 +630,22 @@ mod tests {
                 "has no kty",
             ),
             (
+                format!(r#"{{"keys":[{good},{{"kid":"e","kty":"EC","crv":"P-256"}}]}}"#),
+                "has no x",
+            ),
+            (
+                format!(
+                    r#"{{"keys":[{good},{{"kid":"e","kty":"EC","crv":"P-256","x":"AQAB","y":"AQAB"}}]}}"#
+                ),
+                "32 bytes each",
+            ),
+            (
                 format!(r#"{{"keys":[{good},{{"kid":7,"kty":"RSA"}}]}}"#),
                 "kid is not a string",
             ),
             (
                 format!(r#"{{"keys":[{{"kid":"s","kty":"RSA","n":"{small_n}","e":"AQAB"}}]}}"#),
-                "no usable RSA key",
+                "no usable RSA or P-256 key",
             ),
         ];
         for (body, want) in cases {

@@ -20,7 +20,7 @@ use super::identity::{Claim, Claims, Identity, PoolId, Source, TokenUse, Verifie
 use super::keys::{Key, KeyLookupError, KeyStore};
 use std::sync::Arc;
 
-use crate::config::{PoolConfig, TokenUsePolicy};
+use crate::config::{IssuerConfig, PoolConfig, TokenUsePolicy};
 use crate::metrics::Metrics;
 
 /// Why a token was refused. The text is the RFC 6750 `error_description`: short, and
@@ -83,6 +83,8 @@ pub enum VerifyError {
 pub struct Unverified<'t> {
     pub pool: PoolId,
     pub kid: String,
+    /// The header's `alg`, one the pool or issuer accepts.
+    pub alg: Algorithm,
     signing_input: &'t str,
     signature: &'t str,
     claims: RawClaims,
@@ -97,11 +99,55 @@ struct PoolRules {
     leeway: f64,
 }
 
-impl PoolRules {
-    /// `exp` and `nbf` against `now`, with the pool's leeway. A token is expired from
-    /// the instant `exp` is reached (RFC 7519 §4.1.4: "on or after").
-    fn check_time(&self, exp: f64, nbf: Option<f64>, now: f64) -> Result<(), TokenError> {
-        check_time(exp, nbf, now, self.leeway)
+/// What an `[[issuers]]` entry accepts.
+struct OidcRules {
+    issuer: String,
+    audiences: Vec<String>,
+    algorithms: Vec<Algorithm>,
+    groups_claim: Vec<String>,
+    scopes_claim: Box<str>,
+    subject_claim: Box<str>,
+    leeway: f64,
+}
+
+/// The algorithms any pool or issuer may accept, by their JOSE names; never `none`
+/// or HMAC.
+fn accepted_algorithm(name: &str) -> Option<Algorithm> {
+    match name {
+        "RS256" => Some(Algorithm::RS256),
+        "ES256" => Some(Algorithm::ES256),
+        "PS256" => Some(Algorithm::PS256),
+        _ => None,
+    }
+}
+
+/// The value at a dotted `path` (`realm_access.roles`) of the kept claims.
+fn claim_at<'c>(claims: &'c Claims, path: &[String]) -> Option<&'c Value> {
+    let (first, rest) = path.split_first()?;
+    rest.iter()
+        .try_fold(claims.get(first)?, |value, key| value.get(key.as_str()))
+}
+
+/// A list claim: an array of strings, or one string `split` into items.
+fn string_list(
+    value: Option<&Value>,
+    name: &'static str,
+    split: bool,
+) -> Result<Vec<String>, TokenError> {
+    match value {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) if split => {
+            Ok(s.split_ascii_whitespace().map(str::to_owned).collect())
+        }
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => Ok(s.clone()),
+                _ => Err(TokenError::InvalidClaimType(name)),
+            })
+            .collect(),
+        Some(_) => Err(TokenError::InvalidClaimType(name)),
     }
 }
 
@@ -159,6 +205,9 @@ pub(super) fn groups_claim(v: &Option<Value>) -> Result<Vec<String>, TokenError>
 /// Verifies tokens against the configured pools.
 pub struct Verifier {
     pools: Vec<PoolRules>,
+    /// The `[[issuers]]`, whose key sets follow the pools': issuer `j` is pool
+    /// `pools.len() + j` in the key store.
+    oidc: Vec<OidcRules>,
     max_token_bytes: usize,
     /// Verified tokens; `None` when `token_cache.max_bytes` is 0.
     remembered: Option<TokenCache>,
@@ -251,10 +300,40 @@ impl Verifier {
                     leeway: p.leeway.as_secs_f64(),
                 })
                 .collect(),
+            oidc: Vec::new(),
             max_token_bytes,
             remembered: TokenCache::new(cache_bytes),
             metrics: None,
             kept_claims: Vec::new(),
+        }
+    }
+
+    /// Accepts the tokens of these OpenID Connect issuers too.
+    pub fn with_issuers(mut self, issuers: &[IssuerConfig]) -> Self {
+        self.oidc = issuers
+            .iter()
+            .map(|i| OidcRules {
+                issuer: i.issuer.clone(),
+                audiences: i.audiences.clone(),
+                algorithms: i.algorithms.clone(),
+                groups_claim: i.groups_claim.clone(),
+                scopes_claim: i.scopes_claim.as_str().into(),
+                subject_claim: i.subject_claim.as_str().into(),
+                leeway: i.leeway.as_secs_f64(),
+            })
+            .collect();
+        self
+    }
+
+    /// The clock skew allowed for `pool`'s tokens.
+    fn leeway(&self, pool: PoolId) -> Result<f64, TokenError> {
+        match self.pools.get(pool.0) {
+            Some(p) => Ok(p.leeway),
+            None => self
+                .oidc
+                .get(pool.0 - self.pools.len())
+                .map(|o| o.leeway)
+                .ok_or(TokenError::UnknownIssuer),
         }
     }
 
@@ -307,8 +386,7 @@ impl Verifier {
                     if let Some(m) = &self.metrics {
                         m.token_cache_hits.inc();
                     }
-                    let pool = self.pools.get(pool.0).ok_or(TokenError::UnknownIssuer)?;
-                    pool.check_time(hit.verified.exp, hit.verified.nbf, now)?;
+                    check_time(hit.verified.exp, hit.verified.nbf, now, self.leeway(pool)?)?;
                     return Ok(id.clone());
                 }
                 // The key left the key set or changed: verify from scratch, which will
@@ -345,9 +423,13 @@ impl Verifier {
         let (header, payload, signature) = compact_parts(token, self.max_token_bytes)?;
         let header: RawHeader = serde_json::from_slice(&decode_part(header, "header encoding")?)
             .map_err(|_| TokenError::Malformed("header is not a JSON object"))?;
-        if header.alg != Some(Value::String("RS256".into())) {
-            return Err(TokenError::UnsupportedAlgorithm);
+        let alg = match &header.alg {
+            Some(Value::String(alg)) => accepted_algorithm(alg).filter(|a| {
+                *a == Algorithm::RS256 || self.oidc.iter().any(|o| o.algorithms.contains(a))
+            }),
+            _ => None,
         }
+        .ok_or(TokenError::UnsupportedAlgorithm)?;
         let kid = match header.kid {
             Some(Value::String(kid)) if !kid.is_empty() => kid,
             _ => return Err(TokenError::MissingKeyId),
@@ -361,16 +443,31 @@ impl Verifier {
         let claims: RawClaims = serde_json::from_slice(&payload)
             .map_err(|_| TokenError::Malformed("payload is not a JSON object of claims"))?;
         let iss = string_claim(&claims.iss, "iss")?.ok_or(TokenError::MissingClaim("iss"))?;
-        let pool = self
-            .pools
-            .iter()
-            .position(|p| p.issuers.contains(&iss))
-            .map(PoolId)
-            .ok_or(TokenError::UnknownIssuer)?;
+        // Cognito pools keep their exact rules: RS256 only.
+        let pool = match self.pools.iter().position(|p| p.issuers.contains(&iss)) {
+            Some(i) if alg == Algorithm::RS256 => PoolId(i),
+            Some(_) => return Err(TokenError::UnsupportedAlgorithm),
+            None => {
+                let j = self
+                    .oidc
+                    .iter()
+                    .position(|o| o.issuer == iss)
+                    .ok_or(TokenError::UnknownIssuer)?;
+                if self
+                    .oidc
+                    .get(j)
+                    .is_some_and(|o| !o.algorithms.contains(&alg))
+                {
+                    return Err(TokenError::UnsupportedAlgorithm);
+                }
+                PoolId(self.pools.len() + j)
+            }
+        };
         let signing_input_len = token.len() - signature.len() - 1;
         Ok(Unverified {
             pool,
             kid,
+            alg,
             signing_input: &token[..signing_input_len],
             signature,
             claims,
@@ -380,33 +477,40 @@ impl Verifier {
 
     /// Steps three and on: the key's own constraints, the signature, then the claims.
     pub fn finish(&self, t: Unverified<'_>, key: &Key, now: f64) -> Result<Verified, TokenError> {
-        // from_jwk-style helpers ignore `use` and `alg`, so both are checked here.
-        if key.kty != "RSA" || key.use_.as_deref().is_some_and(|u| u != "sig") {
+        // from_jwk-style helpers ignore `use` and `alg`, so both are checked here, and
+        // the key's type (and curve) must be the algorithm's.
+        let (kty, material) = match t.alg {
+            Algorithm::ES256 => ("EC", &key.ec),
+            _ => ("RSA", &key.rsa),
+        };
+        if key.kty != kty || key.use_.as_deref().is_some_and(|u| u != "sig") {
             return Err(TokenError::KeyNotUsable);
         }
-        if key.alg.as_deref().is_some_and(|a| a != "RS256") {
+        if key
+            .alg
+            .as_deref()
+            .is_some_and(|a| accepted_algorithm(a) != Some(t.alg))
+        {
             return Err(TokenError::AlgorithmMismatch);
         }
-        let Some(rsa) = &key.rsa else {
+        let Some(material) = material else {
             return Err(TokenError::KeyNotUsable);
         };
-        match jsonwebtoken::crypto::verify(
-            t.signature,
-            t.signing_input.as_bytes(),
-            rsa,
-            Algorithm::RS256,
-        ) {
+        match jsonwebtoken::crypto::verify(t.signature, t.signing_input.as_bytes(), material, t.alg)
+        {
             Ok(true) => {}
             Ok(false) => return Err(TokenError::InvalidSignature),
             Err(_) => return Err(TokenError::Malformed("signature encoding")),
         }
 
-        let pool = self.pools.get(t.pool.0).ok_or(TokenError::UnknownIssuer)?;
+        let Some(pool) = self.pools.get(t.pool.0) else {
+            return self.finish_oidc(t, now);
+        };
         let c = &t.claims;
         let exp = number_claim(&c.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
         let nbf = number_claim(&c.nbf, "nbf")?;
         number_claim(&c.iat, "iat")?;
-        pool.check_time(exp, nbf, now)?;
+        check_time(exp, nbf, now, pool.leeway)?;
 
         let sub = string_claim(&c.sub, "sub")?
             .filter(|s| !s.is_empty())
@@ -458,6 +562,67 @@ impl Verifier {
                 groups,
                 scopes,
                 token_use,
+                client_id,
+                source: Source::Pool(t.pool),
+                claims,
+            },
+            exp,
+            nbf,
+        })
+    }
+}
+
+impl Verifier {
+    /// The claims of an `[[issuers]]` token whose signature holds: `exp` (required),
+    /// `nbf`, `aud` (must name an accepted audience), and the configured subject,
+    /// groups and scopes claims.
+    fn finish_oidc(&self, t: Unverified<'_>, now: f64) -> Result<Verified, TokenError> {
+        let rules = self
+            .oidc
+            .get(t.pool.0 - self.pools.len())
+            .ok_or(TokenError::UnknownIssuer)?;
+        let c = &t.claims;
+        let exp = number_claim(&c.exp, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+        let nbf = number_claim(&c.nbf, "nbf")?;
+        number_claim(&c.iat, "iat")?;
+        check_time(exp, nbf, now, rules.leeway)?;
+        let audiences = string_list(c.aud.as_ref(), "aud", false)?;
+        if audiences.is_empty() {
+            return Err(TokenError::MissingClaim("aud"));
+        }
+        let client_id = audiences
+            .into_iter()
+            .find(|a| rules.audiences.contains(a))
+            .ok_or(TokenError::ClientNotAllowed)?;
+        let wanted: Vec<Box<str>> = [
+            rules.subject_claim.clone(),
+            rules.scopes_claim.clone(),
+            rules
+                .groups_claim
+                .first()
+                .map_or("".into(), |g| g.as_str().into()),
+        ]
+        .into_iter()
+        .filter(|n| !n.is_empty())
+        .collect();
+        let read = keep_claims(&t.payload, &wanted)?;
+        let sub = match read.get(&rules.subject_claim) {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(Value::String(_)) | None => return Err(TokenError::MissingClaim("sub")),
+            Some(_) => return Err(TokenError::InvalidClaimType("sub")),
+        };
+        let groups = string_list(claim_at(&read, &rules.groups_claim), "groups", false)?;
+        let scopes = string_list(read.get(&rules.scopes_claim), "scope", true)?;
+        let claims = match self.kept_claims.is_empty() {
+            true => Claims::default(),
+            false => keep_claims(&t.payload, &self.kept_claims)?,
+        };
+        Ok(Verified {
+            identity: Identity {
+                sub,
+                groups,
+                scopes,
+                token_use: TokenUse::Access,
                 client_id,
                 source: Source::Pool(t.pool),
                 claims,

@@ -240,10 +240,7 @@ impl AlbVerifier {
             .filter(|s| !s.is_empty())
             .ok_or(TokenError::MissingClaim("sub"))?;
         let groups = groups_claim(&claims.groups)?;
-        let claims = match self.kept_claims.is_empty() {
-            true => Claims::default(),
-            false => keep_claims(&payload, &self.kept_claims)?,
-        };
+        let claims = keep_claims(&payload, &self.kept_claims)?;
         Ok(Identity {
             sub,
             groups,

@@ -551,10 +551,7 @@ impl Verifier {
             .map(|s| s.split_ascii_whitespace().map(str::to_owned).collect())
             .unwrap_or_default();
 
-        let claims = match self.kept_claims.is_empty() {
-            true => Claims::default(),
-            false => keep_claims(&t.payload, &self.kept_claims)?,
-        };
+        let claims = keep_claims(&t.payload, &self.kept_claims)?;
 
         Ok(Verified {
             identity: Identity {
@@ -613,10 +610,7 @@ impl Verifier {
         };
         let groups = string_list(claim_at(&read, &rules.groups_claim), "groups", false)?;
         let scopes = string_list(read.get(&rules.scopes_claim), "scope", true)?;
-        let claims = match self.kept_claims.is_empty() {
-            true => Claims::default(),
-            false => keep_claims(&t.payload, &self.kept_claims)?,
-        };
+        let claims = keep_claims(&t.payload, &self.kept_claims)?;
         Ok(Verified {
             identity: Identity {
                 sub,
@@ -636,6 +630,9 @@ impl Verifier {
 /// The claims named in `wanted` from a payload whose signature holds, as the token has
 /// them. A claim that appears twice is refused, as for the claims the verifier reads.
 pub(super) fn keep_claims(payload: &[u8], wanted: &[Box<str>]) -> Result<Claims, TokenError> {
+    if wanted.is_empty() {
+        return Ok(Claims::default());
+    }
     use serde::de::{MapAccess, Visitor};
 
     struct Keep<'w>(&'w [Box<str>]);

@@ -29,7 +29,7 @@ use moka::future::Cache;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::identity::{Claims, Identity, Source, TokenUse};
+use super::identity::{Identity, Source, TokenUse};
 use super::keys::{download, JwksError};
 use super::verify::{
     check_time, compact_parts, groups_claim, keep_claims, number_claim, string_claim, Present,

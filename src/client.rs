@@ -154,6 +154,21 @@ where
         .build(connector)
 }
 
+/// [`client`] speaking HTTP/2 with prior knowledge (h2c): for gRPC apps.
+pub fn client_h2c<C, B>(connector: C, idle_timeout: Duration) -> Client<C, B>
+where
+    C: hyper_util::client::legacy::connect::Connect + Clone,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(idle_timeout)
+        .http2_only(true)
+        .build(connector)
+}
+
 /// An error with its sources, since hyper-util's client error alone says only
 /// "client error (Connect)".
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {

@@ -127,7 +127,7 @@ pub async fn run(
         let connector = client::connector(upstream.connect_timeout)?;
         let proxy = Arc::new(Proxy::new(
             authz.clone(),
-            client::client(connector, upstream.idle_timeout),
+            connector,
             upstream,
             identity.clone(),
             forwarding.clone(),

@@ -153,10 +153,23 @@ impl AlbConfig {
 pub struct UpstreamConfig {
     /// Scheme and authority only: the path the upstream receives is the request's own.
     pub url: Uri,
+    /// What the gate speaks to the app.
+    pub protocol: UpstreamProtocol,
     pub connect_timeout: Duration,
     /// How long the upstream may take to send its response headers.
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+/// `upstream.protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1, whatever the client spoke.
+    Http1,
+    /// HTTP/2 over cleartext with prior knowledge (gRPC servers), except for upgrades.
+    H2c,
+    /// The client's own: HTTP/2 clients (gRPC) get h2c, HTTP/1 clients HTTP/1.1.
+    Auto,
 }
 
 /// The decision endpoints: HTTP (`listen`), Envoy gRPC (`grpc_listen`), or both.
@@ -722,8 +735,27 @@ fn convert_upstream(
         );
         return None;
     }
+    let protocol = match raw.protocol.as_str() {
+        "http1" => UpstreamProtocol::Http1,
+        "h2c" => UpstreamProtocol::H2c,
+        "auto" => UpstreamProtocol::Auto,
+        other => {
+            p.add(
+                "upstream.protocol",
+                format!("{other:?} must be \"http1\", \"h2c\" or \"auto\""),
+            );
+            UpstreamProtocol::Http1
+        }
+    };
+    if protocol != UpstreamProtocol::Http1 && url.scheme_str() != Some("http") {
+        p.add(
+            "upstream.protocol",
+            "h2c and auto are HTTP/2 over cleartext: the upstream.url must be http://",
+        );
+    }
     Some(UpstreamConfig {
         url,
+        protocol,
         connect_timeout,
         request_timeout,
         idle_timeout,

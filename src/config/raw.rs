@@ -77,6 +77,7 @@ impl Default for RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RawUpstream {
     pub url: Option<String>,
+    pub protocol: String,
     pub connect_timeout: RawDuration,
     pub request_timeout: RawDuration,
     pub idle_timeout: RawDuration,
@@ -86,6 +87,7 @@ impl Default for RawUpstream {
     fn default() -> Self {
         RawUpstream {
             url: None,
+            protocol: "http1".into(),
             connect_timeout: RawDuration::text("5s"),
             request_timeout: RawDuration::text("30s"),
             idle_timeout: RawDuration::text("90s"),

@@ -497,3 +497,37 @@ fn issuers_are_validated_and_may_stand_without_pools() {
         );
     }
 }
+
+#[test]
+fn the_upstream_protocol_is_http1_h2c_or_auto_and_h2c_is_cleartext() {
+    let c = Config::from_toml(MINIMAL).expect("valid");
+    assert_eq!(
+        c.upstream.as_ref().map(|u| u.protocol),
+        Some(UpstreamProtocol::Http1)
+    );
+    for (protocol, want) in [
+        ("h2c", UpstreamProtocol::H2c),
+        ("auto", UpstreamProtocol::Auto),
+    ] {
+        let text = MINIMAL.replace(
+            "[upstream]",
+            &format!("[upstream]\nprotocol = \"{protocol}\""),
+        );
+        let c = Config::from_toml(&text).expect("valid");
+        assert_eq!(c.upstream.map(|u| u.protocol), Some(want));
+    }
+    let bad = MINIMAL.replace("[upstream]", "[upstream]\nprotocol = \"h2\"");
+    let problems = Config::from_toml(&bad).expect_err("refused").problems;
+    assert!(
+        problems[0].starts_with("upstream.protocol: \"h2\" must be"),
+        "{problems:?}"
+    );
+    let tls = MINIMAL
+        .replace("[upstream]", "[upstream]\nprotocol = \"h2c\"")
+        .replace("http://127.0.0.1:3000", "https://app.internal:3000");
+    let problems = Config::from_toml(&tls).expect_err("refused").problems;
+    assert!(
+        problems[0].starts_with("upstream.protocol: h2c and auto are HTTP/2 over cleartext"),
+        "{problems:?}"
+    );
+}

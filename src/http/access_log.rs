@@ -27,6 +27,9 @@ pub(crate) struct Served<'a> {
     /// The client and the request id, once known.
     pub origin: Option<&'a Origin>,
     pub metrics: &'a Metrics,
+    /// A gRPC request (`content-type: application/grpc...`): refused the way gRPC
+    /// clients understand.
+    pub grpc: bool,
 }
 
 /// Turns the outcome into the response and writes the request's access-log line.
@@ -38,19 +41,28 @@ pub(crate) fn answer(
     outcome: Result<Response<GateBody>, Rejection>,
 ) -> Response<GateBody> {
     let request_id = served.origin.map(Origin::request_id);
-    let (response, fault) = match outcome {
-        Ok(response) => (response, None),
-        Err(rejection) => (
-            rejection.response(request_id),
-            Some(rejection.answer().fault),
-        ),
+    let (response, fault, status) = match outcome {
+        Ok(response) => {
+            let status = response.status();
+            (response, None, status)
+        }
+        Err(rejection) => {
+            let answer = rejection.answer();
+            let response = match served.grpc {
+                true => rejection.grpc_response(),
+                false => rejection.response(request_id),
+            };
+            // Logged and counted with the status the refusal stands for, also when
+            // a gRPC client is told it in grpc-status under HTTP 200.
+            (response, Some(answer.fault), answer.status)
+        }
     };
     let elapsed = served.started.elapsed();
     served.metrics.record_request(
         &RequestLabels {
             endpoint: served.endpoint,
             decision: if allowed { "allow" } else { "deny" },
-            status: response.status().as_u16(),
+            status: status.as_u16(),
             rule: match served.rule {
                 Some(rule) => rule.label().clone(),
                 None => served.metrics.no_rule(),
@@ -64,7 +76,7 @@ pub(crate) fn answer(
         fault,
         method: served.method,
         path: served.path,
-        status: response.status(),
+        status,
         rule: served.rule,
         sub: served.sub,
         client: served.origin.map(|o| o.client),

@@ -241,12 +241,81 @@ impl Rejection {
         }
         response
     }
+
+    /// The answer a gRPC client understands: HTTP 200 with no body and the status in
+    /// the headers (a "Trailers-Only" response, gRPC over HTTP/2 spec), since a bare
+    /// 401 reads to a gRPC client as a protocol error.
+    pub fn grpc_response(&self) -> Response<GateBody> {
+        let answer = self.answer();
+        let mut response = Response::new(full_body(""));
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        headers.insert("grpc-status", HeaderValue::from(grpc_code(answer.status)));
+        if let Ok(message) = HeaderValue::from_str(&grpc_message(&self.to_string())) {
+            headers.insert("grpc-message", message);
+        }
+        if let Some(value) = answer
+            .challenge
+            .and_then(|c| HeaderValue::from_str(&c).ok())
+        {
+            headers.insert(WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+/// The gRPC status code for an HTTP status the gate answers with (the mapping gRPC's
+/// own `http-grpc-status-mapping` uses, refined where the gate knows more).
+pub fn grpc_code(status: StatusCode) -> i32 {
+    match status {
+        StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => 3, // INVALID_ARGUMENT
+        StatusCode::UNAUTHORIZED => 16,                                // UNAUTHENTICATED
+        StatusCode::FORBIDDEN => 7,                                    // PERMISSION_DENIED
+        StatusCode::NOT_FOUND => 12,                                   // UNIMPLEMENTED
+        StatusCode::GATEWAY_TIMEOUT => 4,                              // DEADLINE_EXCEEDED
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE => 14, // UNAVAILABLE
+        _ => 13,                                                       // INTERNAL
+    }
+}
+
+/// `grpc-message`: percent-encoded UTF-8, every byte outside visible ASCII and `%`
+/// escaped (gRPC over HTTP/2 spec).
+fn grpc_message(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..0x7f).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::path::PathError;
+
+    #[test]
+    fn grpc_clients_get_a_status_they_understand() {
+        let cases = [
+            (Rejection::Auth(AuthError::MissingToken), "16"),
+            (Rejection::Auth(AuthError::NotGranted), "7"),
+            (Rejection::Auth(AuthError::KeysUnavailable), "14"),
+            (Rejection::UpstreamTimeout, "4"),
+            (Rejection::Auth(AuthError::BadMethod), "3"),
+            (Rejection::Internal, "13"),
+        ];
+        for (rejection, code) in cases {
+            let r = rejection.grpc_response();
+            assert_eq!(r.status(), StatusCode::OK, "{rejection:?}");
+            assert_eq!(r.headers()["grpc-status"], code, "{rejection:?}");
+            assert_eq!(r.headers()[CONTENT_TYPE], "application/grpc");
+        }
+        assert_eq!(grpc_message("no bearer token"), "no bearer token");
+        assert_eq!(grpc_message("100% é"), "100%25 %C3%A9");
+    }
 
     #[test]
     fn each_rejection_maps_to_its_status_and_challenge() {

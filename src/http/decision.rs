@@ -154,6 +154,7 @@ impl DecisionService {
                     upstream: Duration::ZERO,
                     origin: Some(&origin),
                     metrics: self.authz.metrics(),
+                    grpc: false,
                 };
                 return answer(served, false, Err(rejection));
             }
@@ -211,6 +212,7 @@ impl DecisionService {
             upstream: Duration::ZERO,
             origin: Some(&origin),
             metrics: self.authz.metrics(),
+            grpc: false,
         };
         answer(served, allowed, outcome)
     }
@@ -234,6 +236,7 @@ impl DecisionService {
             upstream: Duration::ZERO,
             origin: None,
             metrics: self.authz.metrics(),
+            grpc: false,
         };
         answer(served, false, Err(rejection))
     }

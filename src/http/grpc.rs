@@ -301,16 +301,9 @@ async fn check_response(answer: Response<GateBody>) -> CheckResponse {
         Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
         Err(_) => String::new(),
     };
-    let code = match parts.status {
-        StatusCode::UNAUTHORIZED => Code::Unauthenticated,
-        StatusCode::FORBIDDEN => Code::PermissionDenied,
-        StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
-        StatusCode::METHOD_NOT_ALLOWED | StatusCode::BAD_REQUEST => Code::InvalidArgument,
-        _ => Code::Internal,
-    };
     CheckResponse {
         status: Some(RpcStatus {
-            code: code as i32,
+            code: super::answer::grpc_code(parts.status),
             message: parts.status.to_string(),
             ..Default::default()
         }),

@@ -27,7 +27,7 @@ use super::headers::{
 };
 use crate::authorize::{Authorizer, RequestFacts};
 use crate::client::{error_chain, Connector};
-use crate::config::UpstreamConfig;
+use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::metrics::KindLabels;
 use crate::policy::RuleId;
 use crate::token::Identity;
@@ -36,6 +36,8 @@ use crate::token::Identity;
 pub struct Proxy {
     authz: Arc<Authorizer>,
     client: Client<Connector, ClientBody>,
+    /// HTTP/2 with prior knowledge, for `upstream.protocol` `h2c` and `auto`.
+    h2c: Client<Connector, ClientBody>,
     upstream: UpstreamConfig,
     identity: IdentityHeaders,
     forwarding: Arc<Forwarding>,
@@ -54,7 +56,7 @@ pub struct Credentials {
 impl Proxy {
     pub fn new(
         authz: Arc<Authorizer>,
-        client: Client<Connector, ClientBody>,
+        connector: Connector,
         upstream: UpstreamConfig,
         identity: IdentityHeaders,
         forwarding: Arc<Forwarding>,
@@ -62,7 +64,8 @@ impl Proxy {
     ) -> Self {
         Proxy {
             authz,
-            client,
+            client: crate::client::client(connector.clone(), upstream.idle_timeout),
+            h2c: crate::client::client_h2c(connector, upstream.idle_timeout),
             upstream,
             identity,
             forwarding,
@@ -76,6 +79,7 @@ impl Proxy {
         let metrics = self.authz.metrics();
         let _in_flight = metrics.in_flight();
         let origin = self.forwarding.origin(req.headers(), peer);
+        let grpc = is_grpc(req.headers());
         // An h2c offer is ignored, never forwarded: an app that accepted it would take
         // HTTP/2 streams on the tunnel that no rule judged.
         drop_h2c_offer(req.headers_mut());
@@ -122,6 +126,7 @@ impl Proxy {
             upstream: waited,
             origin: Some(&origin),
             metrics,
+            grpc,
         };
         answer(served, allowed, outcome)
     }
@@ -142,6 +147,21 @@ impl Proxy {
             origin,
         } = target;
         let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        // Upgrades exist only in HTTP/1.1, so an upgrade always goes that way.
+        let h2 = upgrade.is_none()
+            && match self.upstream.protocol {
+                UpstreamProtocol::Http1 => false,
+                UpstreamProtocol::H2c => true,
+                UpstreamProtocol::Auto => req.version() == Version::HTTP_2,
+            };
+        // gRPC asks for trailers with `TE: trailers`, the one TE value HTTP/2 allows.
+        let te_trailers = req
+            .headers()
+            .get_all(header::TE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("trailers"));
         let (mut parts, body) = req.into_parts();
         let Some(uri) = self.upstream_uri(path, parts.uri.query()) else {
             return Err(Rejection::Internal);
@@ -166,7 +186,17 @@ impl Proxy {
         );
         let protocol = parts.headers.get(header::UPGRADE).cloned();
         parts.uri = uri;
-        parts.version = Version::HTTP_11;
+        parts.version = if h2 {
+            if te_trailers {
+                parts
+                    .headers
+                    .insert(header::TE, HeaderValue::from_static("trailers"));
+            }
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        let client = if h2 { &self.h2c } else { &self.client };
 
         let broken = Arc::new(AtomicBool::new(false));
         let body = ClientBody {
@@ -176,7 +206,7 @@ impl Proxy {
         let asked = Instant::now();
         let sent = tokio::time::timeout(
             self.upstream.request_timeout,
-            self.client.request(Request::from_parts(parts, body)),
+            client.request(Request::from_parts(parts, body)),
         )
         .await;
         *waited += asked.elapsed();
@@ -294,6 +324,20 @@ struct Target<'a> {
 }
 
 /// The app's response body, relayed as it streams.
+/// Whether a request is a gRPC call: `content-type: application/grpc`, or one of its
+/// `+proto`/`+json` variants.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let ct = ct.trim_start().to_ascii_lowercase();
+            ct == "application/grpc"
+                || ct.starts_with("application/grpc+")
+                || ct.starts_with("application/grpc;")
+        })
+}
+
 fn relay(body: Incoming) -> GateBody {
     body.map_err(BoxError::from).boxed_unsync()
 }

@@ -140,33 +140,33 @@ impl Service<Uri> for ProxyAware {
     }
 }
 
-/// A pooled keep-alive client for bodies of type `B`.
+/// A pooled keep-alive client for bodies of type `B`, speaking HTTP/1.1.
 pub fn client<C, B>(connector: C, idle_timeout: Duration) -> Client<C, B>
 where
     C: hyper_util::client::legacy::connect::Connect + Clone,
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
 {
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(idle_timeout)
-        .build(connector)
+    builder(idle_timeout).build(connector)
 }
 
-/// [`client`] speaking HTTP/2 with prior knowledge (h2c): for gRPC apps.
+/// [`client`] speaking HTTP/2 with prior knowledge (h2c), for gRPC apps.
 pub fn client_h2c<C, B>(connector: C, idle_timeout: Duration) -> Client<C, B>
 where
     C: hyper_util::client::legacy::connect::Connect + Clone,
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
 {
-    Client::builder(TokioExecutor::new())
+    builder(idle_timeout).http2_only(true).build(connector)
+}
+
+fn builder(idle_timeout: Duration) -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
-        .pool_idle_timeout(idle_timeout)
-        .http2_only(true)
-        .build(connector)
+        .pool_idle_timeout(idle_timeout);
+    builder
 }
 
 /// An error with its sources, since hyper-util's client error alone says only

@@ -611,6 +611,96 @@ mod tests {
     }
 
     #[test]
+    fn a_preflight_passes_only_when_asked_and_only_as_a_preflight() {
+        let policy = Policy::from_toml("[[rule]]\npath = \"/api/**\"\nallow = \"authenticated\"\n")
+            .expect("policy");
+        let pass = Admission {
+            cors_preflight: CorsPreflight::Pass,
+            ..Admission::default()
+        };
+        let decide =
+            |admission: &Admission, method: Method, headers: &[(&'static str, &'static str)]| {
+                let mut h = HeaderMap::new();
+                for (k, v) in headers {
+                    h.insert(*k, HeaderValue::from_static(v));
+                }
+                let facts = RequestFacts {
+                    method: &method,
+                    path: "/api/x",
+                    host: None,
+                    headers: &h,
+                };
+                match judge(&policy, admission, facts) {
+                    Judged::Done(d) => Some(d.outcome.is_ok()),
+                    Judged::NeedsIdentity(_) => None,
+                }
+            };
+        let preflight = [
+            ("origin", "https://app.example.com"),
+            ("access-control-request-method", "PUT"),
+        ];
+        assert_eq!(decide(&pass, Method::OPTIONS, &preflight), Some(true));
+        // Needs a token: the policy decides, not the preflight rule.
+        assert_eq!(
+            decide(&Admission::default(), Method::OPTIONS, &preflight),
+            None
+        );
+        assert_eq!(decide(&pass, Method::OPTIONS, &preflight[..1]), None);
+        assert_eq!(decide(&pass, Method::OPTIONS, &preflight[1..]), None);
+        assert_eq!(decide(&pass, Method::PUT, &preflight), None);
+    }
+
+    #[test]
+    fn tokens_come_from_the_configured_sources_and_two_different_ones_are_refused() {
+        let admission = Admission {
+            token_sources: vec![TokenSource::Header, TokenSource::Cookie("t".into())],
+            ..Admission::default()
+        };
+        let token = |method: Method, headers: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            admission.token(&method, &h).map(str::to_owned)
+        };
+        assert_eq!(
+            token(Method::GET, &[("cookie", "a=1; t=abc")]),
+            Ok("abc".into())
+        );
+        assert_eq!(
+            token(Method::GET, &[("cookie", "t=\"abc\"")]),
+            Ok("abc".into())
+        );
+        assert_eq!(
+            token(
+                Method::GET,
+                &[("cookie", "t=abc"), ("authorization", "Bearer abc")]
+            ),
+            Ok("abc".into())
+        );
+        assert_eq!(
+            token(
+                Method::GET,
+                &[("cookie", "t=abc"), ("authorization", "Bearer xyz")]
+            ),
+            Err(AuthError::AmbiguousCredentials)
+        );
+        assert_eq!(
+            token(Method::GET, &[("cookie", "t=abc"), ("cookie", "t=xyz")]),
+            Err(AuthError::AmbiguousCredentials)
+        );
+        // A cookie counts only for the cookie methods (GET, HEAD, OPTIONS by default).
+        assert_eq!(
+            token(Method::POST, &[("cookie", "t=abc")]),
+            Err(AuthError::MissingToken)
+        );
+        assert_eq!(
+            token(Method::GET, &[("cookie", "tt=abc; xt=1")]),
+            Err(AuthError::MissingToken)
+        );
+    }
+
+    #[test]
     fn bearer_token_extraction() {
         let cases: &[(&[&str], Result<&str, AuthError>)] = &[
             (&[], Err(AuthError::MissingToken)),

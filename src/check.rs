@@ -424,3 +424,31 @@ pub async fn explain_token(
         }
     }
 }
+
+/// For `check`: each `[[issuers]]` entry's discovery document, fetched now. The
+/// `jwks_uri` each names, or every problem, each naming its issuer.
+pub async fn discover_issuers(config: &crate::config::Config) -> Result<Vec<String>, ProblemList> {
+    if config.issuers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let timeout = config.jwks.fetch_timeout;
+    let client = crate::client::jwks_connector(crate::client::ProxyAware::from_env(timeout))
+        .map(|c| crate::client::client(c, timeout))
+        .map_err(|e| ProblemList::config(vec![format!("cannot set up TLS: {e}")]))?;
+    let mut found = Vec::new();
+    let mut problems = Vec::new();
+    for (i, issuer) in config.issuers.iter().enumerate() {
+        let limit = config.jwks.max_response_bytes;
+        match crate::token::check_discovery(&client, issuer, limit, timeout).await {
+            Ok(jwks) => found.push(jwks.to_string()),
+            Err(e) => problems.push(format!(
+                "issuers[{i}] ({}): discovery at {} failed: {e}",
+                issuer.issuer, issuer.discovery_url
+            )),
+        }
+    }
+    match problems.is_empty() {
+        true => Ok(found),
+        false => Err(ProblemList::config(problems)),
+    }
+}

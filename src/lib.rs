@@ -44,7 +44,9 @@ pub use policy::Policy;
 /// For the binary, the integration tests and the benchmarks: not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::check::{explain, explain_token, grant_text, load_policy, rule_text, Caller};
+    pub use crate::check::{
+        discover_issuers, explain, explain_token, grant_text, load_policy, rule_text, Caller,
+    };
     pub use crate::config::{LogConfig, LogFormat};
     #[cfg(feature = "dev")]
     pub use crate::dev::{demo, issuer};

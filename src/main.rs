@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 #[cfg(feature = "dev")]
 use cognito_gate::internals::demo::{self, DemoOptions};
 use cognito_gate::internals::{
-    explain, explain_token, init_logging, load_policy, probe, raise_fd_limit, rule_text, Caller,
+    discover_issuers, explain, explain_token, init_logging, load_policy, probe, raise_fd_limit,
+    rule_text, Caller,
 };
 #[cfg(feature = "dev")]
 use cognito_gate::internals::{LogConfig, LogFormat};
@@ -120,7 +121,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Run => runtime.block_on(run(cli.config)),
-        Command::Check => check(&cli.config),
+        Command::Check => runtime.block_on(check(&cli.config)),
         Command::Explain {
             method,
             path,
@@ -285,8 +286,13 @@ async fn run(config_file: PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-fn check(config_file: &Path) -> Result<(), String> {
+async fn check(config_file: &Path) -> Result<(), String> {
     let (config, policy) = load(config_file)?;
+    // An issuer's keys are found through its discovery document: check that it is
+    // there and names the issuer, so that a typo fails here and not at start-up.
+    let discovered = discover_issuers(&config)
+        .await
+        .map_err(|e| format!("{}: {e}", config_file.display()))?;
     println!("config {}: ok", config_file.display());
     match &config.upstream {
         Some(upstream) => println!("  proxy {} -> upstream {}", config.listen, upstream.url),
@@ -329,10 +335,10 @@ fn check(config_file: &Path) -> Result<(), String> {
     for (header, claim) in &config.headers.claims {
         println!("  header {header}: claim {claim}");
     }
-    for issuer in &config.issuers {
+    for (issuer, jwks) in config.issuers.iter().zip(&discovered) {
         let algorithms: Vec<String> = issuer.algorithms.iter().map(|a| format!("{a:?}")).collect();
         println!(
-            "  issuer {} ({}, audiences {}, groups from {}), keys found through {}",
+            "  issuer {} ({}, audiences {}, groups from {}), keys from {jwks} (through {})",
             issuer.issuer,
             algorithms.join(", "),
             issuer.audiences.join(", "),

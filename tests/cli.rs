@@ -839,3 +839,59 @@ fn policy_tests_and_explain_name_the_host() {
     );
     assert!(out.ends_with("status   401\n"), "{out}");
 }
+
+#[tokio::test]
+async fn check_fetches_each_issuers_discovery_document_and_names_the_one_that_fails() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let issuer = format!("{base}/realms/main");
+    let served = issuer.clone();
+    let _stop = spawn_server(listener, move |req| {
+        let issuer = served.clone();
+        async move {
+            let mut response = http::Response::new(full(""));
+            if req.uri().path() == "/realms/main/.well-known/openid-configuration" {
+                let body =
+                    serde_json::json!({ "issuer": issuer, "jwks_uri": format!("{issuer}/keys") });
+                *response.body_mut() = full(body.to_string());
+            } else {
+                *response.status_mut() = http::StatusCode::NOT_FOUND;
+            }
+            response
+        }
+    });
+    let config = |issuers: &str| {
+        temp_file(
+            "issuers.toml",
+            &format!(
+                "policy_file = \"config/policy.toml\"\n[upstream]\nurl = \"http://127.0.0.1:3000\"\n{issuers}"
+            ),
+        )
+    };
+    let good = format!("[[issuers]]\nissuer = \"{issuer}\"\naudiences = [\"api\"]\n");
+    let file = config(&good);
+    let out = tokio::task::spawn_blocking(move || check(&file, &[]))
+        .await
+        .unwrap();
+    assert_eq!(out.0, Some(0), "{out:?}");
+    assert!(
+        out.1.contains(&format!(
+            "  issuer {issuer} (RS256, audiences api, groups from groups), keys from {issuer}/keys"
+        )),
+        "{out:?}"
+    );
+
+    let bad =
+        format!("{good}[[issuers]]\nissuer = \"{base}/realms/other\"\naudiences = [\"api\"]\n");
+    let file = config(&bad);
+    let out = tokio::task::spawn_blocking(move || check(&file, &[]))
+        .await
+        .unwrap();
+    assert_eq!(out.0, Some(1), "{out:?}");
+    assert!(
+        out.2.contains(&format!(
+            "issuers[1] ({base}/realms/other): discovery at {base}/realms/other/.well-known/openid-configuration failed: answered HTTP 404"
+        )),
+        "{out:?}"
+    );
+}

@@ -100,7 +100,10 @@ async fn mixed_gate(
         "{}\n\
          [[issuers]]\nissuer = \"{}\"\ndiscovery_url = \"http://{dev_addr}{}\"\naudiences = [\"dev-api\"]\ngroups_claim = \"cognito:groups\"\n\
          [[issuers]]\nissuer = \"{}\"\naudiences = [\"api\"]\nalgorithms = [\"ES256\", \"RS256\"]\ngroups_claim = \"realm_access.roles\"\n",
-        config(&upstream.url(), &jwks.url(), ""),
+        config(&upstream.url(), &jwks.url(), "").replace(
+            "[upstream]",
+            "[authz]\nlisten = \"127.0.0.1:9191\"\n[upstream]"
+        ),
         dev.issuer(),
         dev.discovery_path(),
         kc.issuer,
@@ -127,6 +130,18 @@ async fn a_cognito_pool_the_dev_issuer_and_a_keycloak_like_issuer_share_one_gate
     let seen = upstream.last();
     assert_eq!(seen.header("x-user-sub").as_deref(), Some("kc-admin"));
     assert_eq!(seen.header("x-user-groups").as_deref(), Some("admins"));
+    // /auth decides the same token alike, for nginx.
+    let (code, headers, _) = get(
+        &format!("http://{}/auth", gate.authz),
+        &[
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/admin/x"),
+            ("authorization", admin.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(headers["x-user-groups"], "admins");
     let user = kc.es256(&kc.claims("kc-user", json!(["other", "api"]), &["staff"]));
     assert_eq!(status(user.clone(), "/admin/x").await, 403);
     assert_eq!(status(user, "/app").await, 200);

@@ -454,14 +454,42 @@ impl Inner {
         let limit = self.settings.max_response_bytes;
         let jwks_url = match &source.discovery {
             None => source.url.clone(),
-            Some(discovery) => {
-                let body = download(&self.client, &source.url, "application/json", limit).await?;
-                jwks_uri(&body, discovery)?
-            }
+            Some(discovery) => discover(&self.client, &source.url, discovery, limit).await?,
         };
         let body = download(&self.client, &jwks_url, "application/json", limit).await?;
         parse_key_set(&body)
     }
+}
+
+/// Fetches `url`'s discovery document and returns its `jwks_uri` (see [`jwks_uri`]).
+async fn discover(
+    client: &Client<JwksConnector, Empty<Bytes>>,
+    url: &Uri,
+    discovery: &Discovery,
+    limit: usize,
+) -> Result<Uri, JwksError> {
+    let body = download(client, url, "application/json", limit).await?;
+    jwks_uri(&body, discovery)
+}
+
+/// What `check` says of an issuer: the `jwks_uri` its discovery document names, or why
+/// there is none, within `timeout`.
+pub async fn check_discovery(
+    client: &Client<JwksConnector, Empty<Bytes>>,
+    issuer: &IssuerConfig,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Uri, JwksError> {
+    let discovery = Discovery {
+        issuer: issuer.issuer.clone(),
+        allow_insecure_urls: issuer.allow_insecure_urls,
+    };
+    tokio::time::timeout(
+        timeout,
+        discover(client, &issuer.discovery_url, &discovery, limit),
+    )
+    .await
+    .unwrap_or(Err(JwksError::Timeout(timeout)))
 }
 
 /// The `jwks_uri` of a discovery document, which must state exactly the configured

@@ -15,5 +15,5 @@ pub use alb::P256_SPKI_PREFIX;
 pub use alb::{AlbVerifier, ALB_DATA, ALB_UNVERIFIED};
 pub use cache::{digest, Remembered, TokenCache};
 pub use identity::{Claim, Claims, Identity, PoolId, Source, TokenUse};
-pub use keys::{parse_key_set, KeyLookupError, KeySet, KeyStore, Refreshers};
+pub use keys::{check_discovery, parse_key_set, KeyLookupError, KeySet, KeyStore, Refreshers};
 pub use verify::{TokenError, Verifier, VerifyError};

@@ -268,10 +268,14 @@ pub fn judge<'p, 's>(
     // and the proxy strips identity headers as on every request.
     // Host rules need a host; without one a request could slip past a host-scoped rule
     // to a wider one.
-    let host = req.host.and_then(normalize_host);
-    if host.is_none() && policy.uses_hosts() {
-        return Judged::Done(Decision::refused(None, AuthError::BadHost));
-    }
+    // Normalized only for a policy that reads it: no allocation on every request.
+    let host = match policy.uses_hosts() {
+        true => match req.host.and_then(normalize_host) {
+            Some(host) => Some(host),
+            None => return Judged::Done(Decision::refused(None, AuthError::BadHost)),
+        },
+        false => None,
+    };
     let host = host.as_deref();
     if admission.cors_preflight == CorsPreflight::Pass && is_preflight(&req) {
         let rule = policy

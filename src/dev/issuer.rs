@@ -67,14 +67,30 @@ impl SigningKey {
         self.sign_parts(&header, &claims)
     }
 
+    /// [`SigningKey::sign`] with PS256 (RSASSA-PSS, SHA-256), for OIDC issuers.
+    pub fn sign_ps256(&self, header: &Value, claims: &Value) -> Result<String, IssuerError> {
+        let header = URL_SAFE_NO_PAD.encode(header.to_string());
+        let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+        self.sign_parts_with(&aws_lc_rs::signature::RSA_PSS_SHA256, &header, &claims)
+    }
+
     /// Signs already encoded header and payload parts as they are, so that tests can
     /// sign a payload no JSON value would print (a claim given twice).
     pub fn sign_parts(&self, header: &str, payload: &str) -> Result<String, IssuerError> {
+        self.sign_parts_with(&RSA_PKCS1_SHA256, header, payload)
+    }
+
+    fn sign_parts_with(
+        &self,
+        padding: &'static dyn aws_lc_rs::signature::RsaEncoding,
+        header: &str,
+        payload: &str,
+    ) -> Result<String, IssuerError> {
         let mut token = format!("{header}.{payload}");
         let mut signature = vec![0; self.pair.public_modulus_len()];
         self.pair
             .sign(
-                &RSA_PKCS1_SHA256,
+                padding,
                 &SystemRandom::new(),
                 token.as_bytes(),
                 &mut signature,

@@ -59,6 +59,7 @@ impl Policy {
                     .any(|s| matches!(s, Segment::Literal(l) if has_upper_case_letter(l)))
             });
             Ok(Policy {
+                uses_hosts: rules.iter().any(|r| r.host.is_some()),
                 index: super::RuleIndex::new(&rules),
                 rules,
                 tests,

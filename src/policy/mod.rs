@@ -40,6 +40,8 @@ pub struct Policy {
     /// Whether a rule has an upper-case letter (outside escapes); if none has and the
     /// path has none either, the case-folded reading cannot differ and is skipped.
     upper_case_literals: bool,
+    /// Whether some rule names a host.
+    uses_hosts: bool,
 }
 
 /// The rules that govern a request: the rule of each reading of its path, without
@@ -643,7 +645,7 @@ impl Policy {
 
     /// Whether some rule names a `host`: then a request must say which host it is for.
     pub fn uses_hosts(&self) -> bool {
-        self.rules.iter().any(|r| r.host.is_some())
+        self.uses_hosts
     }
 
     /// [`Policy::govern_on`] for a request that names no host.

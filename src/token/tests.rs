@@ -530,3 +530,53 @@ fn real_cognito_tokens_verify_inside_their_window_only() {
         }
     }
 }
+
+#[test]
+fn an_oidc_issuer_accepts_only_its_algorithms_on_keys_of_their_type() {
+    let text = r#"
+        [upstream]
+        url = "http://127.0.0.1:1"
+        [[issuers]]
+        issuer = "https://login.example.com/realms/main"
+        audiences = ["api"]
+        algorithms = ["PS256"]
+        groups_claim = "realm_access.roles"
+    "#;
+    let config = Config::from_toml(text).expect("config");
+    let v = Verifier::new(&config.pools, 8192, 0).with_issuers(&config.issuers);
+    let claims = json!({
+        "iss": "https://login.example.com/realms/main", "sub": "kc-user", "aud": ["web", "api"],
+        "exp": NOW + 600.0, "realm_access": { "roles": ["admins"] }, "scope": "openid email",
+    });
+    let header = json!({ "alg": "PS256", "kid": "kid-1" });
+    let mut jwk = key().jwk();
+    if let Some(obj) = jwk.as_object_mut() {
+        obj.remove("alg");
+    }
+    let no_alg = parse_key_set(json!({ "keys": [jwk] }).to_string().as_bytes()).expect("jwks");
+    let token = key().sign_ps256(&header, &claims).expect("sign");
+    let id = check(&v, &no_alg, &token, NOW).expect("a PS256 token on an RSA key");
+    assert_eq!(id.sub, "kc-user");
+    assert_eq!(id.groups, ["admins"]);
+    assert_eq!(id.scopes, ["openid", "email"]);
+    assert_eq!(id.client_id, "api");
+    // The JWK says RS256: it may not verify PS256.
+    assert_eq!(
+        check(&v, &keys(json!({})), &token, NOW),
+        Err(TokenError::AlgorithmMismatch)
+    );
+    // RS256 is not among this issuer's algorithms.
+    let rs = signed(key(), &json!({ "alg": "RS256", "kid": "kid-1" }), &claims);
+    assert_eq!(
+        check(&v, &no_alg, &rs, NOW),
+        Err(TokenError::UnsupportedAlgorithm)
+    );
+    // Another audience.
+    let other = key()
+        .sign_ps256(&header, &with(claims.clone(), "aud", json!("other")))
+        .expect("sign");
+    assert_eq!(
+        check(&v, &no_alg, &other, NOW),
+        Err(TokenError::ClientNotAllowed)
+    );
+}

@@ -303,4 +303,18 @@ async fn a_discovery_document_for_another_issuer_gives_no_keys() {
         .0,
         200
     );
+    // Once the same server's document names the right issuer, the next refetch (at
+    // most one per cooldown, 1 s here) brings the keys: only the issuer was wrong.
+    kc.lying.store(false, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, _) = get(&gate.url("/app"), &[("authorization", &token)]).await;
+        if status == 200 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ready, _, _) = get(&format!("http://{}/readyz", gate.admin), &[]).await;
+    assert_eq!(ready, 200);
 }

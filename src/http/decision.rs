@@ -59,8 +59,9 @@ pub(crate) struct Original {
     /// The path as the client sent it, without the query: what the policy judges
     /// after the same canonicalization as the proxy's.
     path: String,
-    /// The host the client asked for, when the peer says.
-    host: Option<String>,
+    /// The host the client asked for, when the peer says: the header value itself,
+    /// shared with the request (no copy per decision).
+    host: Option<HeaderValue>,
 }
 
 impl Original {
@@ -94,13 +95,8 @@ impl Original {
     }
 
     /// The same request, for `host`.
-    pub(crate) fn for_host(self, host: Option<&[u8]>) -> Original {
-        Original {
-            host: host
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .map(str::to_owned),
-            ..self
-        }
+    pub(crate) fn for_host(self, host: Option<HeaderValue>) -> Original {
+        Original { host, ..self }
     }
 }
 
@@ -192,7 +188,7 @@ impl DecisionService {
             .authorize(RequestFacts {
                 method: &original.method,
                 path: original.path(),
-                host: original.host.as_deref(),
+                host: original.host.as_ref().and_then(|h| h.to_str().ok()),
                 headers,
             })
             .await;
@@ -270,7 +266,7 @@ impl DecisionService {
             }
             // nginx (as configured in the example), Traefik and Caddy name the
             // client's host in X-Forwarded-Host.
-            let host = req.headers().get("x-forwarded-host").map(|h| h.as_bytes());
+            let host = req.headers().get("x-forwarded-host").cloned();
             return original_from_headers(req.headers())
                 .map(|o| (Endpoint::ForwardAuth, o.for_host(host)));
         }
@@ -279,11 +275,7 @@ impl DecisionService {
                 let method = req.method().clone();
                 let path = rest.to_owned();
                 // Envoy's check request keeps the client's Host.
-                let host = req
-                    .headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned);
+                let host = req.headers().get(http::header::HOST).cloned();
                 Ok((Endpoint::Envoy, Original { method, path, host }))
             }
             _ => Err(Rejection::NotFound),

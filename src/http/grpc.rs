@@ -211,8 +211,13 @@ impl Authorization for Check {
 /// (`:path`, `:method`, ...) are left out; a header that is not valid HTTP refuses the
 /// request rather than being dropped.
 fn original_request(http: &HttpRequest) -> Result<(Original, HeaderMap), Rejection> {
-    let original = Original::from_target(http.method.as_bytes(), http.path.as_bytes())?
-        .for_host(Some(http.host.as_bytes()).filter(|h| !h.is_empty()));
+    let original = Original::from_target(http.method.as_bytes(), http.path.as_bytes())?.for_host(
+        Some(http.host.as_str())
+            .filter(|h| !h.is_empty())
+            .map(HeaderValue::from_str)
+            .transpose()
+            .map_err(|_| Rejection::InvalidOriginalRequest)?,
+    );
     let mut headers = HeaderMap::new();
     let mut add = |name: &str, value: &[u8]| -> Result<(), Rejection> {
         if name.starts_with(':') {

@@ -327,14 +327,13 @@ struct Target<'a> {
 /// Whether a request is a gRPC call: `content-type: application/grpc`, or one of its
 /// `+proto`/`+json` variants.
 fn is_grpc(headers: &http::HeaderMap) -> bool {
+    const GRPC: &str = "application/grpc";
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let ct = ct.trim_start().to_ascii_lowercase();
-            ct == "application/grpc"
-                || ct.starts_with("application/grpc+")
-                || ct.starts_with("application/grpc;")
+        .and_then(|ct| ct.split_at_checked(GRPC.len()))
+        .is_some_and(|(head, rest)| {
+            head.eq_ignore_ascii_case(GRPC) && (rest.is_empty() || rest.starts_with(['+', ';']))
         })
 }
 
@@ -407,5 +406,37 @@ impl Session {
             error = error.as_deref().unwrap_or("-"),
             "upgraded connection closed"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_calls_are_told_by_their_content_type() {
+        let with = |ct: &'static str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            is_grpc(&h)
+        };
+        for yes in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC+json",
+            "application/grpc;charset=utf-8",
+        ] {
+            assert!(with(yes), "{yes}");
+        }
+        for no in [
+            "application/grpc-web",
+            "application/grpcx",
+            "application/json",
+            "application/grp",
+            "",
+        ] {
+            assert!(!with(no), "{no}");
+        }
+        assert!(!is_grpc(&http::HeaderMap::new()));
     }
 }

@@ -263,9 +263,12 @@ pub fn judge<'p, 's>(
         Ok(p) => p,
         Err(e) => return Judged::Done(Decision::refused(None, AuthError::BadPath(e))),
     };
-    // A preflight carries no credentials by design; with `cors_preflight = "pass"` it
-    // reaches the app, which answers what it allows. Its path was canonicalized above,
-    // and the proxy strips identity headers as on every request.
+    // A host with userinfo (`user@host`, in Host or an absolute-form target) is no host
+    // (RFC 9110 §4.2.4), whatever the policy: an app could read either side of the `@`
+    // as the host, and the proxy would forward it as Host.
+    if req.host.is_some_and(|h| h.contains('@')) {
+        return Judged::Done(Decision::refused(None, AuthError::BadHost));
+    }
     // Host rules need a host; without one a request could slip past a host-scoped rule
     // to a wider one.
     // Normalized only for a policy that reads it: no allocation on every request.
@@ -277,6 +280,9 @@ pub fn judge<'p, 's>(
         false => None,
     };
     let host = host.as_deref();
+    // A preflight carries no credentials by design; with `cors_preflight = "pass"` it
+    // reaches the app, which answers what it allows. Its path was canonicalized above,
+    // and the proxy strips identity headers as on every request.
     if admission.cors_preflight == CorsPreflight::Pass && is_preflight(&req) {
         let rule = policy
             .route_on(req.method, host, &path)

@@ -670,3 +670,89 @@ async fn an_http2_client_that_stops_answering_pings_is_cut_off() {
     assert!(pinged, "no PING was sent");
     assert_eq!(upstream.last().uri, "/download?bytes=10000000");
 }
+
+/// An app over HTTP/1.1 and h2c alike that answers with the request trailers it got,
+/// as `name=value` lines.
+async fn trailer_reading_app() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let service = hyper::service::service_fn(
+                |req: http::Request<hyper::body::Incoming>| async move {
+                    let collected = req.into_body().collect().await?;
+                    let seen: String = collected
+                        .trailers()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}={}\n", v.to_str().unwrap_or("?")))
+                        .collect();
+                    Ok::<_, hyper::Error>(http::Response::new(full(seen)))
+                },
+            );
+            tokio::spawn(
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .into_owned(),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn identity_headers_in_request_trailers_never_reach_the_app() {
+    let app = trailer_reading_app().await;
+    for protocol in ["http1", "h2c", "auto"] {
+        let jwks = JwksServer::start(&[key_a()]).await;
+        let text = config(&format!("http://{app}"), &jwks.url(), "").replace(
+            "[upstream]",
+            &format!("[upstream]\nprotocol = \"{protocol}\""),
+        );
+        let gate = Gate::start(&text, POLICY).await;
+        gate.wait_ready(Duration::from_secs(10)).await;
+
+        // HTTP/1.1: chunked, with the forged identity in the trailer section.
+        let (status, answer) = raw(
+            gate.addr,
+            "POST /public/upload HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\nTrailer: X-User-Sub, X-User-Groups\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\nX-User-Sub: admin-user\r\nX-User-Groups: admins\r\n\r\n",
+        )
+        .await;
+        assert_eq!(status, 200, "{protocol}: {answer}");
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        assert!(!body.contains("x-user"), "{protocol}: the app got {answer}");
+
+        // HTTP/2: a trailing HEADERS frame.
+        let stream = TcpStream::connect(gate.addr).await.unwrap();
+        let (mut sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-user-sub", "admin-user".parse().unwrap());
+        trailers.insert("x-user-groups", "admins".parse().unwrap());
+        let frames = futures_util::stream::iter([
+            Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(bytes::Bytes::from(
+                "hello",
+            ))),
+            Ok(hyper::body::Frame::trailers(trailers)),
+        ]);
+        let request = http::Request::post(format!("http://{}/public/upload", gate.addr))
+            .body(http_body_util::StreamBody::new(frames))
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), 200, "{protocol}");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            String::from_utf8_lossy(&body),
+            "",
+            "{protocol}: the app got request trailers"
+        );
+    }
+}

@@ -30,14 +30,15 @@ const HOSTS: &str = r#"
     allow = "anyone"
 "#;
 
-async fn host_gate() -> (Gate, Upstream, JwksServer) {
+/// A gate with `policy`, proxying to a recording app and answering `/auth` and `/envoy`.
+async fn host_gate(policy: &str) -> (Gate, Upstream, JwksServer) {
     let upstream = Upstream::start().await;
     let jwks = JwksServer::start(&[key_a()]).await;
     let text = config(&upstream.url(), &jwks.url(), "").replace(
         "[upstream]",
         "[authz]\nlisten = \"127.0.0.1:9191\"\n[upstream]",
     );
-    let gate = Gate::start(&text, HOSTS).await;
+    let gate = Gate::start(&text, policy).await;
     gate.wait_ready(Duration::from_secs(10)).await;
     (gate, upstream, jwks)
 }
@@ -66,7 +67,7 @@ async fn three_ways(gate: &Gate, host: Option<&str>, auth: Option<&str>) -> [u16
 
 #[tokio::test]
 async fn rules_for_a_host_apply_to_that_host_in_every_spelling_and_every_way_in() {
-    let (gate, upstream, _jwks) = host_gate().await;
+    let (gate, upstream, _jwks) = host_gate(HOSTS).await;
     let admin = bearer(key_a(), "alice", &["admins"]);
     let bob = bearer(key_a(), "bob", &[]);
     let cases: &[(Option<&str>, Option<&str>, u16)] = &[
@@ -109,5 +110,29 @@ async fn rules_for_a_host_apply_to_that_host_in_every_spelling_and_every_way_in(
     assert_eq!(
         upstream.last().header("host").as_deref(),
         Some("admin.example.com")
+    );
+}
+
+#[tokio::test]
+async fn a_host_with_userinfo_is_refused_even_without_host_rules() {
+    let (gate, upstream, _jwks) = host_gate("[[rule]]\npath = \"/**\"\nallow = \"anyone\"\n").await;
+    assert_eq!(
+        three_ways(&gate, Some("www.example.com"), None).await,
+        [200; 3]
+    );
+    let before = upstream.count();
+    // Forwarded as it came, `user@host` would reach the app as its Host header.
+    assert_eq!(
+        three_ways(&gate, Some("admin.example.com@evil.example"), None).await,
+        [400; 3]
+    );
+    let absolute = "GET http://admin.example.com@evil.example/x HTTP/1.1\r\nHost: www.example.com\r\nConnection: close\r\n\r\n";
+    let (status, body) = raw(gate.addr, absolute).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("invalid_host"), "{body}");
+    assert_eq!(
+        upstream.count(),
+        before,
+        "the app saw a request with userinfo"
     );
 }

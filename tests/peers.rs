@@ -297,13 +297,26 @@ async fn start_traefik(app: SocketAddr, gate: SocketAddr) -> Option<Peer> {
     })
 }
 
-/// The app, a decision-only gate with the shipped policy, and its JWKS.
+/// A host rule put before the shipped rules: the peer must hand the gate the host the
+/// client named (X-Forwarded-Host, Host or `http.host`), or this rule is skipped.
+const ADMIN_HOST_RULE: &str = r#"
+[[rule]]
+name = "admin-site"
+host = "admin.example.com"
+path = "/**"
+groups = ["admins"]
+"#;
+
+/// The app, a decision-only gate with the shipped rules behind one host rule (the
+/// shipped `[[test]]` tables name no host, so they are left out), and its JWKS.
 async fn backends() -> (Upstream, Gate, JwksServer) {
     let upstream = Upstream::start().await;
     let jwks = JwksServer::start(&[key_a()]).await;
+    let shipped = shipped_policy();
+    let rules = shipped.split("\n[[test]]").next().unwrap_or_default();
     let gate = Gate::start(
         &authz_config(&jwks.url(), "grpc_listen = \"127.0.0.1:9192\""),
-        &shipped_policy(),
+        &format!("{ADMIN_HOST_RULE}{rules}"),
     )
     .await;
     gate.wait_ready(Duration::from_secs(10)).await;
@@ -411,6 +424,27 @@ async fn exercise(name: &str, peer: &Peer, upstream: &Upstream, quirks: Quirks) 
             "{name}"
         );
     }
+
+    // The host the client named is what the policy judges, in any spelling; the
+    // peer's own address is another host, which the shipped rules govern.
+    for host in ["admin.example.com", "ADMIN.Example.com.:8080"] {
+        let with = |auth: &str| {
+            let url = url("/public/x");
+            let auth = auth.to_owned();
+            async move {
+                let mut headers = vec![("host", host)];
+                if !auth.is_empty() {
+                    headers.push(("authorization", auth.as_str()));
+                }
+                get(&url, &headers).await.0
+            }
+        };
+        assert_eq!(with("").await, 401, "{name}: {host}");
+        assert_eq!(with(&bob).await, 403, "{name}: {host}");
+        assert_eq!(with(&alice).await, 200, "{name}: {host}");
+    }
+    let (status, _, _) = get(&url("/public/x"), &[("host", "www.example.com")]).await;
+    assert_eq!(status, 200, "{name}");
 
     // The original method is what the policy judges.
     let reader = bearer(key_a(), "reader", &["finance"]);

@@ -344,6 +344,11 @@ fn relay(body: Incoming) -> GateBody {
 /// The client's request body, noting whether the client broke it (bad chunked framing,
 /// or a connection cut mid-body), so that a failed upstream request is blamed on the
 /// right side: 400, not 502.
+///
+/// Request trailers are dropped, as nginx drops them: they are a header section no
+/// rule judged and no stripping touched, and an h2c upstream would pass a forged
+/// `X-User-Sub` in them to the app. (HTTP/1.1 upstreams never got them: the `Trailer`
+/// header that would declare them is hop-by-hop.)
 pub struct ClientBody {
     inner: Incoming,
     broken: Arc<AtomicBool>,
@@ -357,11 +362,15 @@ impl Body for ClientBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &polled {
-            self.broken.store(true, Ordering::Relaxed);
+        loop {
+            let polled = Pin::new(&mut self.inner).poll_frame(cx);
+            match &polled {
+                Poll::Ready(Some(Err(_))) => self.broken.store(true, Ordering::Relaxed),
+                Poll::Ready(Some(Ok(frame))) if frame.is_trailers() => continue,
+                _ => {}
+            }
+            return polled;
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {

@@ -58,6 +58,10 @@ pub enum AuthError {
     /// The policy has rules for named hosts, and the request names none that parses.
     #[error("the request names no valid host")]
     BadHost,
+    /// The query names another method (`_method=DELETE`), which the app would run
+    /// instead of the one the policy judged.
+    #[error("a _method parameter in the query would override the request's method")]
+    MethodOverride,
 }
 
 /// Where "now" comes from. Injected so that tests can verify tokens that Cognito
@@ -91,6 +95,8 @@ pub struct RequestFacts<'r, 'p> {
     pub method: &'r Method,
     /// The path as received, without the query.
     pub path: &'p str,
+    /// The query as received, if any (read only for a method override in it).
+    pub query: Option<&'r str>,
     /// The host the request is for (`Host` or `:authority`, as received), if known.
     pub host: Option<&'r str>,
     /// The headers as they will be forwarded, as far as `Upgrade` and `Authorization`
@@ -255,6 +261,11 @@ pub fn judge<'p, 's>(
 ) -> Judged<'p, 's> {
     if let Err(e) = check_method(req.method) {
         return Judged::Done(Decision::refused(None, e));
+    }
+    // Laravel, Symfony and Express's method-override run `POST /x?_method=DELETE` as
+    // DELETE; the policy can only judge the method it is told.
+    if req.query.is_some_and(path::query_overrides_method) {
+        return Judged::Done(Decision::refused(None, AuthError::MethodOverride));
     }
     if !upgrade_allowed(req.headers, &admission.upgrades) {
         return Judged::Done(Decision::refused(None, AuthError::UpgradeNotAllowed));
@@ -637,6 +648,7 @@ mod tests {
                 let facts = RequestFacts {
                     method: &method,
                     path: "/api/x",
+                    query: None,
                     host: None,
                     headers: &h,
                 };

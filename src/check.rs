@@ -143,11 +143,15 @@ fn decide<'p>(
     path: &'p str,
     identity: Result<Identity, AuthError>,
 ) -> Decision<'p> {
-    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let (path, query) = match path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (path, None),
+    };
     let headers = HeaderMap::new();
     let facts = RequestFacts {
         method,
         path,
+        query,
         host,
         headers: &headers,
     };

@@ -161,12 +161,98 @@ fn push_escape(out: &mut String, b: u8) {
 
 /// The segments of a canonical path, without the leading `/`. The root `/` has one
 /// empty segment, and so does the end of a path with a trailing slash.
+/// Whether a query string overrides the method: it has a parameter that Laravel and
+/// Symfony (on `POST`) or Express's `method-override('_method')` read as the method the
+/// app runs, whatever the request's own method. The name is read as those apps read
+/// it: form-decoded (`%5F`, `+`), and as PHP mangles names (leading spaces dropped;
+/// ` `, `.` and `[` turned into `_`), in any case. So `?_method=DELETE`,
+/// `?%5Fmethod=DELETE` and `?.METHOD=DELETE` all count. No allocation.
+pub fn query_overrides_method(query: &str) -> bool {
+    const NAME: &[u8] = b"_method";
+    query.split('&').any(|pair| {
+        let name = pair
+            .split_once('=')
+            .map_or(pair, |(name, _)| name)
+            .as_bytes();
+        let mut decoded = FormDecoded { raw: name, at: 0 }
+            .skip_while(|&b| b == b' ')
+            .map(|b| match b {
+                b' ' | b'.' | b'[' => b'_',
+                other => other.to_ascii_lowercase(),
+            });
+        NAME.iter().all(|&want| decoded.next() == Some(want)) && decoded.next().is_none()
+    })
+}
+
+/// The bytes of a form-encoded name: `%XX` decoded (a malformed escape stays as
+/// sent), `+` a space.
+struct FormDecoded<'a> {
+    raw: &'a [u8],
+    at: usize,
+}
+
+impl Iterator for FormDecoded<'_> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let b = *self.raw.get(self.at)?;
+        self.at += 1;
+        if b == b'+' {
+            return Some(b' ');
+        }
+        if b == b'%' {
+            let hi = self.raw.get(self.at).copied().and_then(hex_value);
+            let lo = self.raw.get(self.at + 1).copied().and_then(hex_value);
+            if let (Some(hi), Some(lo)) = (hi, lo) {
+                self.at += 2;
+                return Some(hi << 4 | lo);
+            }
+        }
+        Some(b)
+    }
+}
+
 pub fn segments(canonical: &str) -> std::str::Split<'_, char> {
     canonical.get(1..).unwrap_or_default().split('/')
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_method_parameter_is_found_in_every_spelling_an_app_reads() {
+        use super::query_overrides_method as overrides;
+        for query in [
+            "_method=DELETE",
+            "a=1&_method=PUT",
+            "_method",
+            "_METHOD=delete",
+            "%5Fmethod=DELETE",
+            "%5fmethod=DELETE",
+            "_%6Dethod=DELETE",
+            ".method=DELETE",
+            "+.method=DELETE",
+            "%20%20_method=DELETE",
+            "[method=DELETE",
+            "x&_method=&y",
+        ] {
+            assert!(overrides(query), "{query}");
+        }
+        for query in [
+            "",
+            "method=DELETE",
+            "_methods=DELETE",
+            "x_method=DELETE",
+            "q=_method",
+            "q=1&m=_method%3DDELETE",
+            "_method%3DDELETE=1",
+            "_metho",
+            "%5",
+            "%",
+        ] {
+            assert!(!overrides(query), "{query}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -222,6 +222,56 @@ async fn methods_that_are_not_upper_case_are_refused_everywhere() {
 }
 
 #[tokio::test]
+async fn a_method_override_in_the_query_is_refused_everywhere() {
+    // Laravel, Symfony and Express's method-override would run these as DELETE.
+    let policy = r#"
+        [[rule]]
+        path = "/notes/**"
+        methods = ["DELETE"]
+        groups = ["admins"]
+
+        [[rule]]
+        path = "/notes/**"
+        allow = "authenticated"
+    "#;
+    let (gate, upstream, _jwks) = both_ways("", policy).await;
+    let bob = bearer(key_a(), "bob", &[]);
+    assert_eq!(
+        every_way(&gate, "POST", "/notes/1?x=1", Some(&bob)).await,
+        [200; 4]
+    );
+    assert_eq!(
+        every_way(&gate, "DELETE", "/notes/1", Some(&bob)).await,
+        [403; 4]
+    );
+    let before = upstream.count();
+    for target in [
+        "/notes/1?_method=DELETE",
+        "/notes/1?x=1&_method=DELETE",
+        "/notes/1?%5Fmethod=DELETE",
+        "/notes/1?_METHOD=delete",
+        "/notes/1?.method=DELETE",
+    ] {
+        assert_eq!(
+            every_way(&gate, "POST", target, Some(&bob)).await,
+            [400; 4],
+            "{target}"
+        );
+    }
+    assert_eq!(
+        upstream.count(),
+        before,
+        "an overridden method reached the app"
+    );
+    let (_, answer) = raw(
+        gate.addr,
+        &format!("POST /notes/1?_method=DELETE HTTP/1.1\r\nHost: app.test\r\nAuthorization: {bob}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.contains("method_override"), "{answer}");
+}
+
+#[tokio::test]
 async fn connect_and_trace_are_refused_with_405() {
     let (gate, upstream, _jwks) = both_ways("", POLICY).await;
     for method in ["CONNECT", "TRACE"] {

@@ -225,6 +225,7 @@ async fn grpc_refuses_what_the_http_endpoints_refuse() {
         ("GET", "/admin#x", 400),
         ("GET", "/ADMIN/x", 403),
         ("GET", "public/x", 400),
+        ("POST", "/public/x?_method=DELETE", 400),
     ];
     for (method, path, want) in cases {
         let (status, headers, _, body) = check(&mut client, method, path, &auth).await;

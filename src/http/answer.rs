@@ -170,6 +170,9 @@ impl Rejection {
             Rejection::Auth(AuthError::BadHost) => {
                 (S::BAD_REQUEST, "invalid_host", None, Fault::Client)
             }
+            Rejection::Auth(AuthError::MethodOverride) => {
+                (S::BAD_REQUEST, "method_override", None, Fault::Client)
+            }
             Rejection::BadRequestBody => (S::BAD_REQUEST, "invalid_body", None, Fault::Client),
             Rejection::UpstreamUnreachable => {
                 (S::BAD_GATEWAY, "bad_gateway", None, Fault::Upstream)
@@ -359,6 +362,7 @@ mod tests {
             (r(AuthError::NoMatchingRule), 403, None),
             (r(AuthError::Denied), 403, None),
             (r(AuthError::BadHost), 400, None),
+            (r(AuthError::MethodOverride), 400, None),
             (Rejection::BadRequestBody, 400, None),
             (Rejection::UpstreamUnreachable, 502, None),
             (Rejection::UpstreamTimeout, 504, None),

@@ -56,9 +56,9 @@ pub(crate) enum Via {
 /// The original request, as reported by the peer.
 pub(crate) struct Original {
     method: Method,
-    /// The path as the client sent it, without the query: what the policy judges
-    /// after the same canonicalization as the proxy's.
-    path: String,
+    /// The request target as the client sent it: the path (what the policy judges,
+    /// after the same canonicalization as the proxy's) and the query.
+    target: String,
     /// The host the client asked for, when the peer says: the header value itself,
     /// shared with the request (no copy per decision).
     host: Option<HeaderValue>,
@@ -66,7 +66,13 @@ pub(crate) struct Original {
 
 impl Original {
     fn path(&self) -> &str {
-        &self.path
+        self.target
+            .split_once('?')
+            .map_or(&self.target, |(path, _)| path)
+    }
+
+    fn query(&self) -> Option<&str> {
+        self.target.split_once('?').map(|(_, query)| query)
     }
 
     /// The original request from a method and a request target (path and query) as
@@ -89,7 +95,7 @@ impl Original {
             PathAndQuery::try_from(target).map_err(|_| Rejection::InvalidOriginalRequest)?;
         Ok(Original {
             method,
-            path: target.path().to_owned(),
+            target: target.as_str().to_owned(),
             host: None,
         })
     }
@@ -188,6 +194,7 @@ impl DecisionService {
             .authorize(RequestFacts {
                 method: &original.method,
                 path: original.path(),
+                query: original.query(),
                 host: original.host.as_ref().and_then(|h| h.to_str().ok()),
                 headers,
             })
@@ -273,10 +280,20 @@ impl DecisionService {
         match path.strip_prefix(self.settings.envoy_prefix.as_str()) {
             Some(rest) if rest.starts_with('/') => {
                 let method = req.method().clone();
-                let path = rest.to_owned();
+                let target = match req.uri().query() {
+                    Some(query) => format!("{rest}?{query}"),
+                    None => rest.to_owned(),
+                };
                 // Envoy's check request keeps the client's Host.
                 let host = req.headers().get(http::header::HOST).cloned();
-                Ok((Endpoint::Envoy, Original { method, path, host }))
+                Ok((
+                    Endpoint::Envoy,
+                    Original {
+                        method,
+                        target,
+                        host,
+                    },
+                ))
             }
             _ => Err(Rejection::NotFound),
         }

@@ -91,6 +91,7 @@ impl Proxy {
             .authorize(RequestFacts {
                 method: &method,
                 path: uri.path(),
+                query: uri.query(),
                 host: uri.authority().map(|a| a.as_str()).or_else(|| {
                     req.headers()
                         .get(header::HOST)

@@ -277,7 +277,16 @@ pub fn judge<'p, 's>(
     // A host with userinfo (`user@host`, in Host or an absolute-form target) is no host
     // (RFC 9110 §4.2.4), whatever the policy: an app could read either side of the `@`
     // as the host, and the proxy would forward it as Host.
-    if req.host.is_some_and(|h| h.contains('@')) {
+    // Two Host headers (RFC 9112 §3.2: 400) would let the policy judge one host while
+    // the app routes by the other.
+    if req.host.is_some_and(|h| h.contains('@'))
+        || req
+            .headers
+            .get_all(http::header::HOST)
+            .iter()
+            .nth(1)
+            .is_some()
+    {
         return Judged::Done(Decision::refused(None, AuthError::BadHost));
     }
     // Host rules need a host; without one a request could slip past a host-scoped rule

@@ -279,6 +279,28 @@ async fn forward_auth_without_a_clear_original_request_is_a_bad_request() {
     let (status, _, body) = get(&url, &both).await;
     assert_eq!(status, 400);
     assert!(body.contains("ambiguous_original_request"), "{body}");
+    // One family, with a header given twice: which one the peer meant is unknown.
+    for twice in [
+        [
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/public/x"),
+            ("x-original-uri", "/admin"),
+        ],
+        [
+            ("x-original-method", "GET"),
+            ("x-original-method", "DELETE"),
+            ("x-original-uri", "/public/x"),
+        ],
+        [
+            ("x-forwarded-method", "GET"),
+            ("x-forwarded-uri", "/public/x"),
+            ("x-forwarded-uri", "/admin"),
+        ],
+    ] {
+        let (status, _, body) = get(&url, &twice).await;
+        assert_eq!(status, 400, "{twice:?}");
+        assert!(body.contains("ambiguous_original_request"), "{body}");
+    }
     assert_eq!(get(&url, &[("x-original-uri", "/public/x")]).await.0, 400);
     assert_eq!(
         get(

@@ -136,3 +136,25 @@ async fn a_host_with_userinfo_is_refused_even_without_host_rules() {
         "the app saw a request with userinfo"
     );
 }
+
+#[tokio::test]
+async fn two_host_headers_are_refused() {
+    let (gate, upstream, _jwks) = host_gate(HOSTS).await;
+    // The policy would judge one host and the app might route by the other.
+    for hosts in [
+        "Host: www.example.com\r\nHost: admin.example.com\r\n",
+        "Host: admin.example.com\r\nHost: www.example.com\r\n",
+        "Host: www.example.com\r\nHost: www.example.com\r\n",
+    ] {
+        let request = format!("GET /x HTTP/1.1\r\n{hosts}Connection: close\r\n\r\n");
+        let (status, answer) = raw(gate.addr, &request).await;
+        assert_eq!(status, 400, "{hosts}");
+        assert!(answer.contains("invalid_host"), "{answer}");
+        let envoy = format!("GET /envoy/x HTTP/1.1\r\n{hosts}Connection: close\r\n\r\n");
+        assert_eq!(raw(gate.authz, &envoy).await.0, 400, "{hosts}");
+        let forwarded = hosts.replace("Host:", "X-Forwarded-Host:");
+        let auth = format!("GET /auth HTTP/1.1\r\nHost: gate\r\nX-Original-Method: GET\r\nX-Original-URI: /x\r\n{forwarded}Connection: close\r\n\r\n");
+        assert_eq!(raw(gate.authz, &auth).await.0, 400, "{forwarded}");
+    }
+    assert_eq!(upstream.count(), 0);
+}

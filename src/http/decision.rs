@@ -273,7 +273,11 @@ impl DecisionService {
             }
             // nginx (as configured in the example), Traefik and Caddy name the
             // client's host in X-Forwarded-Host.
-            let host = req.headers().get("x-forwarded-host").cloned();
+            let mut hosts = req.headers().get_all("x-forwarded-host").iter();
+            let host = hosts.next().cloned();
+            if hosts.next().is_some() {
+                return Err(Rejection::Auth(AuthError::BadHost));
+            }
             return original_from_headers(req.headers())
                 .map(|o| (Endpoint::ForwardAuth, o.for_host(host)));
         }
@@ -352,7 +356,17 @@ impl DecisionService {
 fn original_from_headers(headers: &HeaderMap) -> Result<Original, Rejection> {
     let nginx = family(headers, "x-original-method", "x-original-uri");
     let forwarded = family(headers, "x-forwarded-method", "x-forwarded-uri");
+    // A header of the family given twice is as ambiguous as both families.
+    let twice = [
+        "x-original-method",
+        "x-original-uri",
+        "x-forwarded-method",
+        "x-forwarded-uri",
+    ]
+    .iter()
+    .any(|name| headers.get_all(*name).iter().nth(1).is_some());
     let (method, uri) = match (nginx, forwarded) {
+        _ if twice => return Err(Rejection::AmbiguousOriginalRequest),
         (Some(_), Some(_)) => return Err(Rejection::AmbiguousOriginalRequest),
         (Some(pair), None) | (None, Some(pair)) => pair,
         (None, None) => return Err(Rejection::MissingOriginalRequest),

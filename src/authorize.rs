@@ -102,6 +102,10 @@ pub struct RequestFacts<'r, 'p> {
     /// The headers as they will be forwarded, as far as `Upgrade` and `Authorization`
     /// go: the proxy drops an h2c offer before asking; a decision endpoint cannot.
     pub headers: &'r HeaderMap,
+    /// Whether the app will also receive the `X-Forwarded-Host` in `headers`: the
+    /// proxy keeps it from a trusted proxy. Host rules then require it to name the
+    /// judged host, since an app may route by it (Django's `USE_X_FORWARDED_HOST`).
+    pub forwarded_host_reaches_app: bool,
 }
 
 /// Methods must be upper-case tokens: Werkzeug (Flask) upper-cases `delete` and runs
@@ -241,6 +245,23 @@ fn cookie_token<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str
     Ok(found)
 }
 
+/// Whether every `X-Forwarded-Host` value (each header, each comma-separated entry)
+/// names `judged`, or there is none. Without host rules (`judged` is None) any agrees.
+fn forwarded_host_agrees(headers: &HeaderMap, judged: Option<&str>) -> bool {
+    let Some(judged) = judged else {
+        return true;
+    };
+    headers
+        .get_all("x-forwarded-host")
+        .iter()
+        .all(|value| match value.to_str() {
+            Ok(text) => text
+                .split(',')
+                .all(|entry| normalize_host(entry.trim()).as_deref() == Some(judged)),
+            Err(_) => false,
+        })
+}
+
 /// Whether a request is a CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
 /// `Access-Control-Request-Method`.
 fn is_preflight(req: &RequestFacts<'_, '_>) -> bool {
@@ -300,6 +321,9 @@ pub fn judge<'p, 's>(
         false => None,
     };
     let host = host.as_deref();
+    if req.forwarded_host_reaches_app && !forwarded_host_agrees(req.headers, host) {
+        return Judged::Done(Decision::refused(None, AuthError::BadHost));
+    }
     // A preflight carries no credentials by design; with `cors_preflight = "pass"` it
     // reaches the app, which answers what it allows. Its path was canonicalized above,
     // and the proxy strips identity headers as on every request.
@@ -658,6 +682,7 @@ mod tests {
                     method: &method,
                     path: "/api/x",
                     query: None,
+                    forwarded_host_reaches_app: false,
                     host: None,
                     headers: &h,
                 };

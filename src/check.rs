@@ -154,6 +154,7 @@ fn decide<'p>(
         query,
         host,
         headers: &headers,
+        forwarded_host_reaches_app: false,
     };
     match judge(policy, &Admission::default(), facts) {
         Judged::Done(decision) => decision,

@@ -158,3 +158,61 @@ async fn two_host_headers_are_refused() {
     }
     assert_eq!(upstream.count(), 0);
 }
+
+#[tokio::test]
+async fn a_trusted_x_forwarded_host_must_name_the_judged_host() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let trusted = config(
+        &upstream.url(),
+        &jwks.url(),
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+    );
+    let gate = Gate::start(&trusted, HOSTS).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let send = |host: &str, forwarded: &[&str]| {
+        let lines: String = forwarded
+            .iter()
+            .map(|f| format!("X-Forwarded-Host: {f}\r\n"))
+            .collect();
+        format!("GET /x HTTP/1.1\r\nHost: {host}\r\n{lines}Connection: close\r\n\r\n")
+    };
+    // The app keeps a trusted proxy's X-Forwarded-Host, and may route by it: it must
+    // name the host the policy judged.
+    for (host, forwarded, want) in [
+        ("www.example.com", &["admin.example.com"][..], 400),
+        (
+            "www.example.com",
+            &["www.example.com, admin.example.com"][..],
+            400,
+        ),
+        (
+            "www.example.com",
+            &["www.example.com", "admin.example.com"][..],
+            400,
+        ),
+        ("www.example.com", &["bad host"][..], 400),
+        ("admin.example.com", &["ADMIN.example.com:443"][..], 401),
+        ("www.example.com", &["www.example.com"][..], 200),
+        ("www.example.com", &[][..], 200),
+    ] {
+        let (status, answer) = raw(gate.addr, &send(host, forwarded)).await;
+        assert_eq!(status, want, "{host} {forwarded:?}: {answer}");
+    }
+    assert_eq!(
+        upstream.last().header("x-forwarded-host").as_deref(),
+        Some("www.example.com")
+    );
+    drop(gate);
+
+    // From an untrusted client the header is replaced by the judged host, so it
+    // cannot disagree.
+    let gate = Gate::start(&config(&upstream.url(), &jwks.url(), ""), HOSTS).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let (status, _) = raw(gate.addr, &send("www.example.com", &["admin.example.com"])).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        upstream.last().header("x-forwarded-host").as_deref(),
+        Some("www.example.com")
+    );
+}

@@ -197,6 +197,9 @@ impl DecisionService {
                 query: original.query(),
                 host: original.host.as_ref().and_then(|h| h.to_str().ok()),
                 headers,
+                // `/auth` judges X-Forwarded-Host itself; the peer decides what the
+                // app gets.
+                forwarded_host_reaches_app: false,
             })
             .await;
         let identity = decision.identity.as_ref();

@@ -98,6 +98,7 @@ impl Proxy {
                         .and_then(|h| h.to_str().ok())
                 }),
                 headers: req.headers(),
+                forwarded_host_reaches_app: origin.peer_trusted,
             })
             .await;
         let rule = decision.rule.as_ref();

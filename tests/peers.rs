@@ -445,6 +445,21 @@ async fn exercise(name: &str, peer: &Peer, upstream: &Upstream, quirks: Quirks) 
     }
     let (status, _, _) = get(&url("/public/x"), &[("host", "www.example.com")]).await;
     assert_eq!(status, 200, "{name}");
+    // An app may route by X-Forwarded-Host: a client's own must not reach it.
+    let (status, _, _) = get(
+        &url("/public/x"),
+        &[
+            ("host", "www.example.com"),
+            ("x-forwarded-host", "admin.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{name}");
+    let forwarded_host = upstream.last().header("x-forwarded-host");
+    assert!(
+        forwarded_host.is_none() || forwarded_host.as_deref() == Some("www.example.com"),
+        "{name}: the app got X-Forwarded-Host {forwarded_host:?}"
+    );
 
     // The original method is what the policy judges.
     let reader = bearer(key_a(), "reader", &["finance"]);

@@ -159,8 +159,6 @@ fn push_escape(out: &mut String, b: u8) {
     out.push(char::from(HEX[usize::from(b & 0xf)]));
 }
 
-/// The segments of a canonical path, without the leading `/`. The root `/` has one
-/// empty segment, and so does the end of a path with a trailing slash.
 /// Whether a query string overrides the method: it has a parameter that Laravel and
 /// Symfony (on `POST`) or Express's `method-override('_method')` read as the method the
 /// app runs, whatever the request's own method. The name is read as those apps read
@@ -212,6 +210,8 @@ impl Iterator for FormDecoded<'_> {
     }
 }
 
+/// The segments of a canonical path, without the leading `/`. The root `/` has one
+/// empty segment, and so does the end of a path with a trailing slash.
 pub fn segments(canonical: &str) -> std::str::Split<'_, char> {
     canonical.get(1..).unwrap_or_default().split('/')
 }

@@ -553,6 +553,7 @@ impl State {
                     jwks_client.clone(),
                     config.jwks.fetch_timeout,
                     config.jwks.unknown_kid_cooldown,
+                    config.token_cache_bytes,
                     metrics.clone(),
                 )
                 .keeping(claims.clone()),

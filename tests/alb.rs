@@ -493,3 +493,37 @@ async fn claim_conditions_read_the_load_balancer_claims() {
     assert_eq!(status_of(&gate, "/tenants/acme/x", &acme).await, 200);
     assert_eq!(status_of(&gate, "/tenants/globex/x", &acme).await, 403);
 }
+
+#[tokio::test]
+async fn a_remembered_header_skips_the_signature_but_never_a_time_check() {
+    let keys = KeyServer::start(false).await;
+    let (gate, _upstream) = alb_gate(&keys, POLICY).await;
+    let hits = || common::process::metric(gate.admin, "cognito_gate_token_cache_hits_total");
+    let alice = data(&header(), &payload("alice", &["admins"]));
+    // The header's own exp ends soon, the payload's later; and the other way round.
+    let short_header = data(
+        &with(header(), "exp", json!(now() + 2)),
+        &payload("alice", &["admins"]),
+    );
+    let short_payload = data(
+        &header(),
+        &with(payload("alice", &["admins"]), "exp", json!(now() + 2)),
+    );
+    for d in [&alice, &short_header, &short_payload] {
+        assert_eq!(status_of(&gate, "/admin/x", d).await, 200);
+    }
+    let before = hits().await.unwrap_or(0.0);
+    assert_eq!(status_of(&gate, "/admin/x", &alice).await, 200);
+    assert_eq!(hits().await, Some(before + 1.0), "a repeat is remembered");
+
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(status_of(&gate, "/admin/x", &short_header).await, 401);
+    assert_eq!(status_of(&gate, "/admin/x", &short_payload).await, 401);
+    // The payload's exp was checked on a hit; the header's before the cache was asked.
+    assert_eq!(hits().await, Some(before + 2.0));
+    assert_eq!(status_of(&gate, "/admin/x", &alice).await, 200);
+    assert_eq!(keys.fetches(), 1);
+    let entries = common::process::metric(gate.admin, "cognito_gate_token_cache_entries").await;
+    // alice and both short-lived headers; no bearer token was used.
+    assert_eq!(entries, Some(3.0));
+}

@@ -19,7 +19,10 @@ pub async fn answer<B>(req: &Request<B>, authz: &Authorizer) -> Response<GateBod
         "/healthz" => (StatusCode::OK, json!({ "status": "ok" })),
         "/metrics" => {
             let m = authz.metrics();
-            let entries = state.verifier.cached_tokens().await;
+            let mut entries = state.verifier.cached_tokens().await;
+            if let Some(alb) = &state.alb {
+                entries += alb.cached_headers().await;
+            }
             m.log_lines_dropped.inner().store(
                 crate::logging::dropped_lines(),
                 std::sync::atomic::Ordering::Relaxed,

@@ -15,6 +15,12 @@
 //! `iss` are honoured when present. High-S signatures are accepted: ALB does not
 //! normalise them. The identity is never taken from `x-amzn-oidc-identity` or
 //! `x-amzn-oidc-accesstoken`.
+//!
+//! A header that passed is remembered by its SHA-256 digest, as bearer tokens are
+//! (`token_cache`): a repeat skips the signature, never the header's checks (shape,
+//! `signer`, `iss`, `client`, `exp`), and counts only while the load balancer's key
+//! for its `kid` is the one that verified it; the payload's `exp` and `nbf` are
+//! checked again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +35,8 @@ use moka::future::Cache;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::identity::{Identity, Source, TokenUse};
+use super::cache::{digest, remember, Remembered, TokenCache};
+use super::identity::{Identity, Source, TokenUse, Verified};
 use super::keys::{download, JwksError};
 use super::verify::{
     check_time, compact_parts, groups_claim, keep_claims, number_claim, string_claim, Present,
@@ -89,6 +96,8 @@ struct RawPayload {
 struct AlbKey {
     /// The uncompressed P-256 point.
     point: Vec<u8>,
+    /// Its SHA-256: what a remembered header was verified with.
+    fingerprint: [u8; 32],
 }
 
 /// Verifies `x-amzn-oidc-data` for the configured load balancers.
@@ -103,16 +112,21 @@ pub struct AlbVerifier {
     /// Failed fetches by URL, for the cooldown: `true` when the key server said the
     /// key does not exist (the token's fault), `false` when it could not be asked.
     failed: Cache<String, bool>,
+    /// Headers that passed, by digest; `None` when `token_cache.max_bytes` is 0.
+    remembered: Option<TokenCache>,
     metrics: Arc<Metrics>,
 }
 
 impl AlbVerifier {
+    /// `cache_bytes` bounds the remembered headers, as `token_cache.max_bytes` does
+    /// the bearer tokens (0: verify every signature).
     pub fn new(
         albs: &[AlbConfig],
         max_token_bytes: usize,
         client: Client<JwksConnector, Empty<Bytes>>,
         fetch_timeout: Duration,
         cooldown: Duration,
+        cache_bytes: u64,
         metrics: Arc<Metrics>,
     ) -> Self {
         AlbVerifier {
@@ -126,6 +140,7 @@ impl AlbVerifier {
                 .time_to_live(KEEP_KEYS)
                 .build(),
             failed: Cache::builder().time_to_live(cooldown).build(),
+            remembered: TokenCache::new(cache_bytes),
             metrics,
         }
     }
@@ -146,6 +161,14 @@ impl AlbVerifier {
         &self.albs
     }
 
+    /// How many verified headers are remembered.
+    pub async fn cached_headers(&self) -> u64 {
+        match &self.remembered {
+            Some(cache) => cache.entry_count().await,
+            None => 0,
+        }
+    }
+
     /// Verifies one `x-amzn-oidc-data` value at `now` (seconds since the epoch).
     pub async fn verify(&self, data: &str, now: f64) -> Result<Identity, VerifyError> {
         let checked = self.check_header(data, now)?;
@@ -154,7 +177,28 @@ impl AlbVerifier {
             .get(checked.alb)
             .ok_or(TokenError::SignerNotAllowed)?;
         let key = self.key(&alb.key_url_for(&checked.kid), alb).await?;
-        self.finish(checked, &key, now).map_err(VerifyError::from)
+        let leeway = alb.leeway.as_secs_f64();
+        // Digested only when there is a cache to ask.
+        let data_digest = self.remembered.as_ref().map(|_| digest(data));
+        if let (Some(cache), Some(digest)) = (&self.remembered, &data_digest) {
+            if let Some(hit) = cache.get(digest).await {
+                if hit.kid == checked.kid && hit.key == key.fingerprint {
+                    self.metrics.token_cache_hits.inc();
+                    check_time(hit.verified.exp, hit.verified.nbf, now, leeway)?;
+                    return Ok(hit.verified.identity.clone());
+                }
+                cache.forget(digest).await;
+            }
+            self.metrics.token_cache_misses.inc();
+        }
+        let kid = checked.kid.clone();
+        let verified = self.finish(checked, &key, now)?;
+        let remembered = Remembered {
+            verified,
+            kid,
+            key: key.fingerprint,
+        };
+        Ok(remember(self.remembered.as_ref(), data_digest, remembered).await)
     }
 
     /// Shape, padding, header and its `signer`, `iss`, `client` and `exp`.
@@ -205,7 +249,7 @@ impl AlbVerifier {
     }
 
     /// The signature, then the payload.
-    fn finish(&self, t: Checked<'_>, key: &AlbKey, now: f64) -> Result<Identity, TokenError> {
+    fn finish(&self, t: Checked<'_>, key: &AlbKey, now: f64) -> Result<Verified, TokenError> {
         let signature = padded(t.signature, "signature encoding")?;
         if signature.len() != 64 {
             return Err(TokenError::Malformed(
@@ -224,15 +268,10 @@ impl AlbVerifier {
         let claims: RawPayload = serde_json::from_slice(&payload)
             .map_err(|_| TokenError::Malformed("payload is not a JSON object of claims"))?;
         let leeway = self.albs.get(t.alb).map_or(0.0, |a| a.leeway.as_secs_f64());
-        if let Some(exp) = number_claim(&claims.exp, "exp")? {
-            check_time(exp, None, now, leeway)?;
-        }
-        check_time(
-            f64::INFINITY,
-            number_claim(&claims.nbf, "nbf")?,
-            now,
-            leeway,
-        )?;
+        // The payload's own times are optional: the header's `exp` bounds the token.
+        let exp = number_claim(&claims.exp, "exp")?.unwrap_or(f64::INFINITY);
+        let nbf = number_claim(&claims.nbf, "nbf")?;
+        check_time(exp, nbf, now, leeway)?;
         if string_claim(&claims.iss, "iss")?.is_some_and(|iss| iss != t.iss) {
             return Err(TokenError::UnknownIssuer);
         }
@@ -241,7 +280,7 @@ impl AlbVerifier {
             .ok_or(TokenError::MissingClaim("sub"))?;
         let groups = groups_claim(&claims.groups)?;
         let claims = keep_claims(&payload, &self.kept_claims)?;
-        Ok(Identity {
+        let identity = Identity {
             sub,
             groups,
             scopes: Vec::new(),
@@ -249,7 +288,8 @@ impl AlbVerifier {
             client_id: t.client,
             source: Source::Alb(t.alb),
             claims,
-        })
+        };
+        Ok(Verified { identity, exp, nbf })
     }
 
     /// The key at `url`: cached, one fetch for all concurrent misses, and after a
@@ -313,7 +353,13 @@ impl AlbVerifier {
                 tracing::error!(region = %alb.region, %url, error = %e, "ALB public key fetch failed")
             }
         }
-        fetched.map(|point| Arc::new(AlbKey { point }))
+        fetched.map(|point| {
+            let mut fingerprint = [0u8; 32];
+            fingerprint.copy_from_slice(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &point).as_ref(),
+            );
+            Arc::new(AlbKey { point, fingerprint })
+        })
     }
 }
 

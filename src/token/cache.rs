@@ -46,6 +46,20 @@ pub fn digest(token: &str) -> Digest {
     out
 }
 
+/// Remembers a token that just passed (when there is a cache, and so a digest) and
+/// hands back its identity.
+pub async fn remember(
+    cache: Option<&TokenCache>,
+    digest: Option<Digest>,
+    remembered: Remembered,
+) -> super::identity::Identity {
+    let identity = remembered.verified.identity.clone();
+    if let (Some(cache), Some(digest)) = (cache, digest) {
+        cache.remember(digest, remembered).await;
+    }
+    identity
+}
+
 /// Remembered tokens by digest, bounded in bytes.
 pub struct TokenCache(Cache<Digest, Arc<Remembered>>);
 

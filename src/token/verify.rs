@@ -15,7 +15,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::cache::{digest, Remembered, TokenCache};
+use super::cache::{digest, remember, Remembered, TokenCache};
 use super::identity::{Claim, Claims, Identity, PoolId, Source, TokenUse, Verified};
 use super::keys::{Key, KeyLookupError, KeyStore};
 use std::sync::Arc;
@@ -404,16 +404,12 @@ impl Verifier {
             KeyLookupError::Unavailable => VerifyError::KeysUnavailable,
         })?;
         let verified = self.finish(unverified, &key, now)?;
-        let identity = verified.identity.clone();
-        if let (Some(cache), Some(digest)) = (&self.remembered, key_digest) {
-            let remembered = Remembered {
-                verified,
-                kid,
-                key: key.fingerprint,
-            };
-            cache.remember(digest, remembered).await;
-        }
-        Ok(identity)
+        let remembered = Remembered {
+            verified,
+            kid,
+            key: key.fingerprint,
+        };
+        Ok(remember(self.remembered.as_ref(), key_digest, remembered).await)
     }
 
     /// Step one: size, compact-JWS shape, header (`alg`, `kid`, `crit`), and the

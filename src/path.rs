@@ -4,6 +4,8 @@
 //! classic bypass (Envoy CVE-2019-9901, CVE-2021-29492; Traefik CVE-2025-32431). So we
 //! never "fix" a doubtful path: anything a server might read differently from us is
 //! rejected with 400, and what we accept is forwarded exactly as the policy judged it.
+//! The query is forwarded untouched; the one thing read from it is a `_method`
+//! parameter, which some frameworks take as the method ([`query_overrides_method`]).
 
 use std::borrow::Cow;
 

@@ -230,6 +230,9 @@ async fn grpc_refuses_what_the_http_endpoints_refuse() {
     for (method, path, want) in cases {
         let (status, headers, _, body) = check(&mut client, method, path, &auth).await;
         assert_eq!(status, *want, "{method} {path}: {body}");
+        if path.contains("_method") {
+            assert!(body.contains("method_override"), "{body}");
+        }
         assert_eq!(
             headers.get("content-type").map(String::as_str),
             Some("application/json")

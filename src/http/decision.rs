@@ -284,20 +284,17 @@ impl DecisionService {
             return original_from_headers(req.headers())
                 .map(|o| (Endpoint::ForwardAuth, o.for_host(host)));
         }
-        match path.strip_prefix(self.settings.envoy_prefix.as_str()) {
+        // The path and query after the prefix are the client's request target.
+        let target = req.uri().path_and_query().map_or(path, |pq| pq.as_str());
+        match target.strip_prefix(self.settings.envoy_prefix.as_str()) {
             Some(rest) if rest.starts_with('/') => {
-                let method = req.method().clone();
-                let target = match req.uri().query() {
-                    Some(query) => format!("{rest}?{query}"),
-                    None => rest.to_owned(),
-                };
                 // Envoy's check request keeps the client's Host.
                 let host = req.headers().get(http::header::HOST).cloned();
                 Ok((
                     Endpoint::Envoy,
                     Original {
-                        method,
-                        target,
+                        method: req.method().clone(),
+                        target: rest.to_owned(),
                         host,
                     },
                 ))

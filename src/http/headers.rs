@@ -96,7 +96,7 @@ pub fn has_odd_spelling(headers: &HeaderMap, names: &[impl AsRef<str>]) -> bool 
     })
 }
 
-/// Removes every header that folds (see [`same_folded_name`]) to one of `names`.
+/// Removes every header that folds (see `wire::same_folded_name`) to one of `names`.
 pub fn strip_folded(headers: &mut HeaderMap, names: &[&str]) {
     let doomed: Vec<HeaderName> = headers
         .keys()

@@ -620,7 +620,7 @@ impl Policy {
         self.route_on(method, None, canonical_path)
     }
 
-    /// [`Policy::route`] for a request to `host` (see [`normalize_host`]).
+    /// [`Policy::route`] for a request to `host` (see `normalize_host`).
     pub fn route_on(
         &self,
         method: &Method,

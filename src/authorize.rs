@@ -21,7 +21,7 @@ use crate::policy::{normalize_host, Governing, Policy, RuleId};
 use crate::token::{
     AlbVerifier, Identity, KeyStore, Refreshers, TokenError, Verifier, VerifyError, ALB_DATA,
 };
-use crate::wire::upgrade_allowed;
+use crate::wire::{forwarded_elements, upgrade_allowed, FORWARDED};
 
 /// Why `authorize` refused a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +106,11 @@ pub struct RequestFacts<'r, 'p> {
     /// proxy keeps it from a trusted proxy. Host rules then require it to name the
     /// judged host, since an app may route by it (Django's `USE_X_FORWARDED_HOST`).
     pub forwarded_host_reaches_app: bool,
+    /// Whether the app will also receive the RFC 7239 `Forwarded` header in `headers`:
+    /// the proxy keeps it from a trusted proxy, and a decision endpoint's peer passes
+    /// the client's on. Host rules then require every `host=` in it to name the judged
+    /// host, since Spring, Quarkus and Micronaut route by it.
+    pub forwarded_reaches_app: bool,
 }
 
 /// Methods must be upper-case tokens: Werkzeug (Flask) upper-cases `delete` and runs
@@ -262,6 +267,26 @@ fn forwarded_host_agrees(headers: &HeaderMap, judged: Option<&str>) -> bool {
         })
 }
 
+/// Whether every `host=` of every element of every `Forwarded` header names `judged`,
+/// or there is none. A header that does not parse, or that a lax reader would read
+/// otherwise (see [`forwarded_elements`]), names no host anyone can agree on. Without
+/// host rules (`judged` is None) any agrees.
+fn forwarded_header_agrees(headers: &HeaderMap, judged: Option<&str>) -> bool {
+    let Some(judged) = judged else {
+        return true;
+    };
+    if !headers.contains_key(FORWARDED) {
+        return true;
+    }
+    forwarded_elements(headers).is_some_and(|elements| {
+        elements
+            .iter()
+            .flatten()
+            .filter(|pair| pair.name == "host")
+            .all(|pair| normalize_host(&pair.value).as_deref() == Some(judged))
+    })
+}
+
 /// Whether a request is a CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
 /// `Access-Control-Request-Method`.
 fn is_preflight(req: &RequestFacts<'_, '_>) -> bool {
@@ -322,6 +347,9 @@ pub fn judge<'p, 's>(
     };
     let host = host.as_deref();
     if req.forwarded_host_reaches_app && !forwarded_host_agrees(req.headers, host) {
+        return Judged::Done(Decision::refused(None, AuthError::BadHost));
+    }
+    if req.forwarded_reaches_app && !forwarded_header_agrees(req.headers, host) {
         return Judged::Done(Decision::refused(None, AuthError::BadHost));
     }
     // A preflight carries no credentials by design; with `cors_preflight = "pass"` it
@@ -684,6 +712,7 @@ mod tests {
                     path: "/api/x",
                     query: None,
                     forwarded_host_reaches_app: false,
+                    forwarded_reaches_app: false,
                     host: None,
                     headers: &h,
                 };

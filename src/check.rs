@@ -155,6 +155,7 @@ fn decide<'p>(
         host,
         headers: &headers,
         forwarded_host_reaches_app: false,
+        forwarded_reaches_app: false,
     };
     match judge(policy, &Admission::default(), facts) {
         Judged::Done(decision) => decision,

@@ -88,7 +88,7 @@ pub async fn run(
         .as_ref()
         .map(|file| reload::start(file.clone(), config.clone(), authz.clone(), jwks_client));
     let forwarding = Arc::new(Forwarding::new(config.trusted_proxies.clone()));
-    let identity = IdentityHeaders::new(&config.headers, !config.albs.is_empty());
+    let identity = IdentityHeaders::new(&config.headers);
     let options = ServerOptions {
         header_read_timeout: config.header_read_timeout,
         max_header_bytes: config.max_header_bytes,

@@ -527,3 +527,187 @@ async fn a_remembered_header_skips_the_signature_but_never_a_time_check() {
     // alice and both short-lived headers; no bearer token was used.
     assert_eq!(entries, Some(3.0));
 }
+
+/// Every spelling of the load balancer's headers that the app saw.
+fn alb_like(seen: &Seen) -> Vec<(String, String)> {
+    [
+        "x-amzn-oidc-identity",
+        "x-amzn-oidc-accesstoken",
+        "x-amzn-oidc-data",
+    ]
+    .iter()
+    .flat_map(|name| seen.identity_like(name))
+    .collect()
+}
+
+/// The names in an `/envoy` allow's `x-envoy-auth-headers-to-remove`.
+fn envoy_removals(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get("x-envoy-auth-headers-to-remove")
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or_default()
+        .split(", ")
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test]
+async fn without_alb_mode_no_load_balancer_header_reaches_the_app() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let text = config(&upstream.url(), &jwks.url(), "").replace(
+        "[upstream]",
+        "[authz]\nlisten = \"127.0.0.1:9191\"\n[upstream]",
+    );
+    let gate = Gate::start(&text, POLICY).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    // Not a load balancer's at all: anyone can write these, and an app written for an
+    // ALB reads x-amzn-oidc-identity as the signed-in user.
+    let forged_data = data(&header(), &payload("admin", &["admins"]));
+    let forged = [
+        ("x-amzn-oidc-identity", "admin"),
+        ("X_Amzn_Oidc_Identity", "admin"),
+        ("x.amzn.oidc.accesstoken", "forged"),
+        ("x-amzn-oidc-accesstoken", "forged"),
+        ("x-amzn-oidc-data", forged_data.as_str()),
+        ("x_amzn_oidc_data", forged_data.as_str()),
+    ];
+    let alice = bearer(key_a(), "alice", &[]);
+    for (path, token) in [("/public/x", None), ("/app", Some(alice.as_str()))] {
+        let mut headers = forged.to_vec();
+        headers.extend(token.map(|t| ("authorization", t)));
+        let (status, _, _) = get(&gate.url(path), &headers).await;
+        assert_eq!(status, 200, "{path}");
+        let seen = upstream.last();
+        assert_eq!(alb_like(&seen), Vec::new(), "{path}: {seen:?}");
+    }
+
+    // /envoy names the exact names and every forged spelling for removal.
+    let (status, answer, _) = send(
+        "GET",
+        &format!("http://{}/envoy/public/x", gate.authz),
+        &forged,
+        full(""),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let removed = envoy_removals(&answer);
+    for name in [
+        "x-amzn-oidc-identity",
+        "x_amzn_oidc_identity",
+        "x.amzn.oidc.accesstoken",
+        "x-amzn-oidc-accesstoken",
+        "x-amzn-oidc-data",
+        "x_amzn_oidc_data",
+    ] {
+        assert!(removed.iter().any(|r| r == name), "{name} in {removed:?}");
+    }
+    // Envoy may not show the gate these headers at all: the exact names are listed
+    // whatever the request had.
+    let (_, answer, _) = get(&format!("http://{}/envoy/public/x", gate.authz), &[]).await;
+    let removed = envoy_removals(&answer);
+    for name in [
+        "x-amzn-oidc-identity",
+        "x-amzn-oidc-accesstoken",
+        "x-amzn-oidc-data",
+    ] {
+        assert!(removed.iter().any(|r| r == name), "{name} in {removed:?}");
+    }
+
+    // /auth refuses the spellings a peer would pass on, and answers an empty
+    // x-amzn-oidc-data for the peer to copy over the client's.
+    let auth = format!("http://{}/auth", gate.authz);
+    let original = [
+        ("x-original-method", "GET"),
+        ("x-original-uri", "/public/x"),
+    ];
+    for odd in [
+        "x_amzn_oidc_identity",
+        "x.amzn.oidc.data",
+        "X-Amzn_Oidc-Accesstoken",
+    ] {
+        let mut headers = original.to_vec();
+        headers.push((odd, "admin"));
+        assert_eq!(get(&auth, &headers).await.0, 400, "{odd}");
+    }
+    let mut headers = original.to_vec();
+    headers.push(("x-amzn-oidc-data", forged_data.as_str()));
+    let (status, answer, _) = get(&auth, &headers).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["x-amzn-oidc-data"], "");
+}
+
+#[tokio::test]
+async fn a_load_balancer_header_reaches_the_app_only_where_the_gate_verified_it() {
+    let keys = KeyServer::start(false).await;
+    let (gate, upstream) = alb_gate(&keys, POLICY).await;
+    let alice = data(&header(), &payload("alice", &["admins"]));
+    // Signed by an attacker's key, for the load balancer's signer: nothing checks it
+    // on a public path, and many apps read only the payload's base64.
+    let forged = other_signer()
+        .sign(&header(), &payload("admin", &["admins"]))
+        .unwrap();
+    for value in [&forged, &alice] {
+        let (status, _, _) = get(&gate.url("/public/x"), &[("x-amzn-oidc-data", value)]).await;
+        assert_eq!(status, 200);
+        let seen = upstream.last();
+        assert_eq!(alb_like(&seen), Vec::new(), "{seen:?}");
+    }
+    // Where the rule needs an identity, the gate verified it: it reaches the app as
+    // the load balancer sent it, and only that spelling.
+    let (status, _, _) = get(
+        &gate.url("/app"),
+        &[("x-amzn-oidc-data", &alice), ("x_amzn_oidc_data", &forged)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = upstream.last();
+    assert_eq!(
+        alb_like(&seen),
+        vec![("x-amzn-oidc-data".to_owned(), alice.clone())]
+    );
+    assert_eq!(seen.header("x-user-sub").as_deref(), Some("alice"));
+    // The forged one where a token is needed is refused outright.
+    assert_eq!(status_of(&gate, "/app", &forged).await, 401);
+
+    // /envoy: removed on the public path, kept where verified.
+    let envoy = |path: &'static str, value: String| {
+        let url = format!("http://{}/envoy{path}", gate.authz);
+        async move { get(&url, &[("x-amzn-oidc-data", value.as_str())]).await }
+    };
+    let (status, answer, _) = envoy("/public/x", forged.clone()).await;
+    assert_eq!(status, 200);
+    assert!(envoy_removals(&answer).contains(&"x-amzn-oidc-data".to_owned()));
+    let (status, answer, _) = envoy("/app", alice.clone()).await;
+    assert_eq!(status, 200);
+    let removed = envoy_removals(&answer);
+    assert!(
+        !removed.contains(&"x-amzn-oidc-data".to_owned()),
+        "{removed:?}"
+    );
+    assert!(
+        removed.contains(&"x-amzn-oidc-identity".to_owned()),
+        "{removed:?}"
+    );
+
+    // /auth answers the verified header for the peer to copy, or an empty one.
+    let auth = format!("http://{}/auth", gate.authz);
+    let decide = |uri: &'static str, value: String| {
+        let auth = auth.clone();
+        async move {
+            let headers = [
+                ("x-original-method", "GET"),
+                ("x-original-uri", uri),
+                ("x-amzn-oidc-data", value.as_str()),
+            ];
+            get(&auth, &headers).await
+        }
+    };
+    let (status, answer, _) = decide("/public/x", forged.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["x-amzn-oidc-data"], "");
+    let (status, answer, _) = decide("/app", alice.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["x-amzn-oidc-data"], alice.as_str());
+}

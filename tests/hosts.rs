@@ -216,3 +216,92 @@ async fn a_trusted_x_forwarded_host_must_name_the_judged_host() {
         Some("www.example.com")
     );
 }
+
+#[tokio::test]
+async fn every_host_in_a_forwarded_header_must_name_the_judged_host() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let trusted = config(
+        &upstream.url(),
+        &jwks.url(),
+        "trusted_proxies = [\"127.0.0.1/32\"]",
+    )
+    .replace(
+        "[upstream]",
+        "[authz]\nlisten = \"127.0.0.1:9191\"\n[upstream]",
+    );
+    let gate = Gate::start(&trusted, HOSTS).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let lines = |forwarded: &[&str]| -> String {
+        forwarded
+            .iter()
+            .map(|f| format!("Forwarded: {f}\r\n"))
+            .collect()
+    };
+    // Spring's ForwardedHeaderFilter, Quarkus and Micronaut route by `host=`; a
+    // lax reader also finds one inside a quoted value or a repeated parameter.
+    let refused: &[&[&str]] = &[
+        &["host=admin.example.com"],
+        &["for=192.0.2.1;host=admin.example.com;proto=https"],
+        &["HOST=\"admin.example.com\""],
+        &["host=www.example.com, host=admin.example.com"],
+        &[
+            "host=www.example.com",
+            "for=192.0.2.1;host=admin.example.com",
+        ],
+        &["for=\"x;host=admin.example.com\""],
+        &["host=www.example.com;host=admin.example.com"],
+        &["host=\"www.example.com"],
+        &["host=bad host"],
+        &["host"],
+    ];
+    let allowed: &[&[&str]] = &[
+        &["host=www.example.com"],
+        &["for=192.0.2.60;proto=https;by=203.0.113.43"],
+        &["for=\"[2001:db8:cafe::17]:4711\";host=\"WWW.Example.com:443\""],
+        &["for=192.0.2.43, for=198.51.100.17;host=www.example.com"],
+    ];
+    for forwarded in refused {
+        let request = format!(
+            "GET /x HTTP/1.1\r\nHost: www.example.com\r\n{}Connection: close\r\n\r\n",
+            lines(forwarded)
+        );
+        let (status, answer) = raw(gate.addr, &request).await;
+        assert_eq!(status, 400, "{forwarded:?}: {answer}");
+        assert!(answer.contains("invalid_host"), "{answer}");
+        // Through the decision endpoints: the peer passes the client's header on.
+        let auth = format!("GET /auth HTTP/1.1\r\nHost: gate\r\nX-Original-Method: GET\r\nX-Original-URI: /x\r\nX-Forwarded-Host: www.example.com\r\n{}Connection: close\r\n\r\n", lines(forwarded));
+        assert_eq!(raw(gate.authz, &auth).await.0, 400, "/auth {forwarded:?}");
+        let envoy = format!(
+            "GET /envoy/x HTTP/1.1\r\nHost: www.example.com\r\n{}Connection: close\r\n\r\n",
+            lines(forwarded)
+        );
+        assert_eq!(raw(gate.authz, &envoy).await.0, 400, "/envoy {forwarded:?}");
+    }
+    assert_eq!(upstream.count(), 0);
+    for forwarded in allowed {
+        let request = format!(
+            "GET /x HTTP/1.1\r\nHost: www.example.com\r\n{}Connection: close\r\n\r\n",
+            lines(forwarded)
+        );
+        let (status, answer) = raw(gate.addr, &request).await;
+        assert_eq!(status, 200, "{forwarded:?}: {answer}");
+        // A trusted proxy's header reaches the app as it sent it: for= and by= too.
+        let seen: Vec<String> = upstream
+            .last()
+            .headers
+            .get_all("forwarded")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(seen, *forwarded);
+    }
+    drop(gate);
+
+    // From an untrusted client the header never reaches the app, whatever it says.
+    let gate = Gate::start(&config(&upstream.url(), &jwks.url(), ""), HOSTS).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let request = "GET /x HTTP/1.1\r\nHost: www.example.com\r\nForwarded: host=admin.example.com\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(gate.addr, request).await.0, 200);
+    assert_eq!(upstream.last().header("forwarded"), None);
+}

@@ -461,6 +461,54 @@ async fn exercise(name: &str, peer: &Peer, upstream: &Upstream, quirks: Quirks) 
         "{name}: the app got X-Forwarded-Host {forwarded_host:?}"
     );
 
+    // Spring, Quarkus and Micronaut route by the RFC 7239 Forwarded header's host=:
+    // a client's own that names another host is refused by the gate (which sees it
+    // through nginx) or removed by the peer; it never reaches the app.
+    let before = upstream.count();
+    let (status, _, _) = get(
+        &url("/public/x"),
+        &[
+            ("host", "www.example.com"),
+            ("forwarded", "for=192.0.2.1;host=admin.example.com"),
+        ],
+    )
+    .await;
+    match status {
+        400 => assert_eq!(upstream.count(), before, "{name}"),
+        200 => {
+            let forwarded = upstream.last().header("forwarded");
+            assert_eq!(forwarded, None, "{name}: the app got Forwarded");
+        }
+        other => panic!("{name}: Forwarded host= answered {other}"),
+    }
+
+    // The load balancer's headers, which an app written for an ALB trusts as the
+    // user: this gate is not in ALB mode, so none reaches the app with a value, on a
+    // public path or a protected one.
+    let forged_data = format!("{}.e30=.sig", "eyJhbGciOiJFUzI1NiJ9");
+    let alb_forged = [
+        ("X-Amzn-Oidc-Identity", "admin"),
+        ("x-amzn-oidc-accesstoken", "forged"),
+        ("X-AMZN-OIDC-DATA", forged_data.as_str()),
+    ];
+    for (path, token) in [("/public/page", None), ("/admin/x", Some(alice.as_str()))] {
+        let mut headers = alb_forged.to_vec();
+        headers.extend(token.map(|t| ("authorization", t)));
+        assert_eq!(get(&url(path), &headers).await.0, 200, "{name} {path}");
+        let seen = upstream.last();
+        for alb in [
+            "x-amzn-oidc-identity",
+            "x-amzn-oidc-accesstoken",
+            "x-amzn-oidc-data",
+        ] {
+            let values = seen.identity_like(alb);
+            assert!(
+                values.iter().all(|(_, v)| v.is_empty()),
+                "{name} {path}: {values:?} reached the app"
+            );
+        }
+    }
+
     // The original method is what the policy judges.
     let reader = bearer(key_a(), "reader", &["finance"]);
     let empty = || http_body_util::BodyExt::boxed(http_body_util::Empty::new());

@@ -15,11 +15,11 @@ use http::{Method, Request, Response, StatusCode};
 use super::access_log::{answer, Served};
 use super::answer::{full_body, GateBody, Rejection};
 use super::forwarded::Forwarding;
-use super::headers::{has_odd_spelling, IdentityHeaders, ROUTING_OVERRIDES};
+use super::headers::{has_odd_spelling, verified_alb_data, IdentityHeaders, ROUTING_OVERRIDES};
 use crate::authorize::{AuthError, Authorizer, RequestFacts};
 use crate::config::AuthzConfig;
 use crate::path::PathError;
-use crate::token::Identity;
+use crate::token::{Identity, ALB_DATA};
 
 /// Envoy removes the request headers this response header names (comma-separated).
 pub(crate) const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
@@ -200,6 +200,8 @@ impl DecisionService {
                 // `/auth` judges X-Forwarded-Host itself; the peer decides what the
                 // app gets.
                 forwarded_host_reaches_app: false,
+                // The peer passes the client's `Forwarded` on to the app.
+                forwarded_reaches_app: true,
             })
             .await;
         let identity = decision.identity.as_ref();
@@ -313,40 +315,76 @@ impl DecisionService {
         let mut response = Response::new(full_body(""));
         *response.status_mut() = StatusCode::OK;
         let headers = response.headers_mut();
-        match (endpoint, identity) {
-            (_, Some(identity)) => self.identity.inject(headers, identity),
-            // Caddy 2.6 copies a placeholder's literal text when a named header is
-            // missing, and nginx needs a value to overwrite with: send them empty.
-            (Endpoint::ForwardAuth, None) => {
-                for name in self.identity.written() {
-                    headers.insert(name.clone(), HeaderValue::from_static(""));
-                }
-            }
-            (Endpoint::Envoy | Endpoint::EnvoyGrpc, None) => {}
-        }
-        if matches!(endpoint, Endpoint::Envoy | Endpoint::EnvoyGrpc) {
-            // Envoy overwrites the canonical names with allowed_upstream_headers when we
-            // send them; everything else that reads as an identity header must go.
-            let mut remove: Vec<HeaderName> = self.identity.forged_names(request_headers);
-            if identity.is_some() {
-                remove.retain(|n| !self.identity.written().any(|w| w == n));
-            } else {
-                for name in self.identity.written() {
-                    if !remove.contains(name) {
-                        remove.push(name.clone());
+        let alb_data = verified_alb_data(request_headers, identity);
+        match endpoint {
+            Endpoint::ForwardAuth => {
+                match identity {
+                    Some(identity) => self.identity.inject(headers, identity),
+                    // Caddy 2.6 copies a placeholder's literal text when a named header
+                    // is missing, and nginx needs a value to overwrite with: send them
+                    // empty.
+                    None => {
+                        for name in self.identity.written() {
+                            headers.insert(name.clone(), HeaderValue::from_static(""));
+                        }
                     }
                 }
+                // The peer copies this over the client's: the verified claims, or
+                // nothing on a path where the gate verified none.
+                headers.insert(
+                    ALB_DATA,
+                    alb_data.unwrap_or_else(|| HeaderValue::from_static("")),
+                );
             }
-            let list = remove
-                .iter()
-                .map(HeaderName::as_str)
-                .collect::<Vec<_>>()
-                .join(", ");
-            if let (false, Ok(value)) = (list.is_empty(), HeaderValue::from_str(&list)) {
-                headers.insert(ENVOY_HEADERS_TO_REMOVE, value);
+            Endpoint::Envoy | Endpoint::EnvoyGrpc => {
+                if let Some(identity) = identity {
+                    self.identity.inject(headers, identity);
+                }
+                let remove =
+                    self.envoy_removals(identity.is_some(), alb_data.is_some(), request_headers);
+                let list = remove
+                    .iter()
+                    .map(HeaderName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let (false, Ok(value)) = (list.is_empty(), HeaderValue::from_str(&list)) {
+                    headers.insert(ENVOY_HEADERS_TO_REMOVE, value);
+                }
             }
         }
         response
+    }
+
+    /// The request headers Envoy must remove on an allow. It overwrites the canonical
+    /// identity names with `allowed_upstream_headers` when we send them; everything
+    /// else that reads as an identity must go: every spelling the gate saw, and the
+    /// load balancer's exact names (which Envoy may not have shown the gate), except a
+    /// `x-amzn-oidc-data` this gate verified.
+    fn envoy_removals(
+        &self,
+        identified: bool,
+        alb_verified: bool,
+        request_headers: &HeaderMap,
+    ) -> Vec<HeaderName> {
+        let mut remove: Vec<HeaderName> = self.identity.forged_names(request_headers);
+        if identified {
+            remove.retain(|n| !self.identity.written().any(|w| w == n));
+        } else {
+            for name in self.identity.written() {
+                if !remove.contains(name) {
+                    remove.push(name.clone());
+                }
+            }
+        }
+        for name in &self.identity.unverified {
+            if !remove.contains(name) {
+                remove.push(name.clone());
+            }
+        }
+        if alb_verified {
+            remove.retain(|n| n.as_str() != ALB_DATA);
+        }
+        remove
     }
 }
 

@@ -4,7 +4,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::HeadersConfig;
-use crate::token::{Identity, ALB_UNVERIFIED};
+use crate::token::{Identity, Source, ALB_DATA, ALB_HEADERS};
 use crate::wire::{same_folded_name, upgrade_protocols, HOP_BY_HOP};
 
 /// Headers a client may not remove by naming them in `Connection`: without `Host` the
@@ -146,27 +146,24 @@ pub struct IdentityHeaders {
     pub groups: HeaderName,
     /// `[headers.claims]`: headers that carry a claim of the caller's token.
     pub claims: Vec<(HeaderName, Box<str>)>,
-    /// Other headers that would be read as an identity and are never written by the
-    /// gate: with `[[alb]]`, the load balancer's unsigned `x-amzn-oidc-identity` and
-    /// `x-amzn-oidc-accesstoken`.
+    /// Other headers that an app would read as an identity and that the gate never
+    /// writes: the load balancer's `x-amzn-oidc-identity`, `x-amzn-oidc-accesstoken`
+    /// and `x-amzn-oidc-data`, in or out of ALB mode. Only a `x-amzn-oidc-data` that
+    /// this gate verified on the request is kept (see [`verified_alb_data`]).
     pub unverified: Vec<HeaderName>,
 }
 
 impl IdentityHeaders {
-    /// The names from `[headers]`, and the load balancer's when `alb` is set.
-    pub fn new(config: &HeadersConfig, alb: bool) -> Self {
-        let unverified = match alb {
-            true => ALB_UNVERIFIED
-                .iter()
-                .map(|n| HeaderName::from_static(n))
-                .collect(),
-            false => Vec::new(),
-        };
+    /// The names from `[headers]`, and the load balancer's.
+    pub fn new(config: &HeadersConfig) -> Self {
         IdentityHeaders {
             sub: config.user_sub.clone(),
             groups: config.user_groups.clone(),
             claims: config.claims.clone(),
-            unverified,
+            unverified: ALB_HEADERS
+                .iter()
+                .map(|n| HeaderName::from_static(n))
+                .collect(),
         }
     }
 
@@ -212,6 +209,16 @@ impl IdentityHeaders {
             headers.insert(header.clone(), encode_value(items.iter()));
         }
     }
+}
+
+/// The request's `x-amzn-oidc-data`, when this gate verified it for `identity` on this
+/// request: the only case in which it may reach the app. The decision refuses a request
+/// with two of them, so the one there is the one that was verified.
+pub fn verified_alb_data(headers: &HeaderMap, identity: Option<&Identity>) -> Option<HeaderValue> {
+    identity
+        .filter(|i| matches!(i.source, Source::Alb(_)))
+        .and_then(|_| headers.get(ALB_DATA))
+        .cloned()
 }
 
 /// A claim as the items of a header value: a string is itself, an array its items,

@@ -22,15 +22,15 @@ use super::access_log::{answer, Served};
 use super::answer::{BoxError, GateBody, Rejection};
 use super::forwarded::{Forwarding, Origin};
 use super::headers::{
-    drop_h2c_offer, remove_hop_by_hop, strip_cookies, strip_folded, wants_upgrade, IdentityHeaders,
-    ROUTING_OVERRIDES,
+    drop_h2c_offer, remove_hop_by_hop, strip_cookies, strip_folded, verified_alb_data,
+    wants_upgrade, IdentityHeaders, ROUTING_OVERRIDES,
 };
 use crate::authorize::{Authorizer, RequestFacts};
 use crate::client::{error_chain, Connector};
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::metrics::KindLabels;
 use crate::policy::RuleId;
-use crate::token::Identity;
+use crate::token::{Identity, ALB_DATA};
 
 /// The reverse proxy in front of the app. Holds the pooled client to the upstream.
 pub struct Proxy {
@@ -99,6 +99,7 @@ impl Proxy {
                 }),
                 headers: req.headers(),
                 forwarded_host_reaches_app: origin.peer_trusted,
+                forwarded_reaches_app: origin.peer_trusted,
             })
             .await;
         let rule = decision.rule.as_ref();
@@ -302,6 +303,9 @@ impl Proxy {
     ) {
         remove_hop_by_hop(headers, upgrade);
         strip_folded(headers, &ROUTING_OVERRIDES);
+        // The load balancer's signed claims reach the app only when this gate verified
+        // them on this request; on a public path, or out of ALB mode, they go.
+        let alb_data = verified_alb_data(headers, identity);
         self.identity.strip(headers);
         if !self.credentials.forward_authorization {
             headers.remove(header::AUTHORIZATION);
@@ -310,6 +314,9 @@ impl Proxy {
         self.forwarding.rewrite(headers, peer, origin);
         if let Some(identity) = identity {
             self.identity.inject(headers, identity);
+        }
+        if let Some(data) = alb_data {
+            headers.insert(ALB_DATA, data);
         }
     }
 }

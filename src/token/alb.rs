@@ -53,6 +53,11 @@ pub const ALB_DATA: &str = "x-amzn-oidc-data";
 /// identity headers say who the caller is.
 pub const ALB_UNVERIFIED: [&str; 2] = ["x-amzn-oidc-identity", "x-amzn-oidc-accesstoken"];
 
+/// Every header an ALB writes about the user. An app written for an ALB trusts them
+/// all, so none reaches it unless this gate verified it on this very request: only
+/// [`ALB_DATA`] can be, and only in ALB mode.
+pub const ALB_HEADERS: [&str; 3] = [ALB_UNVERIFIED[0], ALB_UNVERIFIED[1], ALB_DATA];
+
 /// The DER of a P-256 `SubjectPublicKeyInfo` up to its uncompressed point: the
 /// `id-ecPublicKey` and `prime256v1` OIDs and a 66-byte BIT STRING (no unused bits,
 /// then `04`). Any other key type, curve or point form is refused.

@@ -12,7 +12,7 @@ mod tests;
 
 #[cfg(feature = "dev")]
 pub use alb::P256_SPKI_PREFIX;
-pub use alb::{AlbVerifier, ALB_DATA, ALB_UNVERIFIED};
+pub use alb::{AlbVerifier, ALB_DATA, ALB_HEADERS};
 pub use cache::{digest, Remembered, TokenCache};
 pub use identity::{Claim, Claims, Identity, PoolId, Source, TokenUse};
 pub use keys::{check_discovery, parse_key_set, KeyLookupError, KeySet, KeyStore, Refreshers};

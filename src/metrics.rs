@@ -109,6 +109,7 @@ pub struct Metrics {
     pub token_cache_misses: Counter,
     pub token_cache_entries: Gauge,
     pub reloads: Family<ResultLabels, Counter>,
+    pub reloads_deferred: Counter,
     pub in_flight: Gauge,
     pub log_lines_dropped: Counter,
 }
@@ -197,6 +198,12 @@ impl Metrics {
             "Reloads of the policy and the pools, by result",
             reloads.clone(),
         );
+        let reloads_deferred = Counter::default();
+        registry.register(
+            "reloads_deferred",
+            "Reloads postponed because a file written in place was still changing",
+            reloads_deferred.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "in_flight_requests",
@@ -231,6 +238,7 @@ impl Metrics {
             token_cache_misses,
             token_cache_entries,
             reloads,
+            reloads_deferred,
             in_flight,
             log_lines_dropped,
         }

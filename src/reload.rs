@@ -5,6 +5,14 @@
 //! a change of watched folder content that leaves both files' bytes as they were is
 //! not a reload.
 //!
+//! A file renamed into place (a ConfigMap swap, `mv`, most editors) is complete the
+//! moment it appears, and is read at once, as on SIGHUP. A file written in place (its
+//! inode kept) may be read half-written, and half a policy can parse as a wider one: it
+//! is read only once it has been unchanged (size, modification time and bytes) for
+//! `reload.settle`, and each postponement is logged and counted
+//! (`cognito_gate_reloads_deferred_total`). A new policy that has no `[[test]]` tables
+//! where the one in effect has some is refused, as a file cut short would be.
+//!
 //! A reload loads and checks everything first (the config, the policy with its lints
 //! and `[[test]]` tables, and keys for new pools), then swaps the whole decision
 //! state at once; a request in flight finishes under the state it started with. Any
@@ -17,7 +25,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
@@ -29,6 +37,9 @@ use crate::config::Config;
 
 /// How long the file watcher waits for a burst of events to end.
 const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// How often a file written in place is looked at while it settles.
+const SETTLE_POLL: Duration = Duration::from_millis(50);
 
 /// Stops reloading when dropped.
 pub(crate) struct Reloader {
@@ -93,7 +104,7 @@ pub(crate) fn start(
         }
     };
     let reloading = Reloading {
-        fingerprint: fingerprint(&file, &config.policy_file),
+        seen: Snapshot::take(&file, &config.policy_file),
         file,
         config,
         authz,
@@ -110,8 +121,8 @@ struct Reloading {
     file: PathBuf,
     /// The configuration in effect.
     config: Config,
-    /// The bytes of the config and policy files in effect.
-    fingerprint: u64,
+    /// The config and policy files as they were when last read.
+    seen: Snapshot,
     authz: Arc<Authorizer>,
     jwks_client: JwksClient,
     watcher: Option<notify::RecommendedWatcher>,
@@ -128,13 +139,54 @@ impl Reloading {
             while let Ok(more) = rx.try_recv() {
                 signalled |= more == Trigger::Signal;
             }
-            if !signalled && fingerprint(&self.file, &self.config.policy_file) == self.fingerprint {
-                continue;
+            if !signalled {
+                let now = Snapshot::take(&self.file, &self.config.policy_file);
+                if now.same_bytes(&self.seen) {
+                    continue;
+                }
+                if now.written_in_place(&self.seen) {
+                    signalled = self.settle(now, &mut rx).await;
+                }
             }
             let why = if signalled { "SIGHUP" } else { "file change" };
             self.reload(why).await;
             self.watch();
         }
+    }
+
+    /// Waits until the files have been unchanged for `reload.settle`, logging and
+    /// counting each postponement; returns early, with `true`, on SIGHUP.
+    async fn settle(&self, mut last: Snapshot, rx: &mut mpsc::Receiver<Trigger>) -> bool {
+        let settle = self.config.reload.settle;
+        let deferred = &self.authz.metrics().reloads_deferred;
+        deferred.inc();
+        tracing::info!(
+            settle = ?settle,
+            "a config or policy file was written in place; the reload waits until it is unchanged"
+        );
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < settle {
+            let wait = SETTLE_POLL.min(settle.saturating_sub(quiet_since.elapsed()));
+            tokio::select! {
+                trigger = rx.recv() => match trigger {
+                    Some(Trigger::Signal) => return true,
+                    Some(Trigger::FileChange) => {}
+                    None => return false,
+                },
+                _ = tokio::time::sleep(wait) => {}
+            }
+            let now = Snapshot::take(&self.file, &self.config.policy_file);
+            if now != last {
+                last = now;
+                quiet_since = Instant::now();
+                deferred.inc();
+                tracing::warn!(
+                    settle = ?settle,
+                    "a config or policy file is still being written; the reload is deferred"
+                );
+            }
+        }
+        false
     }
 
     /// Watches the folders of the config and policy files (the policy file may move).
@@ -161,7 +213,7 @@ impl Reloading {
 
     async fn reload(&mut self, why: &str) {
         let metrics = self.authz.metrics().clone();
-        let fingerprint = fingerprint(&self.file, &self.config.policy_file);
+        let seen = Snapshot::take(&self.file, &self.config.policy_file);
         match self.prepare().await {
             Ok((config, state)) => {
                 let restart = needs_restart(&self.config, &config);
@@ -187,10 +239,10 @@ impl Reloading {
                     metrics.forget_pool(&gone.user_pool_id);
                 }
                 // A moved policy file: what is in effect is the new file's bytes.
-                self.fingerprint = if config.policy_file == self.config.policy_file {
-                    fingerprint
+                self.seen = if config.policy_file == self.config.policy_file {
+                    seen
                 } else {
-                    self::fingerprint(&self.file, &config.policy_file)
+                    Snapshot::take(&self.file, &config.policy_file)
                 };
                 // What is not applied stays as it was, so a later reload compares
                 // with what runs.
@@ -205,7 +257,7 @@ impl Reloading {
                     "reload failed; the gate keeps the policy and pools it had"
                 );
                 // Not retried until the files change again or another SIGHUP.
-                self.fingerprint = fingerprint;
+                self.seen = seen;
                 metrics.record_reload(false);
             }
         }
@@ -216,6 +268,17 @@ impl Reloading {
         let config = Config::load(&self.file).map_err(|e| e.to_string())?;
         let policy = load_policy(&config.policy_file)
             .map_err(|e| format!("{}: {e}", config.policy_file.display()))?;
+        let current = self.authz.state();
+        let tested = current.policy.tests().len();
+        if tested > 0 && policy.tests().is_empty() {
+            return Err(format!(
+                "{}: the policy in effect has {tested} [[test]] tables and this one has none, \
+                 as a file cut short would; it was not applied (replace policy files by \
+                 renaming a complete file over them; to drop every test on purpose, restart \
+                 the gate)",
+                config.policy_file.display()
+            ));
+        }
         // Only the pools and the policy are applied: the new state is built with the
         // running `jwks`, `max_token_bytes` and `token_cache` settings, which need a
         // restart and are reported as such.
@@ -223,7 +286,6 @@ impl Reloading {
         applied.pools.clone_from(&config.pools);
         applied.issuers.clone_from(&config.issuers);
         applied.policy_file.clone_from(&config.policy_file);
-        let current = self.authz.state();
         let pools_changed = *current.pools != applied.pools || *current.issuers != applied.issuers;
         let state = State::build(
             &applied,
@@ -253,13 +315,65 @@ fn folder_of(file: &Path) -> PathBuf {
     }
 }
 
-/// A hash of both files' bytes (an unreadable file hashes as empty).
-fn fingerprint(config: &Path, policy: &Path) -> u64 {
-    let mut h = DefaultHasher::new();
-    for file in [config, policy] {
+/// What a reload knows of one file: which file it is (device and inode, following
+/// symlinks), its size and modification time, and a hash of its bytes. An unreadable
+/// or missing file is all `None` and hashes as empty.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileState {
+    inode: Option<(u64, u64)>,
+    len: Option<u64>,
+    modified: Option<SystemTime>,
+    hash: u64,
+}
+
+impl FileState {
+    fn take(file: &Path) -> FileState {
+        let meta = std::fs::metadata(file).ok();
+        let mut h = DefaultHasher::new();
         std::fs::read(file).unwrap_or_default().hash(&mut h);
+        FileState {
+            inode: meta.as_ref().map(inode),
+            len: meta.as_ref().map(|m| m.len()),
+            modified: meta.as_ref().and_then(|m| m.modified().ok()),
+            hash: h.finish(),
+        }
     }
-    h.finish()
+}
+
+#[cfg(unix)]
+fn inode(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> (u64, u64) {
+    (0, 0)
+}
+
+/// The config file and the policy file, as a reload sees them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snapshot([FileState; 2]);
+
+impl Snapshot {
+    fn take(config: &Path, policy: &Path) -> Snapshot {
+        Snapshot([FileState::take(config), FileState::take(policy)])
+    }
+
+    /// Whether both files hold the bytes they held in `before`.
+    fn same_bytes(&self, before: &Snapshot) -> bool {
+        self.0.iter().zip(&before.0).all(|(a, b)| a.hash == b.hash)
+    }
+
+    /// Whether a file whose bytes changed since `before` is still the same file: it was
+    /// written in place, and may be only partly written. A file renamed into place is
+    /// another inode, complete when it appears.
+    fn written_in_place(&self, before: &Snapshot) -> bool {
+        self.0
+            .iter()
+            .zip(&before.0)
+            .any(|(now, was)| now.hash != was.hash && now.inode.is_some() && now.inode == was.inode)
+    }
 }
 
 /// The settings that differ between `old` and `new` and that a reload cannot apply.
@@ -267,7 +381,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut out = Vec::new();
-    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 22] = [
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 24] = [
         ("listen", &old.listen, &new.listen),
         ("admin_listen", &old.admin_listen, &new.admin_listen),
         (
@@ -330,6 +444,8 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("cookie_methods", &old.cookie_methods, &new.cookie_methods),
         ("forward_token", &old.forward_token, &new.forward_token),
         ("log", &old.log, &new.log),
+        ("reload", &old.reload, &new.reload),
+        ("cors", &old.cors, &new.cors),
     ];
     for (key, a, b) in pairs {
         if differs(a, b) {

@@ -47,7 +47,7 @@ async fn envoy_allows_with_identity_headers_for_the_original_path() {
         h(&headers, "x-user-groups").as_deref(),
         Some("admins,a%2Cb")
     );
-    assert!(removal_list(&headers).is_empty(), "{headers:?}");
+    assert_eq!(removal_list(&headers), with_alb_headers(&[]), "{headers:?}");
 
     // The same user on a path the rule refuses, and with no token.
     let denied = get(
@@ -117,7 +117,7 @@ async fn envoy_is_told_to_remove_forged_identity_headers() {
     assert_eq!(status, 200);
     assert_eq!(
         removal_list(&headers),
-        ["x-user-groups", "x-user-sub", "x.user.groups", "x_user_sub"]
+        with_alb_headers(&["x-user-groups", "x-user-sub", "x.user.groups", "x_user_sub"])
     );
     assert_eq!(h(&headers, "x-user-sub"), None);
 
@@ -129,7 +129,10 @@ async fn envoy_is_told_to_remove_forged_identity_headers() {
         get(&format!("http://{}/envoy/admin/x", gate.authz), &with_token).await;
     assert_eq!(status, 200);
     assert_eq!(h(&headers, "x-user-sub").as_deref(), Some("alice"));
-    assert_eq!(removal_list(&headers), ["x.user.groups", "x_user_sub"]);
+    assert_eq!(
+        removal_list(&headers),
+        with_alb_headers(&["x.user.groups", "x_user_sub"])
+    );
 }
 
 #[tokio::test]

@@ -533,3 +533,213 @@ async fn a_trusted_proxy_keeps_its_forwarding_headers_and_anyone_else_is_replace
     let id = body["request_id"].as_str().unwrap();
     assert_eq!(id.len(), 32, "{body}");
 }
+
+/// A policy whose first part, up to and including `allow = "anyone"`, is a complete
+/// and much wider policy: one rule that lets anyone anywhere. The full file scopes
+/// that rule to one host, so that `/admin/**` needs the `admins` group.
+const SCOPED_DOCS: &str = r#"
+[[rule]]
+name = "docs"
+path = "/**"
+allow = "anyone"
+host = "docs.example.com"
+
+[[rule]]
+name = "admin"
+path = "/admin/**"
+groups = ["admins"]
+
+[[rule]]
+name = "app"
+path = "/**"
+allow = "authenticated"
+
+[[test]]
+path = "/admin/x"
+host = "app.test"
+anonymous = true
+expect = 401
+
+[[test]]
+path = "/admin/x"
+host = "docs.example.com"
+anonymous = true
+expect = "allow"
+"#;
+
+/// Where the wider first part of [`SCOPED_DOCS`] ends.
+fn scoped_docs_halves() -> (&'static str, &'static str) {
+    let cut = SCOPED_DOCS.find("allow = \"anyone\"\n").unwrap() + "allow = \"anyone\"\n".len();
+    SCOPED_DOCS.split_at(cut)
+}
+
+/// Rewrites `path` in place, as `echo > file` or a careless deploy script does: the same
+/// inode truncated, the first part written, and the rest written `gap` later.
+async fn write_in_place(path: &Path, first: &str, rest: &str, gap: Duration) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    file.write_all(first.as_bytes()).unwrap();
+    file.sync_all().unwrap();
+    tokio::time::sleep(gap).await;
+    file.write_all(rest.as_bytes()).unwrap();
+    file.sync_all().unwrap();
+}
+
+/// Sends anonymous `GET /admin/x` every 10 ms until `stop` is set; returns how many
+/// were answered 200 and how many were sent.
+fn probe_admin(
+    listen: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<(usize, usize)> {
+    tokio::spawn(async move {
+        let (mut allowed, mut sent) = (0, 0);
+        while !stop.load(Ordering::Relaxed) {
+            let status = raw_get(listen, "/admin/x", None).await;
+            sent += 1;
+            if status == 200 {
+                allowed += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (allowed, sent)
+    })
+}
+
+async fn deferred(admin: SocketAddr) -> f64 {
+    metric(admin, "cognito_gate_reloads_deferred_total")
+        .await
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_policy_written_in_place_is_read_only_once_it_has_settled() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let dir = folder("in-place");
+    // The policy in effect has no [[test]] tables: the wait alone must keep the half
+    // file out.
+    let f = files(&dir, &upstream, &jwks, POLICY).await;
+    let (gate, log) = spawn_gate(&f.config, f.admin).await;
+    assert_eq!(raw_get(f.listen, "/admin/x", None).await, 401);
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = probe_admin(f.listen, stop.clone());
+    let (first, rest) = scoped_docs_halves();
+    // Two write()s one second apart, the first a valid and wider policy.
+    write_in_place(&f.policy, first, rest, Duration::from_secs(1)).await;
+    let docs = || async {
+        let request =
+            "GET /admin/x HTTP/1.1\r\nHost: docs.example.com\r\nConnection: close\r\n\r\n";
+        raw(f.listen, request).await.0 == 200
+    };
+    eventually(Duration::from_secs(10), "the whole policy applies", docs).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (allowed, sent) = probe.await.unwrap();
+    assert!(sent > 50, "only {sent} probes were sent");
+    assert_eq!(
+        allowed, 0,
+        "{allowed} of {sent} anonymous requests to /admin/x got 200"
+    );
+    assert_eq!(raw_get(f.listen, "/admin/x", None).await, 401);
+    let user = bearer(key_a(), "user", &[]);
+    assert_eq!(status(f.listen, "/admin/x", &user).await, 403);
+    // One reload, of the whole file; postponed when the wait began and again when the
+    // second write came.
+    assert_eq!(reloads(f.admin, "success").await, 1.0);
+    assert_eq!(reloads(f.admin, "error").await, 0.0);
+    assert!(deferred(f.admin).await >= 2.0);
+    drop(gate);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("a config or policy file is still being written; the reload is deferred"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_rename_and_sighup_apply_at_once_however_long_the_settle_time() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let dir = folder("settle-immediate");
+    let f = files(&dir, &upstream, &jwks, POLICY).await;
+    let text = std::fs::read_to_string(&f.config).unwrap();
+    std::fs::write(&f.config, format!("{text}\n[reload]\nsettle = \"1h\"\n")).unwrap();
+    let (gate, _log) = spawn_gate(&f.config, f.admin).await;
+    let user = bearer(key_a(), "user", &[]);
+    assert_eq!(status(f.listen, "/admin/x", &user).await, 403);
+
+    // Renamed into place: complete when it appears, read at once.
+    replace(&f.policy, OPEN_ADMIN);
+    eventually(
+        Duration::from_secs(5),
+        "the renamed policy applies",
+        || async { status(f.listen, "/admin/x", &user).await == 200 },
+    )
+    .await;
+    assert_eq!(deferred(f.admin).await, 0.0);
+
+    // Written in place: it waits (an hour here) until SIGHUP says the file is done.
+    write_in_place(&f.policy, POLICY, "", Duration::ZERO).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        status(f.listen, "/admin/x", &user).await,
+        200,
+        "applied without settling"
+    );
+    assert_eq!(deferred(f.admin).await, 1.0);
+    signal(gate.pid(), "HUP");
+    eventually(Duration::from_secs(5), "SIGHUP applies it", || async {
+        status(f.listen, "/admin/x", &user).await == 403
+    })
+    .await;
+    assert_eq!(reloads(f.admin, "success").await, 2.0);
+    drop(gate);
+}
+
+#[tokio::test]
+async fn a_new_policy_that_drops_every_test_is_refused() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let dir = folder("tests-dropped");
+    let f = files(&dir, &upstream, &jwks, SCOPED_DOCS).await;
+    // No settle time: only the [[test]] guard stands between the half file and the
+    // requests.
+    let text = std::fs::read_to_string(&f.config).unwrap();
+    std::fs::write(&f.config, format!("{text}\n[reload]\nsettle = \"0s\"\n")).unwrap();
+    let (gate, log) = spawn_gate(&f.config, f.admin).await;
+    assert_eq!(raw_get(f.listen, "/admin/x", None).await, 401);
+
+    let (first, rest) = scoped_docs_halves();
+    write_in_place(&f.policy, first, "", Duration::ZERO).await;
+    eventually(
+        Duration::from_secs(5),
+        "the cut-short policy is refused",
+        || async { reloads(f.admin, "error").await >= 1.0 },
+    )
+    .await;
+    assert_eq!(raw_get(f.listen, "/admin/x", None).await, 401);
+    assert_eq!(reloads(f.admin, "success").await, 0.0);
+
+    // The rest arrives: the whole file, with its tests, applies.
+    write_in_place(&f.policy, &format!("{first}{rest}"), "", Duration::ZERO).await;
+    eventually(
+        Duration::from_secs(5),
+        "the whole policy applies",
+        || async { reloads(f.admin, "success").await >= 1.0 },
+    )
+    .await;
+    let request = "GET /admin/x HTTP/1.1\r\nHost: docs.example.com\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(f.listen, request).await.0, 200);
+    assert_eq!(raw_get(f.listen, "/admin/x", None).await, 401);
+    drop(gate);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("[[test]] tables and this one has none"),
+        "{text}"
+    );
+}

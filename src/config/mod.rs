@@ -47,6 +47,8 @@ pub struct Config {
     pub allowed_upgrades: Vec<String>,
     /// How CORS preflights are decided.
     pub cors_preflight: CorsPreflight,
+    /// `[cors]`: what the gate answers preflights with (`cors_preflight = "answer"`).
+    pub cors: Option<CorsConfig>,
     /// Where a request's token is read, in order (`token_sources`).
     pub token_sources: Vec<TokenSource>,
     /// The methods for which a cookie counts as a token; for the others only the
@@ -72,6 +74,7 @@ pub struct Config {
     pub jwks: JwksConfig,
     pub headers: HeadersConfig,
     pub log: LogConfig,
+    pub reload: ReloadConfig,
     /// The file this configuration was loaded from; `None` for TOML text. A gate
     /// whose configuration has a file reloads it on SIGHUP and on change.
     pub source: Option<PathBuf>,
@@ -83,9 +86,46 @@ pub enum CorsPreflight {
     /// `"policy"`: an `OPTIONS` request is judged like any other.
     #[default]
     Policy,
-    /// `"pass"`: an `OPTIONS` request with `Origin` and `Access-Control-Request-Method`
-    /// reaches the app without a token (browsers never send one on a preflight).
+    /// `"pass"`: a preflight (see `authorize::is_preflight`) reaches the app without a
+    /// token (browsers never send one on a preflight), carrying nothing but what a
+    /// preflight is: no body, no credentials, only the CORS and content-negotiation
+    /// headers.
     Pass,
+    /// `"answer"`: the gate answers preflights itself from `[cors]`, so the app never
+    /// sees an anonymous request to a protected path; on the proxy it also adds the
+    /// CORS response headers to the answers to allowed origins.
+    Answer,
+}
+
+/// `[cors]`, validated: what the gate answers a preflight with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsConfig {
+    /// Exact origins (`scheme://host[:port]`, lower case), or `*` for any.
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<http::Method>,
+    /// Lower case.
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: Duration,
+}
+
+impl CorsConfig {
+    /// Whether `origin` (the request's `Origin` header) may read the answers.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// `[reload]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadConfig {
+    /// How long a file written in place must stay unchanged (size, modification time
+    /// and bytes) before a reload reads it. A file renamed into place, and SIGHUP, are
+    /// read at once.
+    pub settle: Duration,
 }
 
 /// One place a request's token may be.
@@ -540,13 +580,32 @@ impl TryFrom<RawConfig> for Config {
         let cors_preflight = match raw.cors_preflight.as_str() {
             "policy" => CorsPreflight::Policy,
             "pass" => CorsPreflight::Pass,
+            "answer" => CorsPreflight::Answer,
             other => {
                 p.add(
                     "cors_preflight",
-                    format!("{other:?} must be \"policy\" or \"pass\""),
+                    format!("{other:?} must be \"policy\", \"pass\" or \"answer\""),
                 );
                 CorsPreflight::Policy
             }
+        };
+        let cors = match (cors_preflight, raw.cors) {
+            (CorsPreflight::Answer, Some(cors)) => convert_cors(&mut p, cors),
+            (CorsPreflight::Answer, None) => {
+                p.add(
+                    "cors",
+                    "cors_preflight = \"answer\" needs a [cors] table with allowed_origins",
+                );
+                None
+            }
+            (_, Some(_)) => {
+                p.add("cors", "is read only with cors_preflight = \"answer\"");
+                None
+            }
+            (_, None) => None,
+        };
+        let reload = ReloadConfig {
+            settle: p.duration("reload.settle", &raw.reload.settle, Duration::ZERO),
         };
         let trusted_proxies = p.networks("trusted_proxies", &raw.trusted_proxies);
 
@@ -654,6 +713,7 @@ impl TryFrom<RawConfig> for Config {
                 http2_keep_alive_timeout,
                 allowed_upgrades,
                 cors_preflight,
+                cors,
                 token_sources,
                 cookie_methods,
                 forward_token: raw.forward_token,
@@ -669,11 +729,79 @@ impl TryFrom<RawConfig> for Config {
                 jwks,
                 headers,
                 log,
+                reload,
                 source: None,
             }),
             false => Err(ConfigError::config(p.0)),
         }
     }
+}
+
+/// `[cors]`: origins as `scheme://host[:port]` (or `*`, never with credentials),
+/// upper-case methods, header names as tokens.
+fn convert_cors(p: &mut Problems, raw: RawCors) -> Option<CorsConfig> {
+    let before = p.0.len();
+    if raw.allowed_origins.is_empty() {
+        p.add("cors.allowed_origins", "must name at least one origin");
+    }
+    let mut origins = Vec::with_capacity(raw.allowed_origins.len());
+    for origin in &raw.allowed_origins {
+        if origin == "*" {
+            if raw.allow_credentials {
+                p.add(
+                    "cors.allowed_origins",
+                    "\"*\" cannot be used with allow_credentials = true (Fetch standard)",
+                );
+            }
+            origins.push(origin.clone());
+            continue;
+        }
+        let parsed = origin.parse::<Uri>().ok().filter(|u| {
+            matches!(u.scheme_str(), Some("http" | "https"))
+                && u.authority().is_some_and(|a| !a.as_str().contains('@'))
+                && u.path_and_query().is_none_or(|pq| pq.as_str().is_empty())
+                && !origin.ends_with('/')
+        });
+        match parsed {
+            Some(_) => origins.push(origin.to_ascii_lowercase()),
+            None => p.add(
+                "cors.allowed_origins",
+                format!("{origin:?} is not an origin (scheme://host[:port], no path)"),
+            ),
+        }
+    }
+    let mut methods = Vec::with_capacity(raw.allowed_methods.len());
+    for m in &raw.allowed_methods {
+        match http::Method::from_bytes(m.as_bytes()) {
+            Ok(method) if !m.bytes().any(|b| b.is_ascii_lowercase()) => methods.push(method),
+            _ => p.add(
+                "cors.allowed_methods",
+                format!("{m:?} is not an upper-case HTTP method"),
+            ),
+        }
+    }
+    let mut names = |key: &str, raw: &[String]| -> Vec<String> {
+        raw.iter()
+            .filter_map(|h| match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(name) => Some(name.as_str().to_owned()),
+                Err(_) => {
+                    p.add(key, format!("{h:?} is not a header name"));
+                    None
+                }
+            })
+            .collect()
+    };
+    let allowed_headers = names("cors.allowed_headers", &raw.allowed_headers);
+    let expose_headers = names("cors.expose_headers", &raw.expose_headers);
+    let max_age = p.duration("cors.max_age", &raw.max_age, Duration::ZERO);
+    (p.0.len() == before).then_some(CorsConfig {
+        allowed_origins: origins,
+        allowed_methods: methods,
+        allowed_headers,
+        expose_headers,
+        allow_credentials: raw.allow_credentials,
+        max_age,
+    })
 }
 
 /// Upgrade protocol names, lower-cased. `h2c` can never be allowed: an app that

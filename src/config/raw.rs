@@ -21,6 +21,8 @@ pub struct RawConfig {
     #[serde(deserialize_with = "list")]
     pub allowed_upgrades: Vec<String>,
     pub cors_preflight: String,
+    /// `[cors]`: what the gate answers preflights with, for `cors_preflight = "answer"`.
+    pub cors: Option<RawCors>,
     #[serde(deserialize_with = "list")]
     pub token_sources: Vec<String>,
     #[serde(deserialize_with = "list")]
@@ -39,6 +41,7 @@ pub struct RawConfig {
     pub jwks: RawJwks,
     pub headers: RawHeaders,
     pub log: RawLog,
+    pub reload: RawReload,
 }
 
 impl Default for RawConfig {
@@ -54,6 +57,7 @@ impl Default for RawConfig {
             http2_keep_alive_timeout: RawDuration::text("20s"),
             allowed_upgrades: vec!["websocket".into()],
             cors_preflight: "policy".into(),
+            cors: None,
             token_sources: vec!["header".into()],
             cookie_methods: vec!["GET".into(), "HEAD".into(), "OPTIONS".into()],
             forward_token: false,
@@ -69,6 +73,53 @@ impl Default for RawConfig {
             jwks: RawJwks::default(),
             headers: RawHeaders::default(),
             log: RawLog::default(),
+            reload: RawReload::default(),
+        }
+    }
+}
+
+/// `[cors]`: the CORS policy the gate itself answers preflights with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCors {
+    #[serde(deserialize_with = "list")]
+    pub allowed_origins: Vec<String>,
+    #[serde(deserialize_with = "list")]
+    pub allowed_methods: Vec<String>,
+    #[serde(deserialize_with = "list")]
+    pub allowed_headers: Vec<String>,
+    #[serde(deserialize_with = "list")]
+    pub expose_headers: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age: RawDuration,
+}
+
+impl Default for RawCors {
+    fn default() -> Self {
+        RawCors {
+            allowed_origins: Vec::new(),
+            allowed_methods: ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+                .map(String::from)
+                .to_vec(),
+            allowed_headers: vec!["authorization".into(), "content-type".into()],
+            expose_headers: Vec::new(),
+            allow_credentials: false,
+            max_age: RawDuration::text("10m"),
+        }
+    }
+}
+
+/// `[reload]`: when a changed file is read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawReload {
+    pub settle: RawDuration,
+}
+
+impl Default for RawReload {
+    fn default() -> Self {
+        RawReload {
+            settle: RawDuration::text("2s"),
         }
     }
 }
@@ -312,6 +363,7 @@ pub(crate) fn schema() -> figment::value::Dict {
             url: Some(String::new()),
             ..RawUpstream::default()
         }),
+        cors: Some(RawCors::default()),
         authz: RawAuthz {
             listen: Some(String::new()),
             grpc_listen: Some(String::new()),

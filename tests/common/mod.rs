@@ -36,6 +36,22 @@ pub const POOL: &str = "eu-central-1_GateTest1";
 pub const ISS: &str = "https://cognito-idp.eu-central-1.amazonaws.com/eu-central-1_GateTest1";
 pub const CLIENT: &str = "test-client";
 
+/// An Envoy removal list, sorted: `names` plus the load balancer's three headers,
+/// which a gate not in ALB mode never verified and so always names for removal.
+pub fn with_alb_headers(names: &[&str]) -> Vec<String> {
+    let mut all: Vec<String> = [
+        "x-amzn-oidc-accesstoken",
+        "x-amzn-oidc-data",
+        "x-amzn-oidc-identity",
+    ]
+    .iter()
+    .chain(names)
+    .map(|s| s.to_string())
+    .collect();
+    all.sort();
+    all
+}
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -14,7 +14,8 @@ use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
 use crate::client::JwksConnector;
-use crate::config::{Config, CorsPreflight, IssuerConfig, PoolConfig, TokenSource};
+use crate::config::{Config, CorsConfig, CorsPreflight, IssuerConfig, PoolConfig, TokenSource};
+use crate::cors::{self, Refusal};
 use crate::metrics::Metrics;
 use crate::path::{self, PathError};
 use crate::policy::{normalize_host, Governing, Policy, RuleId};
@@ -62,6 +63,13 @@ pub enum AuthError {
     /// instead of the one the policy judged.
     #[error("a _method parameter in the query would override the request's method")]
     MethodOverride,
+    /// Not a refusal: with `cors_preflight = "answer"` the gate answers an allowed
+    /// CORS preflight itself (204), and it never reaches the app.
+    #[error("a CORS preflight, answered by the gate")]
+    PreflightAnswered,
+    /// A CORS preflight that `[cors]` does not allow; it never reaches the app.
+    #[error("{}", .0.text())]
+    CorsRefused(Refusal),
 }
 
 /// Where "now" comes from. Injected so that tests can verify tokens that Cognito
@@ -111,6 +119,10 @@ pub struct RequestFacts<'r, 'p> {
     /// the client's on. Host rules then require every `host=` in it to name the judged
     /// host, since Spring, Quarkus and Micronaut route by it.
     pub forwarded_reaches_app: bool,
+    /// Whether the caller can answer a CORS preflight with the gate's 204 (the proxy,
+    /// and Envoy, which relays a denial as it is). `/auth` cannot: its peers forward
+    /// on any 2xx, so there a preflight is judged by the policy.
+    pub answers_preflight: bool,
 }
 
 /// Methods must be upper-case tokens: Werkzeug (Flask) upper-cases `delete` and runs
@@ -171,6 +183,8 @@ pub struct Admission {
     pub token_sources: Vec<TokenSource>,
     /// The methods for which a cookie counts as a token.
     pub cookie_methods: Vec<Method>,
+    /// `[cors]`, with `cors_preflight = "answer"`.
+    pub cors: Option<Arc<CorsConfig>>,
 }
 
 impl Default for Admission {
@@ -181,6 +195,7 @@ impl Default for Admission {
             cors_preflight: CorsPreflight::Policy,
             token_sources: vec![TokenSource::Header],
             cookie_methods: vec![Method::GET, Method::HEAD, Method::OPTIONS],
+            cors: None,
         }
     }
 }
@@ -287,16 +302,6 @@ fn forwarded_header_agrees(headers: &HeaderMap, judged: Option<&str>) -> bool {
     })
 }
 
-/// Whether a request is a CORS preflight (Fetch standard): `OPTIONS` with `Origin` and
-/// `Access-Control-Request-Method`.
-fn is_preflight(req: &RequestFacts<'_, '_>) -> bool {
-    *req.method == Method::OPTIONS
-        && req.headers.contains_key(http::header::ORIGIN)
-        && req
-            .headers
-            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-}
-
 /// The part of the decision that needs no token: method, upgrade, path, and the rules
 /// of every reading of the path (see [`Policy::govern`]). Pure, so that the policy's
 /// own tests and `explain` run exactly what a request runs.
@@ -352,18 +357,38 @@ pub fn judge<'p, 's>(
     if req.forwarded_reaches_app && !forwarded_header_agrees(req.headers, host) {
         return Judged::Done(Decision::refused(None, AuthError::BadHost));
     }
-    // A preflight carries no credentials by design; with `cors_preflight = "pass"` it
-    // reaches the app, which answers what it allows. Its path was canonicalized above,
-    // and the proxy strips identity headers as on every request.
-    if admission.cors_preflight == CorsPreflight::Pass && is_preflight(&req) {
-        let rule = policy
-            .route_on(req.method, host, &path)
-            .map(|r| r.id().clone());
-        return Judged::Done(Decision {
-            rule,
-            identity: None,
-            outcome: Ok(path),
-        });
+    if cors::is_preflight(req.method, req.headers) {
+        let rule = || {
+            policy
+                .route_on(req.method, host, &path)
+                .map(|r| r.id().clone())
+        };
+        match admission.cors_preflight {
+            // A browser's preflight carries no credentials; with "pass" one that
+            // carries nothing a handler could act on reaches the app, which answers
+            // what it allows. Its path was canonicalized above, and identity headers
+            // are stripped as on every request.
+            CorsPreflight::Pass if cors::carries_only_preflight(req.headers) => {
+                return Judged::Done(Decision {
+                    rule: rule(),
+                    identity: None,
+                    outcome: Ok(path),
+                });
+            }
+            // With "answer" the gate answers it, allowed or not: the app never sees
+            // an anonymous request to a protected path.
+            CorsPreflight::Answer if req.answers_preflight => {
+                let error = match admission.cors.as_deref() {
+                    Some(config) => match cors::judge_preflight(config, req.headers) {
+                        Ok(()) => AuthError::PreflightAnswered,
+                        Err(refusal) => AuthError::CorsRefused(refusal),
+                    },
+                    None => AuthError::CorsRefused(Refusal::Origin),
+                };
+                return Judged::Done(Decision::refused(rule(), error));
+            }
+            _ => {}
+        }
     }
     let Some(governing) = policy.govern_on(req.method, host, &path) else {
         return Judged::Done(Decision::refused(None, AuthError::NoMatchingRule));
@@ -461,6 +486,14 @@ impl Authorizer {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// `[cors]`, when the gate answers preflights and writes the CORS headers.
+    pub fn cors(&self) -> Option<&CorsConfig> {
+        match self.admission.cors_preflight {
+            CorsPreflight::Answer => self.admission.cors.as_deref(),
+            _ => None,
+        }
     }
 
     /// Checks the method and any upgrade, canonicalizes the path (refusing doubtful
@@ -701,39 +734,84 @@ mod tests {
             cors_preflight: CorsPreflight::Pass,
             ..Admission::default()
         };
-        let decide =
-            |admission: &Admission, method: Method, headers: &[(&'static str, &'static str)]| {
-                let mut h = HeaderMap::new();
-                for (k, v) in headers {
-                    h.insert(*k, HeaderValue::from_static(v));
-                }
-                let facts = RequestFacts {
-                    method: &method,
-                    path: "/api/x",
-                    query: None,
-                    forwarded_host_reaches_app: false,
-                    forwarded_reaches_app: false,
-                    host: None,
-                    headers: &h,
-                };
-                match judge(&policy, admission, facts) {
-                    Judged::Done(d) => Some(d.outcome.is_ok()),
-                    Judged::NeedsIdentity(_) => None,
-                }
+        let answer = Admission {
+            cors_preflight: CorsPreflight::Answer,
+            cors: Some(Arc::new(CorsConfig {
+                allowed_origins: vec!["https://app.example.com".into()],
+                allowed_methods: vec![Method::PUT],
+                allowed_headers: vec![],
+                expose_headers: vec![],
+                allow_credentials: false,
+                max_age: std::time::Duration::ZERO,
+            })),
+            ..Admission::default()
+        };
+        // `None`: the token decides; `Some(Ok)`: forwarded without one.
+        let decide = |admission: &Admission,
+                      method: Method,
+                      headers: &[(&'static str, &'static str)],
+                      answers_preflight: bool| {
+            let mut h = HeaderMap::new();
+            for (k, v) in headers {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            let facts = RequestFacts {
+                method: &method,
+                path: "/api/x",
+                query: None,
+                forwarded_host_reaches_app: false,
+                forwarded_reaches_app: false,
+                answers_preflight,
+                host: None,
+                headers: &h,
             };
+            match judge(&policy, admission, facts) {
+                Judged::Done(d) => Some(d.outcome.map(|_| ())),
+                Judged::NeedsIdentity(_) => None,
+            }
+        };
         let preflight = [
             ("origin", "https://app.example.com"),
             ("access-control-request-method", "PUT"),
         ];
-        assert_eq!(decide(&pass, Method::OPTIONS, &preflight), Some(true));
+        assert_eq!(
+            decide(&pass, Method::OPTIONS, &preflight, true),
+            Some(Ok(()))
+        );
         // Needs a token: the policy decides, not the preflight rule.
         assert_eq!(
-            decide(&Admission::default(), Method::OPTIONS, &preflight),
+            decide(&Admission::default(), Method::OPTIONS, &preflight, true),
             None
         );
-        assert_eq!(decide(&pass, Method::OPTIONS, &preflight[..1]), None);
-        assert_eq!(decide(&pass, Method::OPTIONS, &preflight[1..]), None);
-        assert_eq!(decide(&pass, Method::PUT, &preflight), None);
+        assert_eq!(decide(&pass, Method::OPTIONS, &preflight[..1], true), None);
+        assert_eq!(decide(&pass, Method::OPTIONS, &preflight[1..], true), None);
+        assert_eq!(decide(&pass, Method::PUT, &preflight, true), None);
+        // A preflight with anything a handler could act on is judged like any request.
+        for extra in [
+            ("cookie", "s=1"),
+            ("content-length", "3"),
+            ("x-api-key", "k"),
+        ] {
+            let mut with = preflight.to_vec();
+            with.push(extra);
+            assert_eq!(
+                decide(&pass, Method::OPTIONS, &with, true),
+                None,
+                "{extra:?}"
+            );
+        }
+        // "answer": the gate answers every preflight, never forwards one.
+        assert_eq!(
+            decide(&answer, Method::OPTIONS, &preflight, true),
+            Some(Err(AuthError::PreflightAnswered))
+        );
+        let put_from_elsewhere = [("origin", "https://evil.example"), preflight[1]];
+        assert_eq!(
+            decide(&answer, Method::OPTIONS, &put_from_elsewhere, true),
+            Some(Err(AuthError::CorsRefused(Refusal::Origin)))
+        );
+        // Where it cannot answer (`/auth`), the policy decides.
+        assert_eq!(decide(&answer, Method::OPTIONS, &preflight, false), None);
     }
 
     #[test]

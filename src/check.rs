@@ -156,6 +156,7 @@ fn decide<'p>(
         headers: &headers,
         forwarded_host_reaches_app: false,
         forwarded_reaches_app: false,
+        answers_preflight: false,
     };
     match judge(policy, &Admission::default(), facts) {
         Judged::Done(decision) => decision,

@@ -80,6 +80,7 @@ pub async fn run(
             cors_preflight: config.cors_preflight,
             token_sources: config.token_sources.clone(),
             cookie_methods: config.cookie_methods.clone(),
+            cors: config.cors.clone().map(Arc::new),
         },
         metrics,
     ));

@@ -24,6 +24,7 @@ mod authorize;
 mod check;
 mod client;
 mod config;
+mod cors;
 #[cfg(feature = "dev")]
 mod dev;
 mod gate;

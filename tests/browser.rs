@@ -1,5 +1,6 @@
 //! What browser apps need: CORS preflights that pass without a token when asked to,
-//! still canonicalized and stripped, through the proxy and the decision endpoints.
+//! carrying nothing else and still canonicalized, or that the gate answers itself,
+//! through the proxy and the decision endpoints, in front of a real Express app too.
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
@@ -60,16 +61,31 @@ async fn preflights_pass_without_a_token_when_asked_to_and_nothing_else_does() {
         ("OPTIONS", "/admin/x")
     );
 
-    // Forged identity headers on a preflight are stripped like on any request.
-    let mut forged = PREFLIGHT.to_vec();
-    forged.push(("x-user-sub", "admin"));
-    forged.push(("X_User_Groups", "admins"));
-    let (status, _, _) = send("OPTIONS", &gate.url("/%61dmin/x"), &forged, full("")).await;
-    assert_eq!(status, 200);
-    let seen = upstream.last();
-    assert_eq!(seen.uri, "/admin/x", "the canonical path is forwarded");
-    assert!(seen.identity_like("x-user-sub").is_empty(), "{seen:?}");
-    assert!(seen.identity_like("x-user-groups").is_empty(), "{seen:?}");
+    // The app gets only what a preflight carries.
+    assert!(seen.header("cookie").is_none() && seen.header("authorization").is_none());
+
+    // A preflight that carries anything a handler could act on (a cookie, a body, a
+    // header of the app's own, a forged identity) is judged like any request, and
+    // never reaches the app without a token.
+    let before = upstream.count();
+    for (extra, answers) in [
+        (("cookie", "session=admin"), [401; 3]),
+        (("x-api-key", "k"), [401; 3]),
+        (("x-user-sub", "admin"), [401; 3]),
+        // `/auth` refuses an odd spelling its peer could not remove.
+        (("X_User_Groups", "admins"), [401, 400, 401]),
+    ] {
+        let mut with = PREFLIGHT.to_vec();
+        with.push(extra);
+        assert_eq!(
+            options_three_ways(&gate, "/admin/x", &with).await,
+            answers,
+            "{extra:?}"
+        );
+    }
+    let (status, _, _) = send("OPTIONS", &gate.url("/admin/x"), &PREFLIGHT, full("{}")).await;
+    assert_eq!(status, 401, "a preflight has no body");
+    assert_eq!(upstream.count(), before);
 
     // The path is still canonicalized: a trick is 400, preflight or not.
     assert_eq!(
@@ -211,5 +227,272 @@ async fn forward_token_keeps_the_cookie_for_the_app() {
     assert_eq!(
         get(&gate.url("/app"), &[("authorization", &admin)]).await.0,
         401
+    );
+}
+
+const ANSWER: &str = r#"
+cors_preflight = "answer"
+[cors]
+allowed_origins = ["https://app.example.com"]
+allowed_methods = ["GET", "POST", "DELETE"]
+allowed_headers = ["authorization", "content-type"]
+expose_headers = ["x-request-id"]
+allow_credentials = true
+max_age = "10m"
+"#;
+
+#[tokio::test]
+async fn with_answer_the_gate_answers_preflights_and_no_preflight_reaches_the_app() {
+    let (gate, upstream, _jwks) = browser_gate(ANSWER).await;
+    let proxied = send("OPTIONS", &gate.url("/admin/x"), &PREFLIGHT, full("")).await;
+    let envoy = send(
+        "OPTIONS",
+        &format!("http://{}/envoy/admin/x", gate.authz),
+        &PREFLIGHT,
+        full(""),
+    )
+    .await;
+    for (status, headers, body) in [&proxied, &envoy] {
+        assert_eq!((*status, body.as_str()), (204, ""));
+        let h = |name: &str| headers[name].to_str().unwrap().to_owned();
+        assert_eq!(h("access-control-allow-origin"), "https://app.example.com");
+        assert_eq!(h("access-control-allow-methods"), "GET, POST, DELETE");
+        assert_eq!(
+            h("access-control-allow-headers"),
+            "authorization, content-type"
+        );
+        assert_eq!(h("access-control-allow-credentials"), "true");
+        assert_eq!(h("access-control-max-age"), "600");
+        assert!(h("vary").contains("origin"), "{headers:?}");
+    }
+    // Whatever else it carries, a preflight is answered, never forwarded.
+    let mut loaded = PREFLIGHT.to_vec();
+    loaded.push(("cookie", "session=admin"));
+    let (status, _, _) = send("OPTIONS", &gate.url("/admin/x"), &loaded, full("{}")).await;
+    assert_eq!(status, 204);
+    // Refused: another origin, a method or a header not configured; no CORS headers
+    // for an origin that is not allowed.
+    let evil = [("origin", "https://evil.example"), PREFLIGHT[1]];
+    let put = [PREFLIGHT[0], ("access-control-request-method", "PUT")];
+    let custom = [
+        PREFLIGHT[0],
+        PREFLIGHT[1],
+        ("access-control-request-headers", "x-api-key"),
+    ];
+    for (headers, expect_acao) in [(&evil[..], false), (&put[..], true), (&custom[..], true)] {
+        for url in [
+            gate.url("/admin/x"),
+            format!("http://{}/envoy/admin/x", gate.authz),
+        ] {
+            let (status, answer, body) = send("OPTIONS", &url, headers, full("")).await;
+            assert_eq!(status, 403, "{url} {headers:?}");
+            assert!(body.contains("cors_not_allowed"), "{body}");
+            assert!(!answer.contains_key("access-control-allow-methods"));
+            assert_eq!(
+                answer.contains_key("access-control-allow-origin"),
+                expect_acao
+            );
+        }
+    }
+    // `/auth` cannot answer (its peers forward on any 2xx): the policy decides.
+    let mut forward = vec![
+        ("x-original-method", "OPTIONS"),
+        ("x-original-uri", "/admin/x"),
+    ];
+    forward.extend_from_slice(&PREFLIGHT);
+    let (status, _, _) = get(&format!("http://{}/auth", gate.authz), &forward).await;
+    assert_eq!(status, 401);
+    assert_eq!(upstream.count(), 0, "no preflight reached the app");
+
+    // The real request: the app's answer, and the gate's own refusals, carry the
+    // CORS headers for an allowed origin, so that the page can read them.
+    let admin = bearer(key_a(), "alice", &["admins"]);
+    let origin = PREFLIGHT[0];
+    let (status, headers, _) =
+        get(&gate.url("/admin/x"), &[origin, ("authorization", &admin)]).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert_eq!(headers["access-control-expose-headers"], "x-request-id");
+    assert_eq!(upstream.count(), 1);
+    let (status, headers, _) = get(&gate.url("/admin/x"), &[origin]).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let (_, headers, _) = get(
+        &gate.url("/public/x"),
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert!(!headers.contains_key("access-control-allow-origin"));
+    // Through Envoy, the allow carries them for the client's response.
+    let (status, headers, _) = get(
+        &format!("http://{}/envoy/admin/x", gate.authz),
+        &[origin, ("authorization", &admin)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+}
+
+/// A real Express app (`tests/express/app.js`), killed when the test ends.
+struct Express {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Express {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Express {
+    /// Starts the app, or `None` (skipped with a message, except in CI) when Node.js
+    /// or its packages are not installed.
+    fn start() -> Option<Express> {
+        use std::io::BufRead;
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/express");
+        let install = "npm ci --prefix tests/express";
+        if !std::path::Path::new(dir)
+            .join("node_modules/express")
+            .is_dir()
+        {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("Express is not installed, and CI must run the Express test: {install}");
+            }
+            eprintln!("SKIPPED: Express is not installed; `{install}` to run the Express test");
+            return None;
+        }
+        let mut child = std::process::Command::new("node")
+            .args(["app.js", "0"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("node runs (Debian's nodejs)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("the Express app printed {line:?}"));
+        Some(Express { child, port })
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The calls its protected `app.all('/admin/*')` handler ran for.
+    async fn calls(&self) -> Vec<serde_json::Value> {
+        let (status, _, body) = get(&format!("{}/calls", self.url()), &[]).await;
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+async fn gate_before(app: &Express, top: &str) -> (Gate, JwksServer) {
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let gate = Gate::start(&config(&app.url(), &jwks.url(), top), POLICY).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    (gate, jwks)
+}
+
+/// An anonymous "preflight" that is really an attack on a handler written with
+/// `app.all`, which Express runs for OPTIONS: the session cookie, a body, the app's
+/// own API key.
+const LOADED_PREFLIGHT: [(&str, &str); 5] = [
+    ("origin", "https://app.example.com"),
+    ("access-control-request-method", "DELETE"),
+    ("cookie", "session=admin"),
+    ("x-api-key", "k-123"),
+    ("content-type", "application/json"),
+];
+
+#[tokio::test]
+async fn an_express_app_all_handler_never_runs_for_an_anonymous_request_it_could_act_on() {
+    let Some(app) = Express::start() else { return };
+
+    // "pass": only a bare preflight reaches the handler, and it carries nothing.
+    let (gate, _jwks) = gate_before(&app, "cors_preflight = \"pass\"").await;
+    let (status, _, _) = send(
+        "OPTIONS",
+        &gate.url("/admin/users"),
+        &LOADED_PREFLIGHT,
+        full(r#"{"user":"bob"}"#),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(app.calls().await.is_empty(), "the handler ran");
+    let (status, _, body) = send(
+        "OPTIONS",
+        &gate.url("/admin/users"),
+        &LOADED_PREFLIGHT[..2],
+        full(""),
+    )
+    .await;
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"deleted":"/admin/users"}"#)
+    );
+    let calls = app.calls().await;
+    assert_eq!(calls.len(), 1);
+    let seen = &calls[0];
+    assert_eq!(seen["method"], "OPTIONS");
+    assert_eq!(seen["body_length"], 0);
+    let names: Vec<&str> = seen["headers"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for name in &names {
+        assert!(
+            [
+                "host",
+                "origin",
+                "access-control-request-method",
+                "x-forwarded-for",
+                "x-forwarded-proto",
+                "x-forwarded-host",
+                "x-request-id",
+                "content-length",
+            ]
+            .contains(name),
+            "the app got {name}: {names:?}"
+        );
+    }
+    drop(gate);
+
+    // "answer": the gate answers; the handler never runs for a preflight.
+    let (gate, _jwks) = gate_before(&app, ANSWER).await;
+    for (headers, body, status) in [
+        (&LOADED_PREFLIGHT[..], r#"{"user":"bob"}"#, 204),
+        (&LOADED_PREFLIGHT[..2], "", 204),
+        (
+            &[("origin", "https://evil.example"), LOADED_PREFLIGHT[1]][..],
+            "",
+            403,
+        ),
+    ] {
+        let answer = send("OPTIONS", &gate.url("/admin/users"), headers, full(body)).await;
+        assert_eq!(answer.0, status, "{headers:?}");
+    }
+    assert_eq!(
+        app.calls().await.len(),
+        1,
+        "the handler ran for a preflight"
     );
 }

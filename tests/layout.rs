@@ -9,6 +9,7 @@ use std::path::Path;
 /// The floor of each top-level module; `crate` is the root, `lib.rs`.
 const FLOORS: &[(&str, u8)] = &[
     ("config", 0),
+    ("cors", 0),
     ("path", 0),
     ("wire", 0),
     ("metrics", 0),

@@ -59,9 +59,13 @@ impl Drop for Peer {
 struct TempDir(PathBuf);
 
 impl TempDir {
+    /// A directory of its own: two peers started by parallel tests within one second
+    /// once shared one, and an Envoy read the other test's configuration.
     fn new(tag: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
-            "cognito-gate-{tag}-{}-{}",
+            "cognito-gate-{tag}-{}-{}-{n}",
             std::process::id(),
             now()
         ));
@@ -241,6 +245,8 @@ async fn start_envoy(
         .spawn()
         .unwrap();
     if !listening(addr, &mut child).await {
+        let _ = child.kill();
+        let _ = child.wait();
         let log = std::fs::read_to_string(dir.0.join("envoy.log")).unwrap_or_default();
         panic!("envoy never listened on {addr}:\n{log}");
     }
@@ -981,4 +987,96 @@ async fn envoy_grpc_ext_authz_with_the_shipped_config() {
         }
     }
     gate_down("envoy-grpc", &envoy, &upstream, gate).await;
+}
+
+/// With `cors_preflight = "answer"` behind the shipped Envoy configs (HTTP and gRPC),
+/// Envoy relays the gate's answer to a preflight as it is, the app never sees one,
+/// and an allowed request's answer carries the CORS headers.
+#[tokio::test]
+async fn envoy_relays_the_gates_preflight_answers() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let cors = r#"
+        cors_preflight = "answer"
+        [cors]
+        allowed_origins = ["https://app.example.com"]
+        allowed_methods = ["GET", "DELETE"]
+        allow_credentials = true
+        "#;
+    let config = format!(
+        "{cors}{}",
+        authz_config(&jwks.url(), "grpc_listen = \"127.0.0.1:9192\"")
+    );
+    let gate = Gate::start(&config, &shipped_policy()).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let admin = bearer(key_a(), "alice", &["admins"]);
+    for (file, addr, port) in [
+        ("envoy.yaml", gate.authz, 9191),
+        ("envoy-grpc.yaml", gate.grpc, 9192),
+    ] {
+        let Some(envoy) = start_envoy(file, upstream.addr, addr, port).await else {
+            return;
+        };
+        let url = format!("http://{}/admin/users", envoy.addr);
+        let before = upstream.count();
+        let preflight = [
+            ("origin", "https://app.example.com"),
+            ("access-control-request-method", "DELETE"),
+            ("access-control-request-headers", "authorization"),
+        ];
+        let (status, headers, _) = send("OPTIONS", &url, &preflight, full("")).await;
+        assert_eq!(status, 204, "{file}: {headers:?}");
+        assert_eq!(
+            header(&headers, "access-control-allow-origin"),
+            "https://app.example.com",
+            "{file}"
+        );
+        assert_eq!(
+            header(&headers, "access-control-allow-methods"),
+            "GET, DELETE"
+        );
+        assert_eq!(
+            header(&headers, "access-control-allow-headers"),
+            "authorization, content-type"
+        );
+        assert_eq!(header(&headers, "access-control-allow-credentials"), "true");
+        // A header the gate does not allow: Envoy must have shown it to the gate.
+        let custom = [
+            preflight[0],
+            preflight[1],
+            ("access-control-request-headers", "x-api-key"),
+        ];
+        let (status, _, _) = send("OPTIONS", &url, &custom, full("")).await;
+        assert_eq!(status, 403, "{file}");
+        let elsewhere = [("origin", "https://evil.example"), preflight[1]];
+        let (status, headers, _) = send("OPTIONS", &url, &elsewhere, full("")).await;
+        assert_eq!(status, 403, "{file}");
+        assert!(!headers.contains_key("access-control-allow-origin"));
+        assert_eq!(
+            upstream.count(),
+            before,
+            "{file}: a preflight reached the app"
+        );
+
+        let (status, headers, _) = get(&url, &[preflight[0], ("authorization", &admin)]).await;
+        assert_eq!(status, 200, "{file}");
+        assert_eq!(
+            header(&headers, "access-control-allow-origin"),
+            "https://app.example.com",
+            "{file}: {headers:?}"
+        );
+        assert_eq!(
+            headers
+                .get_all("access-control-allow-origin")
+                .iter()
+                .count(),
+            1
+        );
+        let seen = upstream.last();
+        assert_eq!(seen.header("x-user-sub").as_deref(), Some("alice"));
+        assert!(
+            seen.header("access-control-allow-origin").is_none(),
+            "{seen:?}"
+        );
+    }
 }

@@ -759,8 +759,10 @@ fn convert_cors(p: &mut Problems, raw: RawCors) -> Option<CorsConfig> {
         let parsed = origin.parse::<Uri>().ok().filter(|u| {
             matches!(u.scheme_str(), Some("http" | "https"))
                 && u.authority().is_some_and(|a| !a.as_str().contains('@'))
-                && u.path_and_query().is_none_or(|pq| pq.as_str().is_empty())
-                && !origin.ends_with('/')
+                // `http::Uri` reads "https://a" with the path "/": look at the text.
+                && origin
+                    .split_once("://")
+                    .is_some_and(|(_, rest)| !rest.contains(['/', '?', '#']))
         });
         match parsed {
             Some(_) => origins.push(origin.to_ascii_lowercase()),

@@ -531,3 +531,47 @@ fn the_upstream_protocol_is_http1_h2c_or_auto_and_h2c_is_cleartext() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn cors_answers_need_a_cors_table_of_real_origins_methods_and_headers() {
+    let with = |top: &str| Config::from_toml(&format!("{top}\n{MINIMAL}"));
+    let c = with(
+        "cors_preflight = \"answer\"\n[cors]\nallowed_origins = [\"https://App.example.com:8443\"]",
+    )
+    .expect("valid");
+    let cors = c.cors.expect("cors");
+    assert_eq!(cors.allowed_origins, ["https://app.example.com:8443"]);
+    assert_eq!(cors.allowed_headers, ["authorization", "content-type"]);
+    assert_eq!(cors.max_age, Duration::from_secs(600));
+    assert!(!cors.allow_credentials);
+    assert_eq!(c.reload.settle, Duration::from_secs(2));
+
+    let problems = |top: &str| with(top).expect_err("invalid").to_string();
+    assert!(problems("cors_preflight = \"answer\"").contains("needs a [cors] table"));
+    assert!(
+        problems("[cors]\nallowed_origins = [\"https://a.example\"]")
+            .contains("is read only with cors_preflight = \"answer\"")
+    );
+    for origin in [
+        "https://a.example/",
+        "https://a.example/path",
+        "ftp://a.example",
+        "a.example",
+        "https://user@a.example",
+    ] {
+        let text = problems(&format!(
+            "cors_preflight = \"answer\"\n[cors]\nallowed_origins = [\"{origin}\"]"
+        ));
+        assert!(text.contains("is not an origin"), "{origin}: {text}");
+    }
+    let text = problems(
+        "cors_preflight = \"answer\"\n[cors]\nallowed_origins = [\"*\"]\nallow_credentials = true\nallowed_methods = [\"get\"]\nallowed_headers = [\"bad header\"]",
+    );
+    for key in [
+        "cannot be used with allow_credentials",
+        "cors.allowed_methods",
+        "cors.allowed_headers",
+    ] {
+        assert!(text.contains(key), "{key}: {text}");
+    }
+}

@@ -8,6 +8,7 @@ use http::{Response, StatusCode};
 
 use super::answer::{Fault, GateBody, Rejection};
 use super::forwarded::Origin;
+use crate::authorize::AuthError;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::policy::RuleId;
 
@@ -41,6 +42,12 @@ pub(crate) fn answer(
     outcome: Result<Response<GateBody>, Rejection>,
 ) -> Response<GateBody> {
     let request_id = served.origin.map(Origin::request_id);
+    // An answered preflight is neither: the gate answered it for the app.
+    let decision = match (&outcome, allowed) {
+        (_, true) => "allow",
+        (Err(Rejection::Auth(AuthError::PreflightAnswered)), _) => "preflight",
+        _ => "deny",
+    };
     let (response, fault, status) = match outcome {
         Ok(response) => {
             let status = response.status();
@@ -61,7 +68,7 @@ pub(crate) fn answer(
     served.metrics.record_request(
         &RequestLabels {
             endpoint: served.endpoint,
-            decision: if allowed { "allow" } else { "deny" },
+            decision,
             status: status.as_u16(),
             rule: match served.rule {
                 Some(rule) => rule.label().clone(),
@@ -72,7 +79,7 @@ pub(crate) fn answer(
     );
     access_log(&AccessLine {
         endpoint: served.endpoint,
-        allowed,
+        decision,
         fault,
         method: served.method,
         path: served.path,
@@ -89,8 +96,9 @@ pub(crate) fn answer(
 /// The fields of the one structured line written per request.
 struct AccessLine<'a> {
     endpoint: &'a str,
-    /// What the policy decided (an allowed request may still fail at the upstream).
-    allowed: bool,
+    /// What the policy decided: `allow` (an allowed request may still fail at the
+    /// upstream), `deny`, or `preflight` (answered by the gate).
+    decision: &'static str,
     /// Whose fault the gate's own error answer was; `None` when the answer is the
     /// app's (or the decision endpoint's "allow"), whatever its status.
     fault: Option<Fault>,
@@ -108,7 +116,7 @@ struct AccessLine<'a> {
 /// doing stay at info like every access line; our own faults are errors, the
 /// upstream's warnings.
 fn access_log(line: &AccessLine<'_>) {
-    let decision = if line.allowed { "allow" } else { "deny" };
+    let decision = line.decision;
     let rule: &dyn std::fmt::Display = match line.rule {
         Some(rule) => rule,
         None => &"-",

@@ -173,6 +173,12 @@ impl Rejection {
             Rejection::Auth(AuthError::MethodOverride) => {
                 (S::BAD_REQUEST, "method_override", None, Fault::Client)
             }
+            Rejection::Auth(AuthError::PreflightAnswered) => {
+                (S::NO_CONTENT, "preflight", None, Fault::Client)
+            }
+            Rejection::Auth(AuthError::CorsRefused(_)) => {
+                (S::FORBIDDEN, "cors_not_allowed", None, Fault::Client)
+            }
             Rejection::BadRequestBody => (S::BAD_REQUEST, "invalid_body", None, Fault::Client),
             Rejection::UpstreamUnreachable => {
                 (S::BAD_GATEWAY, "bad_gateway", None, Fault::Upstream)
@@ -222,6 +228,12 @@ impl Rejection {
     /// names the problem and the request id without echoing the token or internals.
     pub fn response(&self, request_id: Option<&str>) -> Response<GateBody> {
         let answer = self.answer();
+        if answer.status == StatusCode::NO_CONTENT {
+            // An answered preflight: its CORS headers are written by the listener.
+            let mut response = Response::new(full_body(""));
+            *response.status_mut() = answer.status;
+            return response;
+        }
         let body = match request_id {
             Some(id) => serde_json::json!({
                 "error": answer.error, "message": self.to_string(), "request_id": id
@@ -363,6 +375,12 @@ mod tests {
             (r(AuthError::Denied), 403, None),
             (r(AuthError::BadHost), 400, None),
             (r(AuthError::MethodOverride), 400, None),
+            (r(AuthError::PreflightAnswered), 204, None),
+            (
+                r(AuthError::CorsRefused(crate::cors::Refusal::Method)),
+                403,
+                None,
+            ),
             (Rejection::BadRequestBody, 400, None),
             (Rejection::UpstreamUnreachable, 502, None),
             (Rejection::UpstreamTimeout, 504, None),

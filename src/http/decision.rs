@@ -18,6 +18,7 @@ use super::forwarded::Forwarding;
 use super::headers::{has_odd_spelling, verified_alb_data, IdentityHeaders, ROUTING_OVERRIDES};
 use crate::authorize::{AuthError, Authorizer, RequestFacts};
 use crate::config::AuthzConfig;
+use crate::cors;
 use crate::path::PathError;
 use crate::token::{Identity, ALB_DATA};
 
@@ -202,10 +203,12 @@ impl DecisionService {
                 forwarded_host_reaches_app: false,
                 // The peer passes the client's `Forwarded` on to the app.
                 forwarded_reaches_app: true,
+                answers_preflight: endpoint != Endpoint::ForwardAuth,
             })
             .await;
         let identity = decision.identity.as_ref();
         let allowed = decision.outcome.is_ok();
+        let preflight = matches!(decision.outcome, Err(AuthError::PreflightAnswered));
         let outcome = match decision.outcome {
             Ok(_) => Ok(self.allow(endpoint, identity, headers)),
             Err(e) => Err(Rejection::Auth(e)),
@@ -222,7 +225,19 @@ impl DecisionService {
             metrics: self.authz.metrics(),
             grpc: false,
         };
-        answer(served, allowed, outcome)
+        let mut response = answer(served, allowed, outcome);
+        // Envoy relays a denial (the answered preflight's 204 among them) to the
+        // client as it is, and an allow's CORS headers through
+        // `allowed_client_headers_on_success`. The peers of `/auth` write their own.
+        if endpoint != Endpoint::ForwardAuth {
+            let config = self.authz.cors();
+            if let Some((config, origin)) =
+                config.and_then(|c| Some((c, cors::allowed_origin(c, headers)?)))
+            {
+                cors::write(config, &origin, preflight, response.headers_mut());
+            }
+        }
+        response
     }
 
     /// Refuses a request before a decision (its shape is wrong), and logs it.

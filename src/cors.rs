@@ -134,22 +134,38 @@ fn single_text<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str>
 }
 
 /// What the gate remembers of a request to write its CORS response headers: its
-/// `Origin`, when `[cors]` allows it.
+/// `Origin`, which `[cors]` allows.
 #[derive(Debug, Clone)]
-pub struct Allowed(HeaderValue);
+pub struct Allowed<'c> {
+    cors: &'c CorsConfig,
+    origin: HeaderValue,
+}
 
 /// The request's origin, if `cors` allows it.
-pub fn allowed_origin(cors: &CorsConfig, headers: &HeaderMap) -> Option<Allowed> {
-    let origin = single_text(headers, &ORIGIN)?;
-    cors.allows_origin(origin)
-        .then(|| headers.get(ORIGIN).cloned().map(Allowed))
-        .flatten()
+pub fn allowed_origin<'c>(cors: &'c CorsConfig, headers: &HeaderMap) -> Option<Allowed<'c>> {
+    let origin = single_text(headers, &ORIGIN).filter(|o| cors.allows_origin(o))?;
+    Some(Allowed {
+        cors,
+        origin: HeaderValue::from_str(origin).ok()?,
+    })
+}
+
+impl Allowed<'_> {
+    /// The CORS headers of the gate's answer: a preflight's if it answered one, a
+    /// response's otherwise.
+    pub fn write(&self, preflight: bool, out: &mut HeaderMap) {
+        match preflight {
+            true => write_preflight(self, out),
+            false => write_response(self, out),
+        }
+    }
 }
 
 /// The answer to an allowed preflight (204): who may ask, with which methods and
 /// headers, for how long.
-pub fn write_preflight(cors: &CorsConfig, origin: &Allowed, out: &mut HeaderMap) {
-    write_origin(cors, origin, out);
+fn write_preflight(origin: &Allowed, out: &mut HeaderMap) {
+    let cors = origin.cors;
+    write_origin(origin, out);
     if let Ok(value) = HeaderValue::from_str(&join(cors.allowed_methods.iter().map(Method::as_str)))
     {
         out.insert(ACCESS_CONTROL_ALLOW_METHODS, value);
@@ -176,11 +192,12 @@ pub fn write_preflight(cors: &CorsConfig, origin: &Allowed, out: &mut HeaderMap)
 
 /// The CORS headers of an answer to an allowed origin's request, unless the app wrote
 /// its own `Access-Control-Allow-Origin`: two would fail the browser's check.
-pub fn write_response(cors: &CorsConfig, origin: &Allowed, out: &mut HeaderMap) {
+fn write_response(origin: &Allowed, out: &mut HeaderMap) {
+    let cors = origin.cors;
     if out.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
         return;
     }
-    write_origin(cors, origin, out);
+    write_origin(origin, out);
     if !cors.expose_headers.is_empty() {
         if let Ok(value) =
             HeaderValue::from_str(&join(cors.expose_headers.iter().map(String::as_str)))
@@ -191,28 +208,20 @@ pub fn write_response(cors: &CorsConfig, origin: &Allowed, out: &mut HeaderMap) 
     out.append(VARY, HeaderValue::from_static("origin"));
 }
 
-/// The CORS headers of the gate's answer to an allowed origin: a preflight's if it
-/// answered one, a response's otherwise.
-pub fn write(cors: &CorsConfig, origin: &Allowed, preflight: bool, out: &mut HeaderMap) {
-    match preflight {
-        true => write_preflight(cors, origin, out),
-        false => write_response(cors, origin, out),
-    }
-}
-
 /// Whether a response header is one of the CORS ones the gate writes for the client
 /// (and, through Envoy, must reach the client rather than the app).
 pub fn is_response_header(name: &HeaderName) -> bool {
     name.as_str().starts_with("access-control-") || *name == VARY
 }
 
-fn write_origin(cors: &CorsConfig, origin: &Allowed, out: &mut HeaderMap) {
+fn write_origin(origin: &Allowed, out: &mut HeaderMap) {
+    let cors = origin.cors;
     // `*` answers `*` only without credentials (config refuses the pair); otherwise
     // the one origin that asked.
     let any = cors.allowed_origins.iter().any(|o| o == "*") && !cors.allow_credentials;
     let value = match any {
         true => HeaderValue::from_static("*"),
-        false => origin.0.clone(),
+        false => origin.origin.clone(),
     };
     out.insert(ACCESS_CONTROL_ALLOW_ORIGIN, value);
     if cors.allow_credentials {
@@ -318,7 +327,7 @@ mod tests {
         let c = cors(&["https://app.example.com"], true);
         let origin = allowed_origin(&c, &headers(&PREFLIGHT)).unwrap();
         let mut out = HeaderMap::new();
-        write_preflight(&c, &origin, &mut out);
+        origin.write(true, &mut out);
         assert_eq!(
             out["access-control-allow-origin"],
             "https://app.example.com"
@@ -332,8 +341,9 @@ mod tests {
         assert_eq!(out["access-control-max-age"], "600");
 
         let any = cors(&["*"], false);
+        let from_any = allowed_origin(&any, &headers(&PREFLIGHT)).unwrap();
         let mut out = HeaderMap::new();
-        write_response(&any, &origin, &mut out);
+        from_any.write(false, &mut out);
         assert_eq!(out["access-control-allow-origin"], "*");
         assert!(!out.contains_key("access-control-allow-credentials"));
         assert_eq!(out["access-control-expose-headers"], "x-total");
@@ -341,7 +351,7 @@ mod tests {
 
         // The app's own answer stands.
         let mut app = headers(&[("access-control-allow-origin", "https://other")]);
-        write_response(&c, &origin, &mut app);
+        origin.write(false, &mut app);
         assert_eq!(app["access-control-allow-origin"], "https://other");
         assert!(!app.contains_key("vary"));
 

@@ -229,13 +229,12 @@ impl DecisionService {
         // Envoy relays a denial (the answered preflight's 204 among them) to the
         // client as it is, and an allow's CORS headers through
         // `allowed_client_headers_on_success`. The peers of `/auth` write their own.
-        if endpoint != Endpoint::ForwardAuth {
-            let config = self.authz.cors();
-            if let Some((config, origin)) =
-                config.and_then(|c| Some((c, cors::allowed_origin(c, headers)?)))
-            {
-                cors::write(config, &origin, preflight, response.headers_mut());
-            }
+        let cors = match endpoint {
+            Endpoint::ForwardAuth => None,
+            Endpoint::Envoy | Endpoint::EnvoyGrpc => self.authz.cors(),
+        };
+        if let Some(cors) = cors.and_then(|c| cors::allowed_origin(c, headers)) {
+            cors.write(preflight, response.headers_mut());
         }
         response
     }

@@ -285,13 +285,20 @@ async fn check_response(answer: Response<GateBody>) -> CheckResponse {
             .unwrap_or_default();
         // The CORS headers are for the client's response; the rest for the app's
         // request.
-        let (to_client, to_app): (Vec<_>, Vec<_>) = parts
+        let headers = parts
             .headers
             .iter()
-            .filter(|(name, _)| name.as_str() != ENVOY_HEADERS_TO_REMOVE)
-            .partition(|(name, _)| cors::is_response_header(name));
-        let headers = to_app.into_iter().map(|(n, v)| option(n, v)).collect();
-        let response_headers_to_add = to_client.into_iter().map(|(n, v)| option(n, v)).collect();
+            .filter(|(name, _)| {
+                name.as_str() != ENVOY_HEADERS_TO_REMOVE && !cors::is_response_header(name)
+            })
+            .map(|(name, value)| option(name, value))
+            .collect();
+        let response_headers_to_add = parts
+            .headers
+            .iter()
+            .filter(|(name, _)| cors::is_response_header(name))
+            .map(|(name, value)| option(name, value))
+            .collect();
         return CheckResponse {
             status: Some(RpcStatus {
                 code: Code::Ok as i32,

@@ -86,7 +86,7 @@ impl Proxy {
         let cors = self
             .authz
             .cors()
-            .and_then(|config| Some((config, cors::allowed_origin(config, req.headers())?)));
+            .and_then(|config| cors::allowed_origin(config, req.headers()));
         // An h2c offer is ignored, never forwarded: an app that accepted it would take
         // HTTP/2 streams on the tunnel that no rule judged.
         drop_h2c_offer(req.headers_mut());
@@ -141,8 +141,8 @@ impl Proxy {
             grpc,
         };
         let mut response = answer(served, allowed, outcome);
-        if let Some((config, origin)) = &cors {
-            cors::write(config, origin, preflight, response.headers_mut());
+        if let Some(cors) = &cors {
+            cors.write(preflight, response.headers_mut());
         }
         response
     }

@@ -25,7 +25,7 @@ done
 cargo build --release --quiet
 work=$(mktemp -d)
 cleanup() {
-  kill "$demo_pid" "${gate_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${envoy_pid:-}" "${envoy_http_pid:-}" 2>/dev/null || true
+  kill "$demo_pid" "${gate_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${envoy_pid:-}" "${envoy_http_pid:-}" "${envoy_jwt_pid:-}" 2>/dev/null || true
   nginx -p "$work" -c nginx.conf -s stop 2>/dev/null || true
   rm -rf "$work"
 }

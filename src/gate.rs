@@ -17,6 +17,7 @@ use crate::http::grpc;
 use crate::http::headers::IdentityHeaders;
 use crate::http::proxy::{Credentials, Proxy};
 use crate::http::server::{self, ServerOptions};
+use crate::http::workers::{self, Workers};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::reload;
@@ -38,6 +39,8 @@ pub enum StartError {
     Tls(#[from] rustls::Error),
     #[error("{0} is configured but no listener was given for it")]
     MissingListener(&'static str),
+    #[error("cannot start the worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// How long the JWKS client keeps idle connections to a key server.
@@ -106,18 +109,25 @@ pub async fn run(
     tracing::info!(max_connections, "connection limit");
     let connections = Arc::new(Semaphore::new(max_connections));
     let admin_connections = Arc::new(Semaphore::new(server::ADMIN_CONNECTIONS));
+    let workers = Arc::new(
+        Workers::start(config.workers.unwrap_or_else(workers::default_count))
+            .map_err(StartError::Workers)?,
+    );
+    tracing::info!(workers = workers.count(), "worker threads");
     let (stop, stopped) = watch::channel(false);
     let mut servers = Vec::new();
 
     let admin_authz = authz.clone();
+    let here = Arc::new(Workers::here());
     servers.push(tokio::spawn(server::serve(
         listeners.admin,
         options,
         admin_connections,
-        move |req, _peer| {
+        here.clone(),
+        here.each(move |req, _peer| {
             let authz = admin_authz.clone();
             async move { admin::answer(&req, &authz).await }
-        },
+        }),
         stopped.clone(),
     )));
 
@@ -126,32 +136,41 @@ pub async fn run(
             .proxy
             .ok_or(StartError::MissingListener("upstream"))?;
         let connector = client::connector(upstream.connect_timeout)?;
-        let proxy = Arc::new(Proxy::new(
-            authz.clone(),
-            connector,
-            upstream,
-            identity.clone(),
-            forwarding.clone(),
-            Credentials {
-                forward_authorization: config.headers.forward_authorization,
-                strip_cookies: match config.forward_token {
-                    true => Vec::new(),
-                    false => config
-                        .token_sources
-                        .iter()
-                        .filter_map(|s| s.cookie().map(Box::from))
-                        .collect(),
-                },
+        let credentials = Credentials {
+            forward_authorization: config.headers.forward_authorization,
+            strip_cookies: match config.forward_token {
+                true => Vec::new(),
+                false => config
+                    .token_sources
+                    .iter()
+                    .filter_map(|s| s.cookie().map(Box::from))
+                    .collect(),
             },
-        ));
+        };
+        // A proxy per worker, each with its own pool of connections to the app: a
+        // request and the upstream connection it uses are polled on one thread.
+        let handlers = (0..workers.count())
+            .map(|_| {
+                let proxy = Arc::new(Proxy::new(
+                    authz.clone(),
+                    connector.clone(),
+                    upstream.clone(),
+                    identity.clone(),
+                    forwarding.clone(),
+                    credentials.clone(),
+                ));
+                move |req, peer| {
+                    let proxy = proxy.clone();
+                    async move { proxy.handle(req, peer).await }
+                }
+            })
+            .collect();
         servers.push(tokio::spawn(server::serve(
             listener,
             options,
             connections.clone(),
-            move |req, peer| {
-                let proxy = proxy.clone();
-                async move { proxy.handle(req, peer).await }
-            },
+            workers.clone(),
+            handlers,
             stopped.clone(),
         )));
     }
@@ -174,10 +193,11 @@ pub async fn run(
                 listener,
                 options,
                 connections.clone(),
-                move |req, peer| {
+                workers.clone(),
+                workers.each(move |req, peer| {
                     let decisions = decisions.clone();
                     async move { decisions.handle(req, peer).await }
-                },
+                }),
                 stopped.clone(),
             )));
         }
@@ -191,7 +211,8 @@ pub async fn run(
                 listener,
                 options,
                 connections,
-                move |req, peer| services.clone().handle(req, peer),
+                workers.clone(),
+                workers.each(move |req, peer| services.clone().handle(req, peer)),
                 stopped,
             )));
         }
@@ -206,5 +227,7 @@ pub async fn run(
     if let Some(updater) = health_updater {
         updater.abort();
     }
+    // Every connection has drained or been cut off at the deadline; the threads end.
+    drop(workers);
     Ok(())
 }

@@ -381,7 +381,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut out = Vec::new();
-    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 24] = [
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 25] = [
         ("listen", &old.listen, &new.listen),
         ("admin_listen", &old.admin_listen, &new.admin_listen),
         (
@@ -399,6 +399,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
             &old.max_connections,
             &new.max_connections,
         ),
+        ("workers", &old.workers, &new.workers),
         (
             "http2_keep_alive_interval",
             &old.http2_keep_alive_interval,

@@ -25,6 +25,9 @@ use http::Uri;
 /// The environment variable prefix; `COGNITO_GATE_UPSTREAM__URL` sets `upstream.url`.
 pub const ENV_PREFIX: &str = "COGNITO_GATE_";
 
+/// The most worker threads `workers` may ask for.
+const MAX_WORKERS: usize = 1024;
+
 /// The smallest header buffer hyper's HTTP/1 server accepts.
 const MIN_HEADER_BYTES: usize = 8192;
 
@@ -41,6 +44,8 @@ pub struct Config {
     /// Open client connections on the proxy and decision listeners together; `None`
     /// sizes it from the file-descriptor limit at start-up.
     pub max_connections: Option<usize>,
+    /// Threads serving client connections; `None` is one per CPU the process may use.
+    pub workers: Option<usize>,
     pub http2_keep_alive_interval: Duration,
     pub http2_keep_alive_timeout: Duration,
     /// Upgrade protocols (lower case) that may pass once a request is authorized.
@@ -546,6 +551,12 @@ impl TryFrom<RawConfig> for Config {
                 "must be at least 1 and at most max_header_bytes",
             );
         }
+        if raw.workers > MAX_WORKERS {
+            p.add(
+                "workers",
+                format!("must be at most {MAX_WORKERS} (0 is one per CPU)"),
+            );
+        }
         let second = Duration::from_secs(1);
         let header_read_timeout =
             p.duration("header_read_timeout", &raw.header_read_timeout, second);
@@ -709,6 +720,7 @@ impl TryFrom<RawConfig> for Config {
                 max_header_bytes: raw.max_header_bytes,
                 header_read_timeout,
                 max_connections: (raw.max_connections > 0).then_some(raw.max_connections),
+                workers: (raw.workers > 0).then_some(raw.workers),
                 http2_keep_alive_interval,
                 http2_keep_alive_timeout,
                 allowed_upgrades,

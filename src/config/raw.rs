@@ -16,6 +16,8 @@ pub struct RawConfig {
     pub header_read_timeout: RawDuration,
     /// 0 means "size it from the file-descriptor limit".
     pub max_connections: usize,
+    /// 0 means "one per CPU".
+    pub workers: usize,
     pub http2_keep_alive_interval: RawDuration,
     pub http2_keep_alive_timeout: RawDuration,
     #[serde(deserialize_with = "list")]
@@ -53,6 +55,7 @@ impl Default for RawConfig {
             max_header_bytes: 16 * 1024,
             header_read_timeout: RawDuration::text("10s"),
             max_connections: 0,
+            workers: 0,
             http2_keep_alive_interval: RawDuration::text("20s"),
             http2_keep_alive_timeout: RawDuration::text("20s"),
             allowed_upgrades: vec!["websocket".into()],

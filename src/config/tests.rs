@@ -24,6 +24,7 @@ fn minimal_config_gets_the_documented_defaults() {
     assert_eq!(c.header_read_timeout, Duration::from_secs(10));
     assert_eq!(c.shutdown_timeout, Duration::from_secs(30));
     assert_eq!(c.max_connections, None, "sized from the fd limit");
+    assert_eq!(c.workers, None, "one per CPU");
     assert_eq!(c.http2_keep_alive_interval, Duration::from_secs(20));
     assert_eq!(c.http2_keep_alive_timeout, Duration::from_secs(20));
     assert_eq!(c.allowed_upgrades, ["websocket"]);
@@ -149,6 +150,19 @@ fn upgrades_are_protocol_names_and_never_h2c() {
     );
     let c = Config::from_toml(&format!("max_connections = 500\n{MINIMAL}")).expect("valid");
     assert_eq!(c.max_connections, Some(500));
+}
+
+#[test]
+fn workers_are_one_per_cpu_unless_set_and_at_most_1024() {
+    let c = Config::from_toml(&format!("workers = 3\n{MINIMAL}")).expect("valid");
+    assert_eq!(c.workers, Some(3));
+    let c = Config::from_toml(&format!("workers = 0\n{MINIMAL}")).expect("valid");
+    assert_eq!(c.workers, None);
+    let e = Config::from_toml(&format!("workers = 1025\n{MINIMAL}")).expect_err("too many");
+    assert_eq!(
+        e.problems,
+        ["workers: must be at most 1024 (0 is one per CPU)"]
+    );
 }
 
 #[test]

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::gate::{self, Listeners, StartError};
 use crate::http::answer::full_body;
 use crate::http::server::{self, ServerOptions};
+use crate::http::workers::{self, Workers};
 use crate::policy::Policy;
 
 /// The policy the demo uses when `config/policy.toml` is not in the working directory.
@@ -89,14 +90,20 @@ pub async fn run(
         .local_addr()
         .map_err(|e| DemoError::Bind(loopback, e))?;
     let jwks_issuer = issuer.clone();
+    // The issuer and the app have a worker per CPU, as real ones would, so that a load
+    // test through the gate measures the gate and not their single thread (minting
+    // 10,000 tokens would hold up a key fetch).
+    let app_workers =
+        Arc::new(Workers::start(workers::default_count()).map_err(StartError::Workers)?);
     let jwks_task = tokio::spawn(server::serve(
         jwks_listener,
         options_small,
         limit(),
-        move |req, _| {
+        app_workers.clone(),
+        app_workers.each(move |req, _| {
             let response = super::issuer::answer(&jwks_issuer, &req);
             async move { response }
-        },
+        }),
         stopped.clone(),
     ));
 
@@ -108,7 +115,8 @@ pub async fn run(
         echo_listener,
         options_small,
         limit(),
-        move |req, _| {
+        app_workers.clone(),
+        app_workers.each(move |req: http::Request<hyper::body::Incoming>, _| {
             let mut headers = Map::new();
             for (name, value) in req.headers() {
                 headers.insert(
@@ -123,7 +131,7 @@ pub async fn run(
                 "headers": headers,
             });
             async move { json_response(StatusCode::OK, &body) }
-        },
+        }),
         stopped,
     ));
 

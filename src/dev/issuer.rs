@@ -409,16 +409,18 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let here = std::sync::Arc::new(crate::http::workers::Workers::here());
     let task = tokio::spawn(crate::http::server::serve(
         listener,
         crate::http::server::ServerOptions::development(),
         std::sync::Arc::new(tokio::sync::Semaphore::new(
             crate::http::server::DEVELOPMENT_CONNECTIONS,
         )),
-        move |req, _| {
+        here.clone(),
+        here.each(move |req, _| {
             let response = answer(&issuer, &req);
             async move { response }
-        },
+        }),
         stopped,
     ));
     shutdown.await;

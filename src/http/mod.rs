@@ -11,3 +11,4 @@ pub(crate) mod grpc;
 pub(crate) mod headers;
 pub(crate) mod proxy;
 pub(crate) mod server;
+pub(crate) mod workers;

@@ -19,10 +19,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use super::answer::{BoxError, GateBody};
+use super::workers::Workers;
 
 /// Connections the admin listener accepts on its own budget, so that `/healthz` and
 /// `/readyz` still answer when the proxy and decision listeners are full.
@@ -112,15 +113,20 @@ impl ServerOptions {
     }
 }
 
-/// Serves `handler` on `listener` until `shutdown` changes (or its sender is dropped),
-/// then drains. Returns once every connection closed or the deadline passed. A
-/// connection is accepted only with a permit from `limit`: at the limit, new
-/// connections wait in the kernel's backlog instead of taking file descriptors.
+/// Serves `listener` until `shutdown` changes (or its sender is dropped), then drains.
+/// Returns once every connection closed or the deadline passed. A connection is
+/// accepted only with a permit from `limit`: at the limit, new connections wait in the
+/// kernel's backlog instead of taking file descriptors.
+///
+/// Each accepted connection goes to one of `workers` in turn and is served there, to
+/// the end, by that worker's handler: `handlers[i]` runs on worker `i`, so a handler
+/// may hold what only one thread should use (its pool of connections to the app).
 pub async fn serve<H, F>(
     listener: TcpListener,
     options: ServerOptions,
     limit: Arc<Semaphore>,
-    handler: H,
+    workers: Arc<Workers>,
+    handlers: Vec<H>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
@@ -175,24 +181,48 @@ pub async fn serve<H, F>(
             },
         };
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::new());
-        let handler = handler.clone();
-        let seen = activity.clone();
-        let service = service_fn(move |req| {
-            let busy = Busy::start(seen.clone());
-            let answer = handler(req, peer);
-            async move {
-                let response = answer.await;
-                Ok::<_, Infallible>(response.map(|inner| Tracked { inner, _busy: busy }))
+        let index = workers.next();
+        let Some(handler) = handlers.get(index).cloned() else {
+            tracing::error!(index, "no handler for a worker; closing the connection");
+            continue;
+        };
+        // The socket leaves this runtime's reactor here and joins the worker's there.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!(%peer, error = %e, "cannot hand the connection to a worker");
+                continue;
             }
-        });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        };
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
         let idle_limit = options.header_read_timeout;
-        tokio::spawn(async move {
+        workers.spawn(index, async move {
             let _permit = permit;
+            let stream = match TcpStream::from_std(stream) {
+                Ok(stream) => stream,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "a worker cannot take the connection");
+                    return;
+                }
+            };
+            let activity = Arc::new(Activity::new());
+            let seen = activity.clone();
+            let service = service_fn(move |req| {
+                let busy = Busy::start(seen.clone());
+                // hyper keeps the slot for a request's future for the connection's
+                // whole life, idle or not: boxed, the slot is a pointer and the
+                // future's kilobytes are freed when its answer is done.
+                let answer = Box::pin(handler(req, peer));
+                async move {
+                    let response = answer.await;
+                    Ok::<_, Infallible>(response.map(|inner| Tracked { inner, _busy: busy }))
+                }
+            });
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
+            let conn = watcher.watch(conn);
             tokio::select! {
                 ended = conn => {
                     if let Err(e) = ended {

@@ -149,22 +149,20 @@ pub async fn run(
         };
         // A proxy per worker, each with its own pool of connections to the app: a
         // request and the upstream connection it uses are polled on one thread.
-        let handlers = (0..workers.count())
-            .map(|_| {
-                let proxy = Arc::new(Proxy::new(
-                    authz.clone(),
-                    connector.clone(),
-                    upstream.clone(),
-                    identity.clone(),
-                    forwarding.clone(),
-                    credentials.clone(),
-                ));
-                move |req, peer| {
-                    let proxy = proxy.clone();
-                    async move { proxy.handle(req, peer).await }
-                }
-            })
-            .collect();
+        let handlers = workers.each_with(|| {
+            let proxy = Arc::new(Proxy::new(
+                authz.clone(),
+                connector.clone(),
+                upstream.clone(),
+                identity.clone(),
+                forwarding.clone(),
+                credentials.clone(),
+            ));
+            move |req, peer| {
+                let proxy = proxy.clone();
+                async move { proxy.handle(req, peer).await }
+            }
+        });
         servers.push(tokio::spawn(server::serve(
             listener,
             options,

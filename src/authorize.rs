@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
@@ -20,7 +20,8 @@ use crate::metrics::Metrics;
 use crate::path::{self, PathError};
 use crate::policy::{normalize_host, Governing, Policy, RuleId};
 use crate::token::{
-    AlbVerifier, Identity, KeyStore, Refreshers, TokenError, Verifier, VerifyError, ALB_DATA,
+    AlbVerifier, Identity, KeyStore, Refreshers, TokenError, Verified, Verifier, VerifyError,
+    ALB_DATA,
 };
 use crate::wire::{forwarded_elements, upgrade_allowed, FORWARDED};
 
@@ -147,6 +148,12 @@ pub struct Decision<'a> {
     pub identity: Option<Identity>,
     /// On success, the canonical path: the one the policy judged and the one to forward.
     pub outcome: Result<Cow<'a, str>, AuthError>,
+    /// How long a peer could reuse this allow: the time left until the token's `exp`.
+    /// Only for an allow on a verified token whose one credential was the
+    /// `Authorization` header, which a peer's cache key can hold, and only where no
+    /// cookie or load balancer's header was read either. `None` for every refusal and
+    /// every anonymous allow (see `authz.cache_max_age`).
+    pub reusable_for: Option<Duration>,
 }
 
 impl Decision<'_> {
@@ -155,6 +162,17 @@ impl Decision<'_> {
             rule,
             identity: None,
             outcome: Err(error),
+            reusable_for: None,
+        }
+    }
+
+    /// An allow that needed no identity.
+    fn anonymous(rule: Option<RuleId>, path: Cow<'_, str>) -> Decision<'_> {
+        Decision {
+            rule,
+            identity: None,
+            outcome: Ok(path),
+            reusable_for: None,
         }
     }
 }
@@ -201,10 +219,24 @@ impl Default for Admission {
 }
 
 impl Admission {
+    /// Whether a decision on `method` reads the `Cookie` header for a token.
+    pub fn reads_cookies(&self, method: &Method) -> bool {
+        self.cookie_methods.contains(method)
+            && self
+                .token_sources
+                .iter()
+                .any(|s| matches!(s, TokenSource::Cookie(_)))
+    }
+
     /// The request's token, from the first of `token_sources` that has one. Two
     /// different tokens (in two sources, or twice in one) are ambiguous: 400.
-    pub fn token<'h>(&self, method: &Method, headers: &'h HeaderMap) -> Result<&'h str, AuthError> {
+    pub fn token<'h>(
+        &self,
+        method: &Method,
+        headers: &'h HeaderMap,
+    ) -> Result<Token<'h>, AuthError> {
         let mut found: Option<&'h str> = None;
+        let mut carrier = Carrier::AuthorizationHeader;
         for source in &self.token_sources {
             let token = match source {
                 TokenSource::Header => match bearer_token(headers) {
@@ -215,7 +247,11 @@ impl Admission {
                 // A cross-site form can make a browser send cookies with any method;
                 // for the unsafe ones only the header counts (CSRF).
                 TokenSource::Cookie(name) if self.cookie_methods.contains(method) => {
-                    cookie_token(headers, name)?
+                    let token = cookie_token(headers, name)?;
+                    if token.is_some() {
+                        carrier = Carrier::Cookie;
+                    }
+                    token
                 }
                 TokenSource::Cookie(_) => None,
             };
@@ -227,8 +263,27 @@ impl Admission {
                 _ => {}
             }
         }
-        found.ok_or(AuthError::MissingToken)
+        found
+            .map(|text| Token { text, carrier })
+            .ok_or(AuthError::MissingToken)
     }
+}
+
+/// A request's token, and where it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Token<'h> {
+    pub text: &'h str,
+    pub carrier: Carrier,
+}
+
+/// Where a request's credential was read. A token that was also in a cookie counts as
+/// read from the cookie: the decision then depended on the `Cookie` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    AuthorizationHeader,
+    Cookie,
+    /// `x-amzn-oidc-data`, signed by a load balancer.
+    LoadBalancer,
 }
 
 /// The value of the cookie `name` in the request's `Cookie` headers (RFC 6265 §5.4),
@@ -369,11 +424,7 @@ pub fn judge<'p, 's>(
             // what it allows. Its path was canonicalized above, and identity headers
             // are stripped as on every request.
             CorsPreflight::Pass if cors::carries_only_preflight(req.headers) => {
-                return Judged::Done(Decision {
-                    rule: rule(),
-                    identity: None,
-                    outcome: Ok(path),
-                });
+                return Judged::Done(Decision::anonymous(rule(), path));
             }
             // With "answer" the gate answers it, allowed or not: the app never sees
             // an anonymous request to a protected path.
@@ -400,11 +451,10 @@ pub fn judge<'p, 's>(
         ));
     }
     if !governing.rules().any(|r| r.grant().needs_token()) {
-        return Judged::Done(Decision {
-            rule: governing.primary().map(|r| r.id().clone()),
-            identity: None,
-            outcome: Ok(path),
-        });
+        return Judged::Done(Decision::anonymous(
+            governing.primary().map(|r| r.id().clone()),
+            path,
+        ));
     }
     Judged::NeedsIdentity(Pending { path, governing })
 }
@@ -436,6 +486,7 @@ pub fn conclude<'p>(
         rule,
         identity: Some(identity),
         outcome,
+        reusable_for: None,
     }
 }
 
@@ -505,17 +556,41 @@ impl Authorizer {
             Judged::Done(decision) => return decision,
             Judged::NeedsIdentity(pending) => pending,
         };
-        let identity = self.identify(&state, req.method, req.headers).await;
-        conclude(pending, identity)
+        let Some(now) = self.clock.now() else {
+            return conclude(pending, Err(AuthError::ClockUnavailable));
+        };
+        let (identity, reusable_for) =
+            match self.identify(&state, req.method, req.headers, now).await {
+                Ok((verified, carrier)) => {
+                    let left = (verified.exp - now).max(0.0);
+                    // The peer's cache key holds the Authorization header, not the
+                    // cookies or the load balancer's header whose absence this decision
+                    // also relied on (two credentials are refused).
+                    let header_only = carrier == Carrier::AuthorizationHeader
+                        && state.alb.is_none()
+                        && !self.admission.reads_cookies(req.method);
+                    let reusable = header_only
+                        .then(|| Duration::try_from_secs_f64(left).ok())
+                        .flatten();
+                    (Ok(verified.identity), reusable)
+                }
+                Err(e) => (Err(e), None),
+            };
+        let mut decision = conclude(pending, identity);
+        if decision.outcome.is_ok() {
+            decision.reusable_for = reusable_for;
+        }
+        decision
     }
 
+    /// The caller's verified token, and where it was found.
     async fn identify(
         &self,
         state: &State,
         method: &Method,
         headers: &HeaderMap,
-    ) -> Result<Identity, AuthError> {
-        let now = self.clock.now().ok_or(AuthError::ClockUnavailable)?;
+        now: f64,
+    ) -> Result<(Verified, Carrier), AuthError> {
         let from_verify = |e| match e {
             VerifyError::Token(e) => AuthError::InvalidToken(e),
             VerifyError::KeysUnavailable => AuthError::KeysUnavailable,
@@ -530,15 +605,17 @@ impl Authorizer {
                 ) {
                     return Err(AuthError::AmbiguousCredentials);
                 }
-                return alb.verify(data, now).await.map_err(from_verify);
+                let verified = alb.verify(data, now).await.map_err(from_verify)?;
+                return Ok((verified, Carrier::LoadBalancer));
             }
         }
         let token = self.admission.token(method, headers)?;
-        state
+        let verified = state
             .verifier
-            .verify(token, &state.keys, now)
+            .verify(token.text, &state.keys, now)
             .await
-            .map_err(from_verify)
+            .map_err(from_verify)?;
+        Ok((verified, token.carrier))
     }
 }
 
@@ -825,22 +902,38 @@ mod tests {
             for (k, v) in headers {
                 h.append(*k, HeaderValue::from_static(v));
             }
-            admission.token(&method, &h).map(str::to_owned)
+            admission
+                .token(&method, &h)
+                .map(|t| (t.text.to_owned(), t.carrier))
         };
+        let (header, cookie) = (Carrier::AuthorizationHeader, Carrier::Cookie);
         assert_eq!(
             token(Method::GET, &[("cookie", "a=1; t=abc")]),
-            Ok("abc".into())
+            Ok(("abc".into(), cookie))
         );
         assert_eq!(
             token(Method::GET, &[("cookie", "t=\"abc\"")]),
-            Ok("abc".into())
+            Ok(("abc".into(), cookie))
         );
+        assert_eq!(
+            token(Method::GET, &[("authorization", "Bearer abc")]),
+            Ok(("abc".into(), header))
+        );
+        // The same token in both: the answer read the cookie too.
         assert_eq!(
             token(
                 Method::GET,
                 &[("cookie", "t=abc"), ("authorization", "Bearer abc")]
             ),
-            Ok("abc".into())
+            Ok(("abc".into(), cookie))
+        );
+        // A cookie that does not count (POST) was not read.
+        assert_eq!(
+            token(
+                Method::POST,
+                &[("cookie", "t=abc"), ("authorization", "Bearer abc")]
+            ),
+            Ok(("abc".into(), header))
         );
         assert_eq!(
             token(

@@ -386,3 +386,132 @@ async fn the_proxy_and_the_endpoints_decide_alike() {
         }
     }
 }
+
+/// `Cache-Control` and `X-Accel-Expires` of a `/auth` answer for `uri`.
+async fn cache_headers(
+    gate: &Gate,
+    uri: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Option<String>, Option<String>) {
+    let mut headers = vec![("x-original-method", "GET"), ("x-original-uri", uri)];
+    headers.extend_from_slice(extra);
+    let (status, h_, _) = get(&format!("http://{}/auth", gate.authz), &headers).await;
+    (status, h(&h_, "cache-control"), h(&h_, "x-accel-expires"))
+}
+
+#[tokio::test]
+async fn cache_max_age_lets_the_peer_keep_an_allow_until_the_limit_or_exp_and_nothing_else() {
+    let (gate, _jwks) = decision_gate("cache_max_age = \"30s\"").await;
+    let alice = bearer(key_a(), "alice", &["admins"]);
+    let keep = |n: u64| {
+        (
+            200,
+            Some(format!("private, max-age={n}")),
+            Some(n.to_string()),
+        )
+    };
+    let never = |status| (status, Some("no-store".to_owned()), Some("0".to_owned()));
+    let auth = [("authorization", alice.as_str())];
+    assert_eq!(cache_headers(&gate, "/admin/x", &auth).await, keep(30));
+
+    // A token with five seconds left is kept no longer than that.
+    let mut claims = access_claims("carol", &["admins"]);
+    claims["exp"] = (now() + 5).into();
+    let short = format!("Bearer {}", token(key_a(), &claims));
+    let (status, control, expires) =
+        cache_headers(&gate, "/admin/x", &[("authorization", &short)]).await;
+    let seconds: u64 = expires.as_deref().unwrap_or_default().parse().unwrap();
+    assert!((3..=5).contains(&seconds), "{expires:?}");
+    assert_eq!(
+        (status, control),
+        (200, Some(format!("private, max-age={seconds}")))
+    );
+
+    // Refusals, bad requests and an allow without a token are never kept.
+    let bob = bearer(key_a(), "bob", &[]);
+    assert_eq!(
+        cache_headers(&gate, "/admin/x", &[("authorization", &bob)]).await,
+        never(403)
+    );
+    assert_eq!(cache_headers(&gate, "/admin/x", &[]).await, never(401));
+    assert_eq!(cache_headers(&gate, "/public/x", &[]).await, never(200));
+    assert_eq!(
+        cache_headers(&gate, "/public/../admin", &auth).await,
+        never(400)
+    );
+    let (status, headers, _) = get(&format!("http://{}/auth", gate.authz), &auth).await;
+    assert_eq!(
+        (status, h(&headers, "cache-control").as_deref()),
+        (400, Some("no-store"))
+    );
+
+    // Envoy's HTTP ext_authz gets Cache-Control alone (X-Accel-Expires is nginx's).
+    let envoy = |token: String| async move {
+        let (status, headers, _) = get(
+            &format!("http://{}/envoy/admin/x", gate.authz),
+            &[("authorization", &token)],
+        )
+        .await;
+        (
+            status,
+            h(&headers, "cache-control"),
+            h(&headers, "x-accel-expires"),
+        )
+    };
+    assert_eq!(
+        envoy(alice.clone()).await,
+        (200, Some("private, max-age=30".to_owned()), None)
+    );
+    assert_eq!(
+        envoy(bob.clone()).await,
+        (403, Some("no-store".to_owned()), None)
+    );
+}
+
+#[tokio::test]
+async fn without_cache_max_age_and_with_cookies_no_allow_is_kept() {
+    let (gate, _jwks) = decision_gate("").await;
+    let alice = bearer(key_a(), "alice", &["admins"]);
+    let auth = [("authorization", alice.as_str())];
+    assert_eq!(
+        cache_headers(&gate, "/admin/x", &auth).await,
+        (200, None, None)
+    );
+    assert_eq!(
+        cache_headers(&gate, "/admin/x", &[]).await,
+        (401, None, None)
+    );
+
+    // A decision that read the cookies depends on a header the peer's key does not
+    // hold: even the Authorization header's token is not kept.
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let text = format!(
+        "token_sources = [\"header\", \"cookie:id_token\"]\n{}",
+        authz_config(&jwks.url(), "cache_max_age = \"30s\"")
+    );
+    let gate = Gate::start(&text, &shipped_policy()).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let no_store = (200, Some("no-store".to_owned()), Some("0".to_owned()));
+    assert_eq!(cache_headers(&gate, "/admin/x", &auth).await, no_store);
+    let raw_token = alice.trim_start_matches("Bearer ");
+    let cookie = format!("id_token={raw_token}");
+    assert_eq!(
+        cache_headers(&gate, "/admin/x", &[("cookie", &cookie)]).await,
+        no_store
+    );
+    // Cookies are read for GET, HEAD and OPTIONS only: a DELETE reads the header alone.
+    let (status, headers, _) = get(
+        &format!("http://{}/auth", gate.authz),
+        &[
+            ("x-original-method", "DELETE"),
+            ("x-original-uri", "/admin/x"),
+            ("authorization", &alice),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        h(&headers, "cache-control").as_deref(),
+        Some("private, max-age=30")
+    );
+}

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::process::{eventually, metric, signal, spawn_gate};
 use common::*;
 
 /// Finds `name` in the repository's `.venv/bin` (where `.ci/run` installs the PyPI
@@ -102,6 +103,7 @@ fn templated(
         .replace("127.0.0.1:3000", &app.to_string())
         .replace("127.0.0.1:9191", &gate.to_string());
     for (from, to) in extra {
+        assert!(text.contains(from), "config/{file} no longer has {from}");
         text = text.replace(from, to);
     }
     text
@@ -136,15 +138,33 @@ async fn wait_for_port(addr: SocketAddr, child: &mut Child, name: &str) {
 }
 
 async fn start_nginx(app: SocketAddr, gate: SocketAddr) -> Option<Peer> {
+    start_nginx_caching(app, gate, false).await
+}
+
+/// nginx with the shipped config; with `caching`, its decision-caching lines
+/// uncommented and the cache in the test's folder.
+async fn start_nginx_caching(app: SocketAddr, gate: SocketAddr, caching: bool) -> Option<Peer> {
     let nginx = find_binary("nginx", "apt-get install -y nginx")?;
     let dir = TempDir::new("nginx");
     let addr = reserve_port().await.addr;
+    let uncommented = [
+        (
+            "# proxy_cache_path /var/cache/nginx/cognito-gate",
+            format!("proxy_cache_path {}", dir.0.join("cache").display()),
+        ),
+        (
+            "# proxy_cache cognito_gate;",
+            "proxy_cache cognito_gate;".into(),
+        ),
+        ("# proxy_cache_key ", "proxy_cache_key ".into()),
+        ("# proxy_ignore_headers ", "proxy_ignore_headers ".into()),
+    ];
     let conf = templated(
         "nginx.conf",
         ("127.0.0.1:8000", addr.to_string()),
         app,
         gate,
-        &[],
+        if caching { &uncommented } else { &[] },
     );
     std::fs::write(dir.0.join("nginx.conf"), conf).unwrap();
     let mut child = Command::new(nginx)
@@ -830,6 +850,155 @@ async fn nginx_auth_request_with_the_shipped_config() {
     .await;
     assert!(upstream.last().identity_like("x-user-sub").is_empty());
     gate_down("nginx", &nginx, &upstream, gate).await;
+}
+
+/// A request through `peer` as raw bytes, on a closing connection.
+async fn through(peer: SocketAddr, method: &str, target: &str, host: &str, auth: &[&str]) -> u16 {
+    let auth: String = auth
+        .iter()
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .collect();
+    let request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n");
+    raw(peer, &request).await.0
+}
+
+#[tokio::test]
+async fn nginx_reuses_an_allow_for_cache_max_age_and_asks_again_for_everything_else() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let dir = TempDir::new("nginx-cache-gate");
+    let policy = dir.0.join("policy.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let (authz, admin) = (reserve_port().await.addr, reserve_port().await.addr);
+    let config = dir.0.join("gate.toml");
+    let authz_table = authz_config(&jwks.url(), "cache_max_age = \"2s\"")
+        .replace("127.0.0.1:9191", &authz.to_string());
+    std::fs::write(
+        &config,
+        format!(
+            "admin_listen = \"{admin}\"\npolicy_file = {:?}\n{authz_table}",
+            policy.display().to_string()
+        ),
+    )
+    .unwrap();
+    let (gate, _log) = spawn_gate(&config, admin).await;
+    let Some(nginx) = start_nginx_caching(upstream.addr, authz, true).await else {
+        return;
+    };
+    let decisions = || async {
+        metric(
+            admin,
+            "cognito_gate_request_duration_seconds_count{endpoint=\"forward_auth\"}",
+        )
+        .await
+        .unwrap_or(0.0) as u64
+    };
+    let alice = bearer(key_a(), "alice", &["admins"]);
+    let bob = bearer(key_a(), "bob", &[]);
+    let app = "app.test";
+    let sub = || upstream.last().header("x-user-sub");
+
+    // The first request is decided; the same again is answered from nginx's cache,
+    // with the identity the gate answered the first time.
+    assert_eq!(
+        through(nginx.addr, "GET", "/app/x", app, &[&alice]).await,
+        200
+    );
+    assert_eq!(decisions().await, 1);
+    assert_eq!(
+        through(nginx.addr, "GET", "/app/x", app, &[&alice]).await,
+        200
+    );
+    assert_eq!(decisions().await, 1, "the allow was not reused");
+    assert_eq!(upstream.count(), 2);
+    assert_eq!(sub().as_deref(), Some("alice"));
+    assert_eq!(
+        upstream.last().header("x-user-groups").as_deref(),
+        Some("admins")
+    );
+
+    // Each input of the decision is in the key: query, method (the subrequest is a GET
+    // whatever the client's method, and cached as one), host, token.
+    let mut expected = 1;
+    for (method, target, host, token) in [
+        ("GET", "/app/x?page=2", app, &alice),
+        ("HEAD", "/app/x", app, &alice),
+        ("POST", "/app/x", app, &alice),
+        ("GET", "/app/x", "other.test", &alice),
+        ("GET", "/app/x", app, &bob),
+    ] {
+        assert_eq!(
+            through(nginx.addr, method, target, host, &[token]).await,
+            200
+        );
+        expected += 1;
+        assert_eq!(decisions().await, expected, "{method} {target} {host}");
+    }
+    assert_eq!(
+        through(nginx.addr, "GET", "/app/x", app, &[&bob]).await,
+        200
+    );
+    assert_eq!(decisions().await, expected, "bob's allow was not reused");
+    assert_eq!(sub().as_deref(), Some("bob"));
+
+    // Refusals and public paths are asked every time.
+    for (method, path, token, status) in [
+        ("GET", "/admin/x", Some(&bob), 403),
+        ("GET", "/app/x", None, 401),
+        ("GET", "/public/x", None, 200),
+    ] {
+        let token: Vec<&str> = token.into_iter().map(String::as_str).collect();
+        for _ in 0..2 {
+            assert_eq!(through(nginx.addr, method, path, app, &token).await, status);
+            expected += 1;
+            assert_eq!(decisions().await, expected, "{method} {path} was cached");
+        }
+    }
+
+    // A second token beside a cached one: nginx 1.22 keys on the first line only, so
+    // the app is given only that one, the token the decision was about (newer nginx
+    // joins both lines into the key and the gate refuses two tokens).
+    let before = upstream.count();
+    let status = through(nginx.addr, "GET", "/app/x", app, &[&alice, &bob]).await;
+    match status {
+        200 => {
+            let seen = upstream.last();
+            assert_eq!(
+                seen.identity_like("authorization"),
+                [("authorization".to_owned(), alice.clone())]
+            );
+            assert_eq!(seen.header("x-user-sub").as_deref(), Some("alice"));
+        }
+        400 => assert_eq!(upstream.count(), before),
+        other => panic!("two tokens answered {other}"),
+    }
+
+    // A tightened policy applies to a cached allow within cache_max_age.
+    assert_eq!(
+        through(nginx.addr, "GET", "/app/x", app, &[&bob]).await,
+        200
+    );
+    std::fs::write(
+        &policy,
+        POLICY.replace("allow = \"authenticated\"", "groups = [\"staff\"]"),
+    )
+    .unwrap();
+    signal(gate.pid(), "HUP");
+    eventually(Duration::from_secs(10), "the reload", || async {
+        metric(admin, "cognito_gate_reloads_total{result=\"success\"}")
+            .await
+            .unwrap_or(0.0)
+            >= 1.0
+    })
+    .await;
+    // cache_max_age (2 s), and time for the reload's log line to be counted.
+    eventually(
+        Duration::from_secs(4),
+        "the cached allow expires",
+        || async { through(nginx.addr, "GET", "/app/x", app, &[&bob]).await == 403 },
+    )
+    .await;
 }
 
 #[tokio::test]

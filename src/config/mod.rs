@@ -230,7 +230,15 @@ pub struct AuthzConfig {
     pub envoy_prefix: String,
     /// Only these peers may ask for decisions.
     pub trusted_peers: Vec<ipnet::IpNet>,
+    /// How long a peer may reuse an allow (`Cache-Control: private, max-age`), in
+    /// whole seconds, 1 to [`MAX_DECISION_CACHE`]; `None` (the default) forbids none
+    /// and permits none: the answers carry no cache headers.
+    pub cache_max_age: Option<Duration>,
 }
+
+/// The longest `authz.cache_max_age`: a policy tightening or a revoked token must be
+/// seen within a minute.
+pub const MAX_DECISION_CACHE: Duration = Duration::from_secs(60);
 
 impl AuthzConfig {
     pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
@@ -931,12 +939,25 @@ fn convert_authz(p: &mut Problems, raw: RawAuthz) -> Option<AuthzConfig> {
         p.add("authz.path", "must not overlap authz.envoy_prefix");
     }
     let trusted_peers = p.networks("authz.trusted_peers", &raw.trusted_peers);
+    let cache_max_age = raw.cache_max_age.as_ref().and_then(|raw| {
+        let age = p.duration("authz.cache_max_age", raw, Duration::ZERO);
+        if age > MAX_DECISION_CACHE {
+            p.add("authz.cache_max_age", "must be at most 60s");
+        } else if age.subsec_nanos() != 0 {
+            p.add(
+                "authz.cache_max_age",
+                "must be whole seconds (max-age has no fractions)",
+            );
+        }
+        (!age.is_zero()).then_some(age)
+    });
     Some(AuthzConfig {
         listen,
         grpc_listen,
         path: raw.path,
         envoy_prefix: raw.envoy_prefix,
         trusted_peers,
+        cache_max_age,
     })
 }
 

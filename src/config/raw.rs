@@ -172,6 +172,8 @@ pub struct RawAuthz {
     pub envoy_prefix: String,
     #[serde(deserialize_with = "list")]
     pub trusted_peers: Vec<String>,
+    /// Off (none, or 0) by default.
+    pub cache_max_age: Option<RawDuration>,
 }
 
 impl Default for RawAuthz {
@@ -182,6 +184,7 @@ impl Default for RawAuthz {
             path: "/auth".into(),
             envoy_prefix: "/envoy".into(),
             trusted_peers: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            cache_max_age: None,
         }
     }
 }

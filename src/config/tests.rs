@@ -283,6 +283,36 @@ fn decision_only_mode_needs_no_upstream() {
 }
 
 #[test]
+fn decision_caching_is_off_unless_set_and_whole_seconds_up_to_a_minute() {
+    let with = |value: &str| {
+        Config::from_toml(&format!(
+            "{MINIMAL}\n[authz]\nlisten = \"127.0.0.1:9191\"\n{value}"
+        ))
+    };
+    let authz = |c: Config| c.authz.expect("authz").cache_max_age;
+    assert_eq!(authz(with("").expect("valid")), None);
+    assert_eq!(authz(with("cache_max_age = \"0s\"").expect("valid")), None);
+    assert_eq!(
+        authz(with("cache_max_age = \"1m\"").expect("valid")),
+        Some(Duration::from_secs(60))
+    );
+    assert_eq!(
+        authz(with("cache_max_age = 5").expect("valid")),
+        Some(Duration::from_secs(5))
+    );
+    for (value, problem) in [
+        ("\"61s\"", "authz.cache_max_age: must be at most 60s"),
+        (
+            "\"1500ms\"",
+            "authz.cache_max_age: must be whole seconds (max-age has no fractions)",
+        ),
+    ] {
+        let e = with(&format!("cache_max_age = {value}")).expect_err(value);
+        assert_eq!(e.problems, [problem], "{value}");
+    }
+}
+
+#[test]
 fn authz_settings_are_validated() {
     let text = format!(
         "{MINIMAL}\n[authz]\nlisten = \"127.0.0.1:9090\"\npath = \"/check\"\nenvoy_prefix = \"/check/envoy/\"\ntrusted_peers = [\"10.0.0.0/8\", \"10.0.0.1\", \"nope\"]\n"

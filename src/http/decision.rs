@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 
@@ -24,6 +24,9 @@ use crate::token::{Identity, ALB_DATA};
 
 /// Envoy removes the request headers this response header names (comma-separated).
 pub(crate) const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+
+/// nginx's own cache lifetime header, read before `Cache-Control`; `0` caches nothing.
+const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
 
 /// Which peer's contract a request follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +162,9 @@ impl DecisionService {
                     metrics: self.authz.metrics(),
                     grpc: false,
                 };
-                return answer(served, false, Err(rejection));
+                let mut response = answer(served, false, Err(rejection));
+                self.write_cache_headers(Endpoint::ForwardAuth, None, response.headers_mut());
+                return response;
             }
         };
         self.decide(
@@ -208,6 +213,7 @@ impl DecisionService {
             .await;
         let identity = decision.identity.as_ref();
         let allowed = decision.outcome.is_ok();
+        let reusable_for = decision.reusable_for;
         let preflight = matches!(decision.outcome, Err(AuthError::PreflightAnswered));
         let outcome = match decision.outcome {
             Ok(_) => Ok(self.allow(endpoint, identity, headers)),
@@ -226,6 +232,9 @@ impl DecisionService {
             grpc: false,
         };
         let mut response = answer(served, allowed, outcome);
+        if endpoint != Endpoint::EnvoyGrpc {
+            self.write_cache_headers(endpoint, reusable_for, response.headers_mut());
+        }
         // Envoy relays a denial (the answered preflight's 204 among them) to the
         // client as it is, and an allow's CORS headers through
         // `allowed_client_headers_on_success`. The peers of `/auth` write their own.
@@ -261,6 +270,35 @@ impl DecisionService {
             grpc: false,
         };
         answer(served, false, Err(rejection))
+    }
+
+    /// With `authz.cache_max_age`, how long the peer may keep this answer: an allow
+    /// that can be reused (see [`crate::authorize::Decision::reusable_for`]) for the
+    /// limit or until the token expires, whichever is sooner; anything else not at
+    /// all. nginx caches nothing marked `private`, so on `/auth` `X-Accel-Expires`,
+    /// which it reads first, says the same to it. Without the key nothing is written.
+    fn write_cache_headers(
+        &self,
+        endpoint: Endpoint,
+        reusable_for: Option<Duration>,
+        headers: &mut HeaderMap,
+    ) {
+        let Some(limit) = self.settings.cache_max_age else {
+            return;
+        };
+        let seconds = reusable_for.map_or(0, |left| left.min(limit).as_secs());
+        let (control, expires) = match HeaderValue::try_from(format!("private, max-age={seconds}"))
+        {
+            Ok(keep) if seconds > 0 => (keep, HeaderValue::from(seconds)),
+            _ => (
+                HeaderValue::from_static("no-store"),
+                HeaderValue::from_static("0"),
+            ),
+        };
+        headers.insert(CACHE_CONTROL, control);
+        if endpoint == Endpoint::ForwardAuth {
+            headers.insert(X_ACCEL_EXPIRES, expires);
+        }
     }
 
     pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {

@@ -175,7 +175,7 @@ impl AlbVerifier {
     }
 
     /// Verifies one `x-amzn-oidc-data` value at `now` (seconds since the epoch).
-    pub async fn verify(&self, data: &str, now: f64) -> Result<Identity, VerifyError> {
+    pub async fn verify(&self, data: &str, now: f64) -> Result<Verified, VerifyError> {
         let checked = self.check_header(data, now)?;
         let alb = self
             .albs
@@ -190,7 +190,7 @@ impl AlbVerifier {
                 if hit.kid == checked.kid && hit.key == key.fingerprint {
                     self.metrics.token_cache_hits.inc();
                     check_time(hit.verified.exp, hit.verified.nbf, now, leeway)?;
-                    return Ok(hit.verified.identity.clone());
+                    return Ok(hit.verified.clone());
                 }
                 cache.forget(digest).await;
             }

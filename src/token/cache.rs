@@ -47,17 +47,17 @@ pub fn digest(token: &str) -> Digest {
 }
 
 /// Remembers a token that just passed (when there is a cache, and so a digest) and
-/// hands back its identity.
+/// hands back what it verified.
 pub async fn remember(
     cache: Option<&TokenCache>,
     digest: Option<Digest>,
     remembered: Remembered,
-) -> super::identity::Identity {
-    let identity = remembered.verified.identity.clone();
+) -> Verified {
+    let verified = remembered.verified.clone();
     if let (Some(cache), Some(digest)) = (cache, digest) {
         cache.remember(digest, remembered).await;
     }
-    identity
+    verified
 }
 
 /// Remembered tokens by digest, bounded in bytes.

@@ -14,6 +14,6 @@ mod tests;
 pub use alb::P256_SPKI_PREFIX;
 pub use alb::{AlbVerifier, ALB_DATA, ALB_HEADERS};
 pub use cache::{digest, Remembered, TokenCache};
-pub use identity::{Claim, Claims, Identity, PoolId, Source, TokenUse};
+pub use identity::{Claim, Claims, Identity, PoolId, Source, TokenUse, Verified};
 pub use keys::{check_discovery, parse_key_set, KeyLookupError, KeySet, KeyStore, Refreshers};
 pub use verify::{TokenError, Verifier, VerifyError};

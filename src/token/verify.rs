@@ -369,7 +369,7 @@ impl Verifier {
         token: &str,
         keys: &KeyStore,
         now: f64,
-    ) -> Result<Identity, VerifyError> {
+    ) -> Result<Verified, VerifyError> {
         if token.len() > self.max_token_bytes {
             return Err(TokenError::TooLarge.into());
         }
@@ -387,7 +387,7 @@ impl Verifier {
                         m.token_cache_hits.inc();
                     }
                     check_time(hit.verified.exp, hit.verified.nbf, now, self.leeway(pool)?)?;
-                    return Ok(id.clone());
+                    return Ok(hit.verified.clone());
                 }
                 // The key left the key set or changed: verify from scratch, which will
                 // say why.

@@ -3,7 +3,7 @@
 //!
 //! The public API is [`run`] with its [`Listeners`], [`Config`], [`Policy`], [`Clock`]
 //! and [`StartError`]. The module map, floor by floor (each imports only its own floor
-//! and below; `tests/layout.rs` checks it):
+//! and below; `tests/it/layout.rs` checks it):
 //!
 //! - `config`, `path`, `wire`, `metrics`: settings, canonical paths, header-name
 //!   facts, the Prometheus metrics.

@@ -3,14 +3,13 @@
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::time::Duration;
 
 use cognito_gate::internals::issuer::SigningKey;
 use cognito_gate::Clock;
-use common::process::{eventually, temp_file, Running, BIN};
-use common::*;
+use crate::common::process::{eventually, temp_file, Running, BIN};
+use crate::common::*;
 
 #[tokio::test]
 async fn unknown_kids_cause_at_most_one_fetch_and_rotated_keys_are_picked_up() {

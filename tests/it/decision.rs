@@ -6,11 +6,10 @@
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http::HeaderMap;
 
 async fn decision_gate(authz_extra: &str) -> (Gate, JwksServer) {

@@ -4,12 +4,11 @@
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::time::Duration;
 
-use common::process::*;
-use common::*;
+use crate::common::process::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const TENANTS: &str = r#"

@@ -8,15 +8,14 @@
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::process::{eventually, metric, signal, spawn_gate};
-use common::*;
+use crate::common::process::{eventually, metric, signal, spawn_gate};
+use crate::common::*;
 
 /// Finds `name` in the repository's `.venv/bin` (where `.ci/run` installs the PyPI
 /// peers), on PATH, or in the sbin directories Debian installs servers into.

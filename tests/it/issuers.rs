@@ -5,14 +5,13 @@
 // The tests sign with the development issuer and keys (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cognito_gate::internals::issuer::{AlbSigner, DevIssuer};
-use common::*;
+use crate::common::*;
 use http::Response;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;

@@ -5,7 +5,6 @@
 // The tests sign with the development ALB signer (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -14,7 +13,7 @@ use std::time::Duration;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use cognito_gate::internals::issuer::AlbSigner;
-use common::*;
+use crate::common::*;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -498,7 +497,7 @@ async fn claim_conditions_read_the_load_balancer_claims() {
 async fn a_remembered_header_skips_the_signature_but_never_a_time_check() {
     let keys = KeyServer::start(false).await;
     let (gate, _upstream) = alb_gate(&keys, POLICY).await;
-    let hits = || common::process::metric(gate.admin, "cognito_gate_token_cache_hits_total");
+    let hits = || crate::common::process::metric(gate.admin, "cognito_gate_token_cache_hits_total");
     let alice = data(&header(), &payload("alice", &["admins"]));
     // The header's own exp ends soon, the payload's later; and the other way round.
     let short_header = data(
@@ -523,7 +522,7 @@ async fn a_remembered_header_skips_the_signature_but_never_a_time_check() {
     assert_eq!(hits().await, Some(before + 2.0));
     assert_eq!(status_of(&gate, "/admin/x", &alice).await, 200);
     assert_eq!(keys.fetches(), 1);
-    let entries = common::process::metric(gate.admin, "cognito_gate_token_cache_entries").await;
+    let entries = crate::common::process::metric(gate.admin, "cognito_gate_token_cache_entries").await;
     // alice and both short-lived headers; no bearer token was used.
     assert_eq!(entries, Some(3.0));
 }

@@ -32,7 +32,7 @@ fn floor(module: &str) -> u8 {
         .iter()
         .find(|(name, _)| *name == top)
         .map(|(_, f)| *f)
-        .unwrap_or_else(|| panic!("src/ has a module `{top}` with no floor in tests/layout.rs"))
+        .unwrap_or_else(|| panic!("src/ has a module `{top}` with no floor in tests/it/layout.rs"))
 }
 
 /// Every module of the library (`crate`, `http`, `http::proxy`, ...) with its source

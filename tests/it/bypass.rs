@@ -4,12 +4,11 @@
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http_body_util::{BodyExt, Empty};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -340,7 +339,7 @@ async fn a_fragment_in_the_original_uri_is_refused() {
 
 // 6. Case and trailing slash: the strictest reading wins.
 
-const READINGS: &str = include_str!("policies/readings.toml");
+const READINGS: &str = include_str!("../policies/readings.toml");
 
 #[tokio::test]
 async fn every_reading_of_the_path_must_be_allowed() {

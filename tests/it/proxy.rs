@@ -3,11 +3,10 @@
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http_body_util::{BodyExt, Empty};
 use serde_json::json;
 

@@ -5,7 +5,6 @@
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::process::*;
-use common::*;
+use crate::common::process::*;
+use crate::common::*;
 
 /// The test policy with `/admin/**` opened to every signed-in user.
 const OPEN_ADMIN: &str = r#"

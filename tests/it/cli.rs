@@ -3,14 +3,13 @@
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::process::*;
-use common::*;
+use crate::common::process::*;
+use crate::common::*;
 
 /// Runs `cognito-gate check --config <config>` in the repository, with `env` set;
 /// returns the exit code, stdout and stderr.
@@ -628,7 +627,7 @@ async fn explain_verifies_a_real_token_step_by_step() {
         "explain.toml",
         &format!(
             "policy_file = \"config/policy.toml\"\n{}",
-            common::config(&upstream.url(), &jwks.url(), "")
+            crate::common::config(&upstream.url(), &jwks.url(), "")
         ),
     );
     let explain = |token: String| {
@@ -756,7 +755,7 @@ async fn logs_are_json_without_colour_when_not_a_terminal_and_key_fetches_say_so
         &format!(
             "admin_listen = \"{}\"\npolicy_file = \"config/policy.toml\"\n{}",
             reserve_port().await.addr,
-            common::config(
+            crate::common::config(
                 &upstream.url(),
                 &format!("http://{dead}/jwks.json"),
                 "listen = \"127.0.0.1:0\""

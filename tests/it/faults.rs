@@ -5,7 +5,6 @@
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,8 +14,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use common::process::{run_gate, signal};
-use common::*;
+use crate::common::process::{run_gate, signal};
+use crate::common::*;
 
 /// How the hostile key server answers its next connection.
 #[derive(Clone, Copy, Debug, PartialEq)]

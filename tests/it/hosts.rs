@@ -5,11 +5,10 @@
 // The tests sign their tokens with the development issuer (feature `dev`).
 #![cfg(feature = "dev")]
 
-mod common;
 
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const HOSTS: &str = r#"
     [[rule]]

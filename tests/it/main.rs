@@ -1,0 +1,26 @@
+//! The integration tests, as one crate: tokio, hyper, tonic and aws-lc-rs are linked
+//! once, not once per file. Each module is one topic; `common` holds the real parts
+//! they share (a JWKS server with real keys, a recording app, the gate in-process or as
+//! the real binary). Modules that sign tokens need the development issuer (feature
+//! `dev`, on by default) and say so with their own `#![cfg(feature = "dev")]`.
+
+#[cfg(feature = "dev")]
+mod common;
+
+mod alb;
+mod browser;
+mod bypass;
+mod claims;
+mod cli;
+mod decision;
+mod faults;
+mod grpc;
+mod grpc_apps;
+mod hosts;
+mod issuers;
+mod keys;
+mod layout;
+mod operations;
+mod peers;
+mod properties;
+mod proxy;

@@ -10,20 +10,22 @@ WORKDIR /src
 # Dependencies first, in their own layer: it is rebuilt only when Cargo.toml or
 # Cargo.lock change, not when src/ does.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches config \
+COPY crates/dev-issuer/Cargo.toml crates/dev-issuer/
+RUN mkdir -p src benches config crates/dev-issuer/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch src/lib.rs config/policy.toml \
+ && touch src/lib.rs config/policy.toml crates/dev-issuer/src/lib.rs \
  && echo 'fn main() {}' > benches/authorize.rs \
  && cargo build --release --locked --no-default-features \
- && rm -rf src benches config
+ && rm -rf src benches config crates/dev-issuer/src
 COPY build.rs ./
+COPY crates ./crates
 COPY src ./src
 COPY benches ./benches
 COPY config ./config
 # The image has no .git: pass the commit for --version and cognito_gate_build_info,
 # e.g. --build-arg GATE_BUILD_COMMIT=$(git rev-parse --short=12 HEAD).
 ARG GATE_BUILD_COMMIT=""
-RUN touch src/main.rs src/lib.rs \
+RUN touch src/main.rs src/lib.rs crates/dev-issuer/src/lib.rs \
  && cargo build --release --locked --no-default-features
 
 # The same binary with the `dev` feature, for the development issuer only.

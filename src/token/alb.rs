@@ -61,7 +61,7 @@ pub const ALB_HEADERS: [&str; 3] = [ALB_UNVERIFIED[0], ALB_UNVERIFIED[1], ALB_DA
 /// The DER of a P-256 `SubjectPublicKeyInfo` up to its uncompressed point: the
 /// `id-ecPublicKey` and `prime256v1` OIDs and a 66-byte BIT STRING (no unused bits,
 /// then `04`). Any other key type, curve or point form is refused.
-pub const P256_SPKI_PREFIX: [u8; 27] = [
+const P256_SPKI_PREFIX: [u8; 27] = [
     0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
     0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
 ];

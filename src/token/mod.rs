@@ -7,11 +7,9 @@ mod identity;
 mod keys;
 mod verify;
 
-#[cfg(all(test, feature = "dev"))]
+#[cfg(test)]
 mod tests;
 
-#[cfg(feature = "dev")]
-pub use alb::P256_SPKI_PREFIX;
 pub use alb::{AlbVerifier, ALB_DATA, ALB_HEADERS};
 pub use cache::{digest, Remembered, TokenCache};
 pub use identity::{Claim, Claims, Identity, PoolId, Source, TokenUse, Verified};

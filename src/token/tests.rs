@@ -4,9 +4,9 @@
 use super::keys::KeySet;
 use super::*;
 use crate::config::Config;
-use crate::dev::issuer::SigningKey;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use cognito_gate_dev_issuer::SigningKey;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 

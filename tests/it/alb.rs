@@ -2,18 +2,15 @@
 //! format (ES256, JOSE R‖S, padded base64url), verified against a local key server
 //! that serves PEM keys by `kid` as `public-keys.auth.elb.{region}.amazonaws.com`
 //! does, through the proxy and `/auth`, with a real upstream.
-// The tests sign with the development ALB signer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use crate::common::*;
 use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
-use cognito_gate::internals::issuer::AlbSigner;
-use crate::common::*;
+use cognito_gate_dev_issuer::AlbSigner;
 use http::{Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -522,7 +519,8 @@ async fn a_remembered_header_skips_the_signature_but_never_a_time_check() {
     assert_eq!(hits().await, Some(before + 2.0));
     assert_eq!(status_of(&gate, "/admin/x", &alice).await, 200);
     assert_eq!(keys.fetches(), 1);
-    let entries = crate::common::process::metric(gate.admin, "cognito_gate_token_cache_entries").await;
+    let entries =
+        crate::common::process::metric(gate.admin, "cognito_gate_token_cache_entries").await;
     // alice and both short-lived headers; no bearer token was used.
     assert_eq!(entries, Some(3.0));
 }

@@ -1,9 +1,6 @@
 //! What browser apps need: CORS preflights that pass without a token when asked to,
 //! carrying nothing else and still canonicalized, or that the gate answers itself,
 //! through the proxy and the decision endpoints, in front of a real Express app too.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::time::Duration;
 

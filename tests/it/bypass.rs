@@ -1,9 +1,6 @@
 //! The bypasses an outside attack found, each replayed at the level it was found
 //! (the proxy, `/auth`, the Envoy endpoint), with the variants an attacker would try
 //! next. The same classes through real nginx and Caddy are in `peers.rs`.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,9 +1,6 @@
 //! Beyond groups: rules with path captures and conditions on the caller's claims, and
 //! explicit deny rules, decided alike by the proxy, `/auth` and `/envoy`, with real
 //! signed tokens and a real upstream; and a reload that starts reading new claims.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::time::Duration;
 

@@ -3,9 +3,6 @@
 //! Authorization header) and the forward-auth header families of nginx and
 //! Traefik/Caddy, over plain HTTP. The same contracts through the real peers are in
 //! `peers.rs`.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::time::Duration;
 

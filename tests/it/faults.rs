@@ -2,9 +2,6 @@
 //! do, built from raw sockets on loopback, and SIGTERM under load. The gate must keep
 //! serving with the keys it has, answer 503 only without keys, bound what it reads,
 //! and never turn the app's failure into a silent success.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

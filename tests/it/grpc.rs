@@ -1,9 +1,6 @@
 //! Envoy's gRPC ext_authz, spoken to by a real tonic client exactly as Envoy speaks
 //! it: `CheckRequest` with the original method, path and headers (as `headers`, or as
 //! `header_map` when Envoy sends raw values), over h2c; and `grpc.health.v1`.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -1,9 +1,6 @@
 //! gRPC apps behind the proxy: a real tonic server (grpc.health.v1) as the app, a real
 //! tonic client as the caller, `upstream.protocol = "h2c"` and `"auto"`. Trailers
 //! (where gRPC puts its status) pass; refusals reach the client as gRPC statuses.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::time::Duration;
 

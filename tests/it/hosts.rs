@@ -2,9 +2,6 @@
 //! read it (Host, `:authority`, an absolute-form target), normalized, and judged alike
 //! by the proxy, `/auth` (X-Forwarded-Host) and `/envoy` (Host); a request that names
 //! no host cannot slip past a host rule.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::time::Duration;
 

@@ -2,16 +2,13 @@
 //! RS256 and PS256 as configured, `aud` against the audiences, groups from a dotted
 //! claim path. One gate holds a Cognito pool, the development issuer (through its
 //! discovery document) and a second, non-Cognito ES256 issuer.
-// The tests sign with the development issuer and keys (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use cognito_gate::internals::issuer::{AlbSigner, DevIssuer};
 use crate::common::*;
+use cognito_gate_dev_issuer::{AlbSigner, DevIssuer};
 use http::Response;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -75,17 +72,36 @@ impl Keycloakish {
     }
 }
 
-async fn dev_issuer() -> (Arc<DevIssuer>, std::net::SocketAddr) {
+/// The development issuer behind a real discovery endpoint: its discovery document
+/// (naming the key set on this server) and its key set, where an OIDC issuer serves
+/// them. The server lives as long as the returned stop handle.
+async fn dev_issuer() -> (
+    Arc<DevIssuer>,
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let issuer = Arc::new(DevIssuer::new("eu-west-1_DevIssuer", "dev-client").unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let serving = issuer.clone();
-    tokio::spawn(cognito_gate::internals::issuer::serve(
-        serving,
-        listener,
-        std::future::pending(),
-    ));
-    (issuer, addr)
+    let stop = spawn_server(listener, move |req| {
+        let issuer = serving.clone();
+        async move {
+            let path = req.uri().path();
+            let body = if path == issuer.discovery_path() {
+                issuer.discovery_json(&format!("http://{addr}"))
+            } else if path == issuer.jwks_path() {
+                issuer.jwks_json()
+            } else {
+                return Response::builder().status(404).body(full("")).unwrap();
+            };
+            Response::builder()
+                .header("content-type", "application/json")
+                .body(full(body))
+                .unwrap()
+        }
+    });
+    (issuer, addr, stop)
 }
 
 async fn mixed_gate(
@@ -116,7 +132,7 @@ async fn mixed_gate(
 #[tokio::test]
 async fn a_cognito_pool_the_dev_issuer_and_a_keycloak_like_issuer_share_one_gate() {
     let kc = Keycloakish::start().await;
-    let (dev, dev_addr) = dev_issuer().await;
+    let (dev, dev_addr, _serving) = dev_issuer().await;
     let (gate, upstream) = mixed_gate(&kc, &dev, dev_addr).await;
     let status = |auth: String, path: &'static str| {
         let url = gate.url(path);

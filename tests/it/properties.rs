@@ -3,7 +3,6 @@
 //! user relies on: the path the policy judges is the path every app reads, no token
 //! text verifies unless it was signed, no policy text panics the loader, and no
 //! spelling of an identity header survives stripping.
-#![cfg(feature = "dev")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::OnceLock;
@@ -12,9 +11,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use proptest::prelude::*;
 use serde_json::json;
 
-use cognito_gate::internals::issuer::SigningKey;
 use cognito_gate::internals::{canonicalize, parse_key_set, strip_folded, Verifier};
 use cognito_gate::{Config, Policy};
+use cognito_gate_dev_issuer::SigningKey;
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {

@@ -1,8 +1,5 @@
 //! The reverse proxy end to end, over real sockets: what the client gets back and
 //! exactly what the upstream app received.
-// The tests sign their tokens with the development issuer (feature `dev`).
-#![cfg(feature = "dev")]
-
 
 use std::time::Duration;
 
@@ -110,7 +107,7 @@ async fn invalid_tokens_get_401_with_a_bearer_challenge_and_never_reach_the_app(
         c[key] = value;
         format!("Bearer {}", token(key_a(), &c))
     };
-    let other_key = cognito_gate::internals::issuer::SigningKey::generate("key-a").unwrap();
+    let other_key = cognito_gate_dev_issuer::SigningKey::generate("key-a").unwrap();
     let cases: Vec<(&str, Option<String>, Option<&str>)> = vec![
         ("missing", None, None),
         (

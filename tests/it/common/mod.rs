@@ -27,8 +27,8 @@ use tokio::task::JoinHandle;
 
 pub mod process;
 
-use cognito_gate::internals::issuer::SigningKey;
 use cognito_gate::{Clock, Config, Listeners, Policy};
+use cognito_gate_dev_issuer::SigningKey;
 
 pub type Body = BoxBody<Bytes, Infallible>;
 

@@ -69,7 +69,7 @@ rm -f "$binary"
 ok "the default image has no dev-issuer and no demo, and no token minter in its binary"
 
 version=$("${engine[@]}" run --rm cognito-gate:local --version)
-[ "$version" = "cognito-gate $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1) (commit $commit)" ] \
+[ "$version" = "cognito-gate $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | sed -n 1p) (commit $commit)" ] \
   && ok "--version names the commit: $version" || fail "--version says: $version"
 
 say "starting the stack (gate on 127.0.0.1:$GATE_PORT, issuer on 127.0.0.1:$ISSUER_PORT)"
@@ -77,7 +77,7 @@ dc up -d
 container_of() {
   "${engine[@]}" ps -a -q \
     --filter "label=com.docker.compose.project=$project" \
-    --filter "label=com.docker.compose.service=$1" | head -n 1
+    --filter "label=com.docker.compose.service=$1" | sed -n 1p
 }
 gate=$(container_of gate)
 [ -n "$gate" ] || fail "no gate container"

@@ -208,12 +208,6 @@ fn write_response(origin: &Allowed, out: &mut HeaderMap) {
     out.append(VARY, HeaderValue::from_static("origin"));
 }
 
-/// Whether a response header is one of the CORS ones the gate writes for the client
-/// (and, through Envoy, must reach the client rather than the app).
-pub fn is_response_header(name: &HeaderName) -> bool {
-    name.as_str().starts_with("access-control-") || *name == VARY
-}
-
 fn write_origin(origin: &Allowed, out: &mut HeaderMap) {
     let cors = origin.cors;
     // `*` answers `*` only without credentials (config refuses the pair); otherwise

@@ -2,15 +2,20 @@
 //! the decision core, and a server per listener. May import every floor below `dev`.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
 
-use crate::authorize::{Admission, Authorizer, Clock, State};
+use crate::authorize::{Admission, Authorizer, Clock, JwksClient, State};
 use crate::client;
-use crate::config::Config;
+use crate::config::{Config, UpstreamConfig};
 use crate::http::admin;
+use crate::http::answer::GateBody;
 use crate::http::decision::DecisionService;
 use crate::http::forwarded::Forwarding;
 use crate::http::grpc;
@@ -57,6 +62,63 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::new());
+    let jwks_client = jwks_client(&config)?;
+    let authz = decision_core(&config, policy, clock, jwks_client.clone(), metrics).await;
+    let _reloader = config
+        .source
+        .as_ref()
+        .map(|file| reload::start(file.clone(), config.clone(), authz.clone(), jwks_client));
+    let (stop, stopped) = watch::channel(false);
+    let serving = Serving::new(&config, authz, stopped)?;
+
+    let mut servers = vec![admin_server(listeners.admin, &serving)];
+    if let Some(upstream) = &config.upstream {
+        let listener = listeners
+            .proxy
+            .ok_or(StartError::MissingListener("upstream"))?;
+        servers.push(proxy_server(listener, upstream, &config, &serving)?);
+    }
+    let mut health_updater = None;
+    if let Some(settings) = config.authz {
+        let decisions = Arc::new(DecisionService::new(
+            serving.authz.clone(),
+            serving.identity.clone(),
+            settings.clone(),
+            serving.forwarding.clone(),
+        ));
+        if settings.listen.is_some() {
+            let listener = listeners
+                .authz
+                .ok_or(StartError::MissingListener("authz.listen"))?;
+            servers.push(decision_server(listener, decisions.clone(), &serving));
+        }
+        if settings.grpc_listen.is_some() {
+            let listener = listeners
+                .grpc
+                .ok_or(StartError::MissingListener("authz.grpc_listen"))?;
+            let (server, updater) = grpc_server(listener, decisions, &serving);
+            servers.push(server);
+            health_updater = Some(updater);
+        }
+    }
+
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, draining in-flight requests");
+    let _ = stop.send(true);
+    for server in servers {
+        let _ = server.await;
+    }
+    if let Some(updater) = health_updater {
+        updater.abort();
+    }
+    // Every connection has drained or been cut off at the deadline; the threads end.
+    drop(serving);
+    Ok(())
+}
+
+/// The client key fetches use: direct, or through the egress proxy the environment
+/// names for each pool's JWKS URL (said in the log, once per pool).
+fn jwks_client(config: &Config) -> Result<JwksClient, StartError> {
     let route = client::ProxyAware::from_env(config.jwks.fetch_timeout);
     for pool in &config.pools {
         match route.proxy_for(&pool.jwks_url) {
@@ -73,9 +135,23 @@ pub async fn run(
             None => {}
         }
     }
-    let jwks_client = client::client(client::jwks_connector(route)?, JWKS_IDLE_TIMEOUT);
-    let state = State::build(&config, policy, jwks_client.clone(), metrics.clone(), None).await;
-    let authz = Arc::new(Authorizer::new(
+    Ok(client::client(
+        client::jwks_connector(route)?,
+        JWKS_IDLE_TIMEOUT,
+    ))
+}
+
+/// The one decision core every listener asks: the first state (keys fetched) and
+/// what the configuration says about admission.
+async fn decision_core(
+    config: &Config,
+    policy: Policy,
+    clock: Clock,
+    jwks_client: JwksClient,
+    metrics: Arc<Metrics>,
+) -> Arc<Authorizer> {
+    let state = State::build(config, policy, jwks_client, metrics.clone(), None).await;
+    Arc::new(Authorizer::new(
         state,
         clock,
         Admission {
@@ -86,146 +162,156 @@ pub async fn run(
             cors: config.cors.clone().map(Arc::new),
         },
         metrics,
-    ));
-    let _reloader = config
-        .source
-        .as_ref()
-        .map(|file| reload::start(file.clone(), config.clone(), authz.clone(), jwks_client));
-    let forwarding = Arc::new(Forwarding::new(config.trusted_proxies.clone()));
-    let identity = IdentityHeaders::new(&config.headers);
-    let options = ServerOptions {
-        header_read_timeout: config.header_read_timeout,
-        max_header_bytes: config.max_header_bytes,
-        shutdown_timeout: config.shutdown_timeout,
-        http2_keep_alive_interval: config.http2_keep_alive_interval,
-        http2_keep_alive_timeout: config.http2_keep_alive_timeout,
-    };
-    // One budget for the proxy and decision listeners, and a separate one for the
-    // admin listener, so that probes still answer when the others are full.
-    let max_connections = config.max_connections.unwrap_or_else(|| {
-        let fds = server::fd_limit().unwrap_or(1024);
-        server::default_max_connections(fds, config.upstream.is_some())
-    });
-    tracing::info!(max_connections, "connection limit");
-    let connections = Arc::new(Semaphore::new(max_connections));
-    let admin_connections = Arc::new(Semaphore::new(server::ADMIN_CONNECTIONS));
-    let workers = Arc::new(
-        Workers::start(config.workers.unwrap_or_else(workers::default_count))
-            .map_err(StartError::Workers)?,
-    );
-    tracing::info!(workers = workers.count(), "worker threads");
-    let (stop, stopped) = watch::channel(false);
-    let mut servers = Vec::new();
+    ))
+}
 
-    let admin_authz = authz.clone();
-    let here = Arc::new(Workers::here());
-    servers.push(tokio::spawn(server::serve(
-        listeners.admin,
-        options,
-        admin_connections,
-        here.clone(),
-        here.each(move |req, _peer| {
-            let authz = admin_authz.clone();
-            async move { admin::answer(&req, &authz).await }
-        }),
-        stopped.clone(),
-    )));
+/// What every listener's server shares: the decision core, the connection budgets,
+/// the worker threads and the stop signal.
+struct Serving {
+    authz: Arc<Authorizer>,
+    forwarding: Arc<Forwarding>,
+    identity: IdentityHeaders,
+    options: ServerOptions,
+    /// One budget for the proxy and decision listeners.
+    connections: Arc<Semaphore>,
+    /// The admin listener's own, so that probes still answer when the others are full.
+    admin_connections: Arc<Semaphore>,
+    workers: Arc<Workers>,
+    stopped: watch::Receiver<bool>,
+}
 
-    if let Some(upstream) = config.upstream {
-        let listener = listeners
-            .proxy
-            .ok_or(StartError::MissingListener("upstream"))?;
-        let connector = client::connector(upstream.connect_timeout)?;
-        let credentials = Credentials {
-            forward_authorization: config.headers.forward_authorization,
-            strip_cookies: match config.forward_token {
-                true => Vec::new(),
-                false => config
-                    .token_sources
-                    .iter()
-                    .filter_map(|s| s.cookie().map(Box::from))
-                    .collect(),
-            },
-        };
-        // A proxy per worker, each with its own pool of connections to the app: a
-        // request and the upstream connection it uses are polled on one thread.
-        let handlers = workers.each_with(|| {
-            let proxy = Arc::new(Proxy::new(
-                authz.clone(),
-                connector.clone(),
-                upstream.clone(),
-                identity.clone(),
-                forwarding.clone(),
-                credentials.clone(),
-            ));
-            move |req, peer| {
-                let proxy = proxy.clone();
-                async move { proxy.handle(req, peer).await }
-            }
+impl Serving {
+    fn new(
+        config: &Config,
+        authz: Arc<Authorizer>,
+        stopped: watch::Receiver<bool>,
+    ) -> Result<Serving, StartError> {
+        let max_connections = config.max_connections.unwrap_or_else(|| {
+            let fds = server::fd_limit().unwrap_or(1024);
+            server::default_max_connections(fds, config.upstream.is_some())
         });
-        servers.push(tokio::spawn(server::serve(
+        tracing::info!(max_connections, "connection limit");
+        let workers = Workers::start(config.workers.unwrap_or_else(workers::default_count))
+            .map_err(StartError::Workers)?;
+        tracing::info!(workers = workers.count(), "worker threads");
+        Ok(Serving {
+            authz,
+            forwarding: Arc::new(Forwarding::new(config.trusted_proxies.clone())),
+            identity: IdentityHeaders::new(&config.headers),
+            options: ServerOptions {
+                header_read_timeout: config.header_read_timeout,
+                max_header_bytes: config.max_header_bytes,
+                shutdown_timeout: config.shutdown_timeout,
+                http2_keep_alive_interval: config.http2_keep_alive_interval,
+                http2_keep_alive_timeout: config.http2_keep_alive_timeout,
+            },
+            connections: Arc::new(Semaphore::new(max_connections)),
+            admin_connections: Arc::new(Semaphore::new(server::ADMIN_CONNECTIONS)),
+            workers: Arc::new(workers),
+            stopped,
+        })
+    }
+}
+
+impl Serving {
+    /// Serves `listener` on the worker threads, with one handler per worker, in the
+    /// budget the proxy and decision listeners share.
+    fn spawn<H, F>(&self, listener: TcpListener, handlers: Vec<H>) -> JoinHandle<()>
+    where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<GateBody>> + Send + 'static,
+    {
+        tokio::spawn(server::serve(
             listener,
-            options,
-            connections.clone(),
-            workers.clone(),
+            self.options,
+            self.connections.clone(),
+            self.workers.clone(),
             handlers,
-            stopped.clone(),
-        )));
+            self.stopped.clone(),
+        ))
     }
+}
 
-    let mut health_updater = None;
-    if let Some(settings) = config.authz {
-        let (http_listen, grpc_listen) = (settings.listen, settings.grpc_listen);
-        let decisions = Arc::new(DecisionService::new(
-            authz.clone(),
-            identity,
-            settings,
-            forwarding,
+/// `/healthz`, `/readyz` and `/metrics`, served on the runtime that runs the gate.
+fn admin_server(listener: TcpListener, serving: &Serving) -> JoinHandle<()> {
+    let authz = serving.authz.clone();
+    let here = Arc::new(Workers::here());
+    let handlers = here.each(move |req, _peer| {
+        let authz = authz.clone();
+        async move { admin::answer(&req, &authz).await }
+    });
+    tokio::spawn(server::serve(
+        listener,
+        serving.options,
+        serving.admin_connections.clone(),
+        here,
+        handlers,
+        serving.stopped.clone(),
+    ))
+}
+
+/// The reverse proxy: a proxy per worker, each with its own pool of connections to
+/// the app, so that a request and the upstream connection it uses are polled on one
+/// thread.
+fn proxy_server(
+    listener: TcpListener,
+    upstream: &UpstreamConfig,
+    config: &Config,
+    serving: &Serving,
+) -> Result<JoinHandle<()>, StartError> {
+    let connector = client::connector(upstream.connect_timeout)?;
+    let credentials = Credentials {
+        forward_authorization: config.headers.forward_authorization,
+        strip_cookies: match config.forward_token {
+            true => Vec::new(),
+            false => config
+                .token_sources
+                .iter()
+                .filter_map(|s| s.cookie().map(Box::from))
+                .collect(),
+        },
+    };
+    let handlers = serving.workers.each_with(|| {
+        let proxy = Arc::new(Proxy::new(
+            serving.authz.clone(),
+            connector.clone(),
+            upstream.clone(),
+            serving.identity.clone(),
+            serving.forwarding.clone(),
+            credentials.clone(),
         ));
-        if http_listen.is_some() {
-            let listener = listeners
-                .authz
-                .ok_or(StartError::MissingListener("authz.listen"))?;
-            let decisions = decisions.clone();
-            servers.push(tokio::spawn(server::serve(
-                listener,
-                options,
-                connections.clone(),
-                workers.clone(),
-                workers.each(move |req, peer| {
-                    let decisions = decisions.clone();
-                    async move { decisions.handle(req, peer).await }
-                }),
-                stopped.clone(),
-            )));
+        move |req, peer| {
+            let proxy = proxy.clone();
+            async move { proxy.handle(req, peer).await }
         }
-        if grpc_listen.is_some() {
-            let listener = listeners
-                .grpc
-                .ok_or(StartError::MissingListener("authz.grpc_listen"))?;
-            let (services, updater) = grpc::services(decisions, authz.clone());
-            health_updater = Some(updater);
-            servers.push(tokio::spawn(server::serve(
-                listener,
-                options,
-                connections,
-                workers.clone(),
-                workers.each(move |req, peer| services.clone().handle(req, peer)),
-                stopped,
-            )));
-        }
-    }
+    });
+    Ok(serving.spawn(listener, handlers))
+}
 
-    shutdown.await;
-    tracing::info!("shutting down: no new connections, draining in-flight requests");
-    let _ = stop.send(true);
-    for server in servers {
-        let _ = server.await;
-    }
-    if let Some(updater) = health_updater {
-        updater.abort();
-    }
-    // Every connection has drained or been cut off at the deadline; the threads end.
-    drop(workers);
-    Ok(())
+/// `authz.listen`: `/auth` for nginx, Traefik and Caddy, and Envoy's HTTP `ext_authz`.
+fn decision_server(
+    listener: TcpListener,
+    decisions: Arc<DecisionService>,
+    serving: &Serving,
+) -> JoinHandle<()> {
+    let handlers = serving.workers.each(move |req, peer| {
+        let decisions = decisions.clone();
+        async move { decisions.handle(req, peer).await }
+    });
+    serving.spawn(listener, handlers)
+}
+
+/// `authz.grpc_listen`: Envoy's gRPC `ext_authz` and the gRPC health service, with
+/// the task that keeps the health status in step with the keys.
+fn grpc_server(
+    listener: TcpListener,
+    decisions: Arc<DecisionService>,
+    serving: &Serving,
+) -> (JoinHandle<()>, JoinHandle<()>) {
+    let (services, updater) = grpc::services(decisions, serving.authz.clone());
+    let handlers = serving
+        .workers
+        .each(move |req, peer| services.clone().handle(req, peer));
+    let server = serving.spawn(listener, handlers);
+    (server, updater)
 }

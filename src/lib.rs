@@ -21,18 +21,19 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod authorize;
-mod check;
 mod client;
 mod config;
 mod cors;
 #[cfg(feature = "dev")]
 mod dev;
+mod dry_run;
 mod gate;
 mod http;
 mod logging;
 mod metrics;
 mod path;
 mod policy;
+mod rejection;
 mod reload;
 mod token;
 mod wire;
@@ -45,12 +46,12 @@ pub use policy::Policy;
 /// For the binary, the integration tests and the benchmarks: not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::check::{
-        discover_issuers, explain, explain_token, grant_text, load_policy, rule_text, Caller,
-    };
     pub use crate::config::{LogConfig, LogFormat};
     #[cfg(feature = "dev")]
     pub use crate::dev::{demo, issuer};
+    pub use crate::dry_run::{
+        discover_issuers, explain, explain_token, grant_text, load_policy, rule_text, Caller,
+    };
     pub use crate::http::admin::probe;
     pub use crate::http::headers::{strip_folded, ROUTING_OVERRIDES};
     pub use crate::http::server::raise_fd_limit;

@@ -32,8 +32,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::authorize::{Authorizer, JwksClient, State};
-use crate::check::load_policy;
 use crate::config::Config;
+use crate::dry_run::load_policy;
 
 /// How long the file watcher waits for a burst of events to end.
 const DEBOUNCE: Duration = Duration::from_millis(250);

@@ -2,6 +2,12 @@
 //! each naming the key (and for a policy, the rule) that caused it.
 
 use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::Uri;
+
+use super::RawDuration;
 
 /// Every problem in a configuration or a policy, reported at once rather than one
 /// per attempt.
@@ -42,3 +48,63 @@ impl std::error::Error for ProblemList {}
 
 /// A configuration that cannot be used, with every reason.
 pub type ConfigError = ProblemList;
+
+/// Collects problems while converting, so that one run reports all of them.
+pub(super) struct Problems(pub(super) Vec<String>);
+
+impl Problems {
+    pub(super) fn add(&mut self, key: &str, msg: impl fmt::Display) {
+        self.0.push(format!("{key}: {msg}"));
+    }
+
+    pub(super) fn duration(&mut self, key: &str, raw: &RawDuration, min: Duration) -> Duration {
+        match raw.parse() {
+            Ok(d) if d < min => {
+                self.add(key, format!("must be at least {min:?}"));
+                d
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.add(key, e);
+                Duration::ZERO
+            }
+        }
+    }
+
+    pub(super) fn addr(&mut self, key: &str, raw: &str) -> SocketAddr {
+        raw.parse().unwrap_or_else(|_| {
+            self.add(key, format!("{raw:?} is not an IP:port address"));
+            SocketAddr::from(([0, 0, 0, 0], 0))
+        })
+    }
+
+    /// IP addresses and CIDR ranges.
+    pub(super) fn networks(&mut self, key: &str, raw: &[String]) -> Vec<ipnet::IpNet> {
+        let mut out = Vec::with_capacity(raw.len());
+        for text in raw {
+            let net = text
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(net) => out.push(net),
+                Err(_) => self.add(key, format!("{text:?} is not an IP address or CIDR range")),
+            }
+        }
+        out
+    }
+
+    pub(super) fn url(&mut self, key: &str, raw: &str) -> Option<Uri> {
+        match raw.parse::<Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.authority().is_some() =>
+            {
+                Some(uri)
+            }
+            _ => {
+                self.add(key, format!("{raw:?} is not an absolute http(s) URL"));
+                None
+            }
+        }
+    }
+}

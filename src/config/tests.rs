@@ -1,6 +1,7 @@
 //! Validation of the raw configuration: defaults, every problem with its key, and the
 //! rules each key follows.
 
+use super::validate::region_of;
 use super::*;
 
 const MINIMAL: &str = r#"

@@ -1,16 +1,18 @@
 //! The access log, and the one answer-and-log path that the proxy and the decision
-//! endpoints share: every request ends in [`answer`], which writes its line.
+//! endpoints share: every request ends in [`record`], which writes its line (the
+//! proxy's through [`respond`], which also writes the refusal).
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use http::{Response, StatusCode};
 
-use super::answer::{Fault, GateBody, Rejection};
-use super::forwarded::Origin;
+use super::answer::GateBody;
+use super::forwarded::Client;
 use crate::authorize::AuthError;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::policy::RuleId;
+use crate::rejection::{Fault, Rejection};
 
 /// What is known about a request when it is answered.
 pub(crate) struct Served<'a> {
@@ -25,43 +27,53 @@ pub(crate) struct Served<'a> {
     pub started: Instant,
     /// Time spent waiting for the upstream's answer: not the gate's own.
     pub upstream: Duration,
-    /// The client and the request id, once known.
-    pub origin: Option<&'a Origin>,
+    /// Who asked, and the request id, once known.
+    pub client: Option<&'a Client>,
     pub metrics: &'a Metrics,
     /// A gRPC request (`content-type: application/grpc...`): refused the way gRPC
     /// clients understand.
     pub grpc: bool,
 }
 
-/// Turns the outcome into the response and writes the request's access-log line.
-/// `allowed` is what the policy decided: a request it allowed may still fail at the
-/// upstream, and is still logged as allowed.
-pub(crate) fn answer(
+/// Turns the proxy's outcome into the response and writes the request's access-log
+/// line. `allowed` is what the policy decided: a request it allowed may still fail at
+/// the upstream, and is still logged as allowed.
+pub(crate) fn respond(
     served: Served<'_>,
     allowed: bool,
     outcome: Result<Response<GateBody>, Rejection>,
 ) -> Response<GateBody> {
-    let request_id = served.origin.map(Origin::request_id);
+    match outcome {
+        Ok(response) => {
+            record(&served, allowed, Ok(response.status()));
+            response
+        }
+        Err(rejection) => {
+            let response = match served.grpc {
+                true => rejection.grpc_response(),
+                false => rejection.response(served.client.map(Client::request_id)),
+            };
+            record(&served, allowed, Err(&rejection));
+            response
+        }
+    }
+}
+
+/// Counts a request and writes its access-log line: answered with `status`, or
+/// refused, logged and counted with the status the refusal stands for (also when a
+/// gRPC client is told it in grpc-status under HTTP 200).
+pub(crate) fn record(served: &Served<'_>, allowed: bool, outcome: Result<StatusCode, &Rejection>) {
     // An answered preflight is neither: the gate answered it for the app.
-    let decision = match (&outcome, allowed) {
+    let decision = match (outcome, allowed) {
         (_, true) => "allow",
         (Err(Rejection::Auth(AuthError::PreflightAnswered)), _) => "preflight",
         _ => "deny",
     };
-    let (response, fault, status) = match outcome {
-        Ok(response) => {
-            let status = response.status();
-            (response, None, status)
-        }
+    let (status, fault) = match outcome {
+        Ok(status) => (status, None),
         Err(rejection) => {
             let answer = rejection.answer();
-            let response = match served.grpc {
-                true => rejection.grpc_response(),
-                false => rejection.response(request_id),
-            };
-            // Logged and counted with the status the refusal stands for, also when
-            // a gRPC client is told it in grpc-status under HTTP 200.
-            (response, Some(answer.fault), answer.status)
+            (answer.status, Some(answer.fault))
         }
     };
     let elapsed = served.started.elapsed();
@@ -86,11 +98,10 @@ pub(crate) fn answer(
         status,
         rule: served.rule,
         sub: served.sub,
-        client: served.origin.map(|o| o.client),
-        request_id,
+        client: served.client.map(|c| c.address),
+        request_id: served.client.map(Client::request_id),
         elapsed,
     });
-    response
 }
 
 /// The fields of the one structured line written per request.

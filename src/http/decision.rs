@@ -12,18 +12,19 @@ use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL};
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, StatusCode};
 
-use super::access_log::{answer, Served};
-use super::answer::{full_body, GateBody, Rejection};
-use super::forwarded::Forwarding;
+use super::access_log::{record, Served};
+use super::answer::{full_body, GateBody};
+use super::forwarded::{Client, Forwarding};
 use super::headers::{has_odd_spelling, verified_alb_data, IdentityHeaders, ROUTING_OVERRIDES};
 use crate::authorize::{AuthError, Authorizer, RequestFacts};
 use crate::config::AuthzConfig;
 use crate::cors;
 use crate::path::PathError;
+use crate::rejection::Rejection;
 use crate::token::{Identity, ALB_DATA};
 
 /// Envoy removes the request headers this response header names (comma-separated).
-pub(crate) const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
+const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
 
 /// nginx's own cache lifetime header, read before `Cache-Control`; `0` caches nothing.
 const X_ACCEL_EXPIRES: HeaderName = HeaderName::from_static("x-accel-expires");
@@ -57,8 +58,34 @@ pub(crate) enum Via {
     Downstream(IpAddr),
 }
 
+/// What a decision endpoint decided, before any protocol writes it: the HTTP
+/// endpoints render it as a response ([`DecisionService::handle`]), Envoy's gRPC
+/// `Check` as a `CheckResponse` (`grpc.rs`). Nothing is parsed back from one to the
+/// other: a refusal's status, challenge, error code, gRPC code and fault are its
+/// [`Rejection`]'s.
+pub(crate) struct Verdict {
+    pub endpoint: Endpoint,
+    /// What the peer hands the app, or why the request is refused.
+    pub outcome: Result<Granted, Rejection>,
+    /// The CORS headers of the client's response (Envoy's endpoints, `[cors]`).
+    pub client_headers: HeaderMap,
+    /// How long the peer may reuse an allow (see
+    /// [`crate::authorize::Decision::reusable_for`]).
+    pub reusable_for: Option<Duration>,
+    /// The request id a refusal's body names.
+    pub request_id: Option<HeaderValue>,
+}
+
+/// What an allow hands the peer.
+pub(crate) struct Granted {
+    /// The identity headers, to be written over the client's.
+    pub headers: HeaderMap,
+    /// The request headers the peer must remove (Envoy's endpoints).
+    pub remove: Vec<HeaderName>,
+}
+
 /// The original request, as reported by the peer.
-pub(crate) struct Original {
+pub(crate) struct OriginalRequest {
     method: Method,
     /// The request target as the client sent it: the path (what the policy judges,
     /// after the same canonicalization as the proxy's) and the query.
@@ -68,7 +95,7 @@ pub(crate) struct Original {
     host: Option<HeaderValue>,
 }
 
-impl Original {
+impl OriginalRequest {
     fn path(&self) -> &str {
         self.target
             .split_once('?')
@@ -83,7 +110,7 @@ impl Original {
     /// text: `X-Original-URI`, `X-Forwarded-Uri`, or a gRPC `CheckRequest`'s path. A
     /// method in the wrong case is kept, for `authorize` to refuse as it does for the
     /// proxy.
-    pub(crate) fn from_target(method: &[u8], target: &[u8]) -> Result<Original, Rejection> {
+    pub(crate) fn from_target(method: &[u8], target: &[u8]) -> Result<OriginalRequest, Rejection> {
         let method = Method::from_bytes(method).map_err(|_| Rejection::InvalidOriginalRequest)?;
         // Origin form only (`http::uri` would read "" or "?q" as "/").
         if !target.starts_with(b"/") {
@@ -97,7 +124,7 @@ impl Original {
         // the same path out of the same text.
         let target =
             PathAndQuery::try_from(target).map_err(|_| Rejection::InvalidOriginalRequest)?;
-        Ok(Original {
+        Ok(OriginalRequest {
             method,
             target: target.as_str().to_owned(),
             host: None,
@@ -105,8 +132,8 @@ impl Original {
     }
 
     /// The same request, for `host`.
-    pub(crate) fn for_host(self, host: Option<HeaderValue>) -> Original {
-        Original { host, ..self }
+    pub(crate) fn for_host(self, host: Option<HeaderValue>) -> OriginalRequest {
+        OriginalRequest { host, ..self }
     }
 }
 
@@ -149,36 +176,38 @@ impl DecisionService {
         let (endpoint, original) = match self.original_request(&req, peer) {
             Ok(found) => found,
             Err(rejection) => {
-                let origin = self.forwarding.origin(req.headers(), peer);
-                let served = Served {
-                    endpoint: "authz",
-                    method: req.method().as_str(),
-                    path: req.uri().path(),
-                    rule: None,
-                    sub: None,
+                let client = self.forwarding.client(req.headers(), peer);
+                let served = self.served(
+                    "authz",
+                    req.method().as_str(),
+                    req.uri().path(),
+                    Some(&client),
                     started,
-                    upstream: Duration::ZERO,
-                    origin: Some(&origin),
-                    metrics: self.authz.metrics(),
-                    grpc: false,
-                };
-                let mut response = answer(served, false, Err(rejection));
-                self.write_cache_headers(Endpoint::ForwardAuth, None, response.headers_mut());
-                return response;
+                );
+                record(&served, false, Err(&rejection));
+                return self.render(Verdict {
+                    endpoint: Endpoint::ForwardAuth,
+                    outcome: Err(rejection),
+                    client_headers: HeaderMap::new(),
+                    reusable_for: None,
+                    request_id: Some(client.request_id),
+                });
             }
         };
-        self.decide(
-            endpoint,
-            &original,
-            req.headers(),
-            Via::Peer(peer.ip()),
-            started,
-        )
-        .await
+        let verdict = self
+            .decide(
+                endpoint,
+                &original,
+                req.headers(),
+                Via::Peer(peer.ip()),
+                started,
+            )
+            .await;
+        self.render(verdict)
     }
 
-    /// Decides on `original`, with the peer's copy of the request `headers`, answers as
-    /// `endpoint`'s contract asks, and writes the access-log line.
+    /// Decides on `original`, with the peer's copy of the request `headers`, and
+    /// writes the access-log line; the verdict is rendered by the endpoint's protocol.
     /// `via` is who relayed the client's request: the peer, whose copy of the
     /// client's headers (`X-Forwarded-For`, appended by the shipped peer configs) is
     /// believed; or Envoy's downstream address from a `CheckRequest`, which is the
@@ -186,14 +215,14 @@ impl DecisionService {
     pub(crate) async fn decide(
         &self,
         endpoint: Endpoint,
-        original: &Original,
+        original: &OriginalRequest,
         headers: &HeaderMap,
         via: Via,
         started: Instant,
-    ) -> Response<GateBody> {
-        let origin = match via {
-            Via::Peer(peer) => self.forwarding.origin_via(headers, peer, true),
-            Via::Downstream(client) => self.forwarding.origin(headers, SocketAddr::new(client, 0)),
+    ) -> Verdict {
+        let client = match via {
+            Via::Peer(peer) => self.forwarding.client_via(headers, peer, true),
+            Via::Downstream(client) => self.forwarding.client(headers, SocketAddr::new(client, 0)),
         };
         let decision = self
             .authz
@@ -211,41 +240,46 @@ impl DecisionService {
                 answers_preflight: endpoint != Endpoint::ForwardAuth,
             })
             .await;
-        let identity = decision.identity.as_ref();
-        let allowed = decision.outcome.is_ok();
-        let reusable_for = decision.reusable_for;
+        let identity = decision.identity.as_deref();
         let preflight = matches!(decision.outcome, Err(AuthError::PreflightAnswered));
         let outcome = match decision.outcome {
-            Ok(_) => Ok(self.allow(endpoint, identity, headers)),
+            Ok(_) => Ok(self.grant(endpoint, identity, headers)),
             Err(e) => Err(Rejection::Auth(e)),
         };
         let served = Served {
-            endpoint: endpoint.name(),
-            method: original.method.as_str(),
-            path: original.path(),
             rule: decision.rule.as_ref(),
             sub: identity.map(|i| i.sub.as_str()),
-            started,
-            upstream: Duration::ZERO,
-            origin: Some(&origin),
-            metrics: self.authz.metrics(),
-            grpc: false,
+            ..self.served(
+                endpoint.name(),
+                original.method.as_str(),
+                original.path(),
+                Some(&client),
+                started,
+            )
         };
-        let mut response = answer(served, allowed, outcome);
-        if endpoint != Endpoint::EnvoyGrpc {
-            self.write_cache_headers(endpoint, reusable_for, response.headers_mut());
-        }
+        record(
+            &served,
+            outcome.is_ok(),
+            outcome.as_ref().map(|_| StatusCode::OK),
+        );
         // Envoy relays a denial (the answered preflight's 204 among them) to the
         // client as it is, and an allow's CORS headers through
         // `allowed_client_headers_on_success`. The peers of `/auth` write their own.
+        let mut client_headers = HeaderMap::new();
         let cors = match endpoint {
             Endpoint::ForwardAuth => None,
             Endpoint::Envoy | Endpoint::EnvoyGrpc => self.authz.cors(),
         };
         if let Some(cors) = cors.and_then(|c| cors::allowed_origin(c, headers)) {
-            cors.write(preflight, response.headers_mut());
+            cors.write(preflight, &mut client_headers);
         }
-        response
+        Verdict {
+            endpoint,
+            outcome,
+            client_headers,
+            reusable_for: decision.reusable_for,
+            request_id: Some(client.request_id),
+        }
     }
 
     /// Refuses a request before a decision (its shape is wrong), and logs it.
@@ -256,20 +290,47 @@ impl DecisionService {
         path: &str,
         rejection: Rejection,
         started: Instant,
-    ) -> Response<GateBody> {
-        let served = Served {
-            endpoint: endpoint.name(),
-            method,
-            path,
-            rule: None,
-            sub: None,
-            started,
-            upstream: Duration::ZERO,
-            origin: None,
-            metrics: self.authz.metrics(),
-            grpc: false,
+    ) -> Verdict {
+        let served = self.served(endpoint.name(), method, path, None, started);
+        record(&served, false, Err(&rejection));
+        Verdict {
+            endpoint,
+            outcome: Err(rejection),
+            client_headers: HeaderMap::new(),
+            reusable_for: None,
+            request_id: None,
+        }
+    }
+
+    /// The HTTP endpoints' rendering of a verdict: 200 with the identity headers (on
+    /// Envoy's, the request headers to remove in `x-envoy-auth-headers-to-remove`), or
+    /// the refusal; then the cache headers for the peer and the client's CORS headers.
+    fn render(&self, verdict: Verdict) -> Response<GateBody> {
+        let request_id = verdict.request_id.as_ref().and_then(|v| v.to_str().ok());
+        let mut response = match verdict.outcome {
+            Ok(granted) => {
+                let mut response = Response::new(full_body(""));
+                let headers = response.headers_mut();
+                *headers = granted.headers;
+                let list = granted
+                    .remove
+                    .iter()
+                    .map(HeaderName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if let (false, Ok(value)) = (list.is_empty(), HeaderValue::from_str(&list)) {
+                    headers.insert(ENVOY_HEADERS_TO_REMOVE, value);
+                }
+                response
+            }
+            Err(rejection) => rejection.response(request_id),
         };
-        answer(served, false, Err(rejection))
+        let headers = response.headers_mut();
+        self.write_cache_headers(verdict.endpoint, verdict.reusable_for, headers);
+        for (name, value) in &verdict.client_headers {
+            headers.append(name, value.clone());
+        }
+        response
     }
 
     /// With `authz.cache_max_age`, how long the peer may keep this answer: an allow
@@ -301,6 +362,30 @@ impl DecisionService {
         }
     }
 
+    /// What the access log knows of a decision request before a rule or an identity
+    /// decided it.
+    fn served<'a>(
+        &'a self,
+        endpoint: &'static str,
+        method: &'a str,
+        path: &'a str,
+        client: Option<&'a Client>,
+        started: Instant,
+    ) -> Served<'a> {
+        Served {
+            endpoint,
+            method,
+            path,
+            rule: None,
+            sub: None,
+            started,
+            upstream: Duration::ZERO,
+            client,
+            metrics: self.authz.metrics(),
+            grpc: false,
+        }
+    }
+
     pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {
         self.authz.metrics()
     }
@@ -319,7 +404,7 @@ impl DecisionService {
         &self,
         req: &Request<B>,
         peer: SocketAddr,
-    ) -> Result<(Endpoint, Original), Rejection> {
+    ) -> Result<(Endpoint, OriginalRequest), Rejection> {
         if !self.trusts(peer) {
             return Err(Rejection::UntrustedPeer);
         }
@@ -346,7 +431,7 @@ impl DecisionService {
                 let host = req.headers().get(http::header::HOST).cloned();
                 Ok((
                     Endpoint::Envoy,
-                    Original {
+                    OriginalRequest {
                         method: req.method().clone(),
                         target: rest.to_owned(),
                         host,
@@ -357,21 +442,21 @@ impl DecisionService {
         }
     }
 
-    /// 200 with the identity headers, written so that the peer also drops forgeries.
-    fn allow(
+    /// What an allow hands the peer: the identity headers, written so that the peer
+    /// also drops forgeries, and for Envoy the request headers to remove.
+    fn grant(
         &self,
         endpoint: Endpoint,
         identity: Option<&Identity>,
         request_headers: &HeaderMap,
-    ) -> Response<GateBody> {
-        let mut response = Response::new(full_body(""));
-        *response.status_mut() = StatusCode::OK;
-        let headers = response.headers_mut();
+    ) -> Granted {
+        let mut headers = HeaderMap::new();
         let alb_data = verified_alb_data(request_headers, identity);
+        let mut remove = Vec::new();
         match endpoint {
             Endpoint::ForwardAuth => {
                 match identity {
-                    Some(identity) => self.identity.inject(headers, identity),
+                    Some(identity) => self.identity.inject(&mut headers, identity),
                     // Caddy 2.6 copies a placeholder's literal text when a named header
                     // is missing, and nginx needs a value to overwrite with: send them
                     // empty.
@@ -390,21 +475,13 @@ impl DecisionService {
             }
             Endpoint::Envoy | Endpoint::EnvoyGrpc => {
                 if let Some(identity) = identity {
-                    self.identity.inject(headers, identity);
+                    self.identity.inject(&mut headers, identity);
                 }
-                let remove =
+                remove =
                     self.envoy_removals(identity.is_some(), alb_data.is_some(), request_headers);
-                let list = remove
-                    .iter()
-                    .map(HeaderName::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                if let (false, Ok(value)) = (list.is_empty(), HeaderValue::from_str(&list)) {
-                    headers.insert(ENVOY_HEADERS_TO_REMOVE, value);
-                }
             }
         }
-        response
+        Granted { headers, remove }
     }
 
     /// The request headers Envoy must remove on an allow. It overwrites the canonical
@@ -443,7 +520,7 @@ impl DecisionService {
 /// Reads the original request from the nginx (`X-Original-*`) or the Traefik/Caddy
 /// (`X-Forwarded-*`) family of headers. Both families at once is refused: a client
 /// could have sent the family its proxy does not overwrite.
-fn original_from_headers(headers: &HeaderMap) -> Result<Original, Rejection> {
+fn original_from_headers(headers: &HeaderMap) -> Result<OriginalRequest, Rejection> {
     let nginx = family(headers, "x-original-method", "x-original-uri");
     let forwarded = family(headers, "x-forwarded-method", "x-forwarded-uri");
     // A header of the family given twice is as ambiguous as both families.
@@ -464,7 +541,7 @@ fn original_from_headers(headers: &HeaderMap) -> Result<Original, Rejection> {
     let (Some(method), Some(uri)) = (method, uri) else {
         return Err(Rejection::MissingOriginalRequest);
     };
-    Original::from_target(method.as_bytes(), uri.as_bytes())
+    OriginalRequest::from_target(method.as_bytes(), uri.as_bytes())
 }
 
 type Pair<'h> = (Option<&'h HeaderValue>, Option<&'h HeaderValue>);

@@ -30,18 +30,18 @@ pub struct Forwarding {
     counter: AtomicU64,
 }
 
-/// What the gate learned about a request's origin.
+/// Who sent a request, as far as the gate can tell, and its request id.
 #[derive(Debug, Clone)]
-pub struct Origin {
+pub struct Client {
     /// The first untrusted hop: the peer, or from a trusted peer, the right-most
     /// `X-Forwarded-For` address that is not itself a trusted proxy.
-    pub client: IpAddr,
+    pub address: IpAddr,
     pub peer_trusted: bool,
     /// The trusted peer's `X-Request-Id`, or one the gate made.
     pub request_id: HeaderValue,
 }
 
-impl Origin {
+impl Client {
     pub fn request_id(&self) -> &str {
         self.request_id.to_str().unwrap_or("-")
     }
@@ -65,15 +65,15 @@ impl Forwarding {
     }
 
     /// The client and the request id of a request from `peer`.
-    pub fn origin(&self, headers: &HeaderMap, peer: SocketAddr) -> Origin {
+    pub fn client(&self, headers: &HeaderMap, peer: SocketAddr) -> Client {
         let peer_ip = peer.ip().to_canonical();
-        self.origin_via(headers, peer_ip, self.trusts(peer_ip))
+        self.client_via(headers, peer_ip, self.trusts(peer_ip))
     }
 
     /// The client and the request id of a request that `peer_ip` relayed, which is
     /// trusted (`peer_trusted`) or not. A decision endpoint's peer is trusted by
     /// `authz.trusted_peers`; its copy of the client's headers says who the client is.
-    pub fn origin_via(&self, headers: &HeaderMap, peer_ip: IpAddr, peer_trusted: bool) -> Origin {
+    pub fn client_via(&self, headers: &HeaderMap, peer_ip: IpAddr, peer_trusted: bool) -> Client {
         let peer_ip = peer_ip.to_canonical();
         let client = if peer_trusted {
             self.client_behind(headers, peer_ip)
@@ -86,8 +86,8 @@ impl Forwarding {
             .filter(|v| is_sane_id(v.as_bytes()))
             .cloned();
         let request_id = kept.unwrap_or_else(|| self.new_id());
-        Origin {
-            client,
+        Client {
+            address: client,
             peer_trusted,
             request_id,
         }
@@ -132,8 +132,8 @@ impl Forwarding {
     /// `X-Forwarded-For` is appended to and `X-Forwarded-Proto`/`-Host` are kept
     /// (written from what the gate saw when absent); from anyone else every spelling of
     /// `X-Forwarded-*`, `Forwarded` and `X-Real-IP` goes, and the gate writes its own.
-    /// Other spellings than the exact ones never pass. `X-Request-Id` is the origin's.
-    pub fn rewrite(&self, headers: &mut HeaderMap, peer: SocketAddr, origin: &Origin) {
+    /// Other spellings than the exact ones never pass. `X-Request-Id` is the client's.
+    pub fn rewrite(&self, headers: &mut HeaderMap, peer: SocketAddr, client: &Client) {
         // Header names are lower case here, so this is the exact spelling only.
         let exact = |name: &str| name.starts_with("x-forwarded-") || CLIENT_HEADERS.contains(&name);
         let doomed: Vec<HeaderName> = headers
@@ -143,7 +143,7 @@ impl Forwarding {
                 let family = folded_starts_with(k, "x-forwarded-")
                     || CLIENT_HEADERS.iter().any(|n| same_folded_name(k, n));
                 let request_id = same_folded_name(k, X_REQUEST_ID.as_str());
-                request_id || (family && !(origin.peer_trusted && exact(k)))
+                request_id || (family && !(client.peer_trusted && exact(k)))
             })
             .cloned()
             .collect();
@@ -173,7 +173,7 @@ impl Forwarding {
                 headers.insert(X_FORWARDED_HOST, host);
             }
         }
-        headers.insert(X_REQUEST_ID, origin.request_id.clone());
+        headers.insert(X_REQUEST_ID, client.request_id.clone());
     }
 }
 
@@ -234,8 +234,8 @@ mod tests {
             ("::ffff:203.0.113.50", "1.2.3.4", "203.0.113.50"),
         ];
         for (from, chain, want) in cases {
-            let origin = f.origin(&xff(chain), peer(from));
-            assert_eq!(origin.client.to_string(), want, "{from} {chain}");
+            let client = f.client(&xff(chain), peer(from));
+            assert_eq!(client.address.to_string(), want, "{from} {chain}");
         }
     }
 
@@ -243,19 +243,19 @@ mod tests {
     fn request_ids_are_kept_from_trusted_peers_only_and_otherwise_made() {
         let f = forwarding();
         let h = headers(&[("x-request-id", "abc-123")]);
-        assert_eq!(f.origin(&h, peer("10.0.0.5")).request_id(), "abc-123");
-        let made = f.origin(&h, peer("203.0.113.50"));
+        assert_eq!(f.client(&h, peer("10.0.0.5")).request_id(), "abc-123");
+        let made = f.client(&h, peer("203.0.113.50"));
         assert_ne!(made.request_id(), "abc-123");
         assert_eq!(made.request_id().len(), 32);
         assert!(made.request_id().bytes().all(|b| b.is_ascii_hexdigit()));
         let first: u128 = u128::from_str_radix(made.request_id(), 16).unwrap();
-        let next = f.origin(&h, peer("203.0.113.50"));
+        let next = f.client(&h, peer("203.0.113.50"));
         let second: u128 = u128::from_str_radix(next.request_id(), 16).unwrap();
         // Same process prefix, next counter value.
         assert_eq!(second, first + 1);
         let bad = headers(&[("x-request-id", "has \"quotes\"")]);
         assert_ne!(
-            f.origin(&bad, peer("10.0.0.5")).request_id(),
+            f.client(&bad, peer("10.0.0.5")).request_id(),
             "has \"quotes\""
         );
     }
@@ -291,9 +291,9 @@ mod tests {
         };
 
         let mut h = headers(&sent);
-        let origin = f.origin(&h, peer("203.0.113.50"));
-        f.rewrite(&mut h, peer("203.0.113.50"), &origin);
-        let id = origin.request_id().to_owned();
+        let client = f.client(&h, peer("203.0.113.50"));
+        f.rewrite(&mut h, peer("203.0.113.50"), &client);
+        let id = client.request_id().to_owned();
         assert_eq!(
             names(&h),
             [
@@ -307,8 +307,8 @@ mod tests {
         );
 
         let mut h = headers(&sent);
-        let origin = f.origin(&h, peer("10.0.0.5"));
-        f.rewrite(&mut h, peer("10.0.0.5"), &origin);
+        let client = f.client(&h, peer("10.0.0.5"));
+        f.rewrite(&mut h, peer("10.0.0.5"), &client);
         assert_eq!(
             names(&h),
             [

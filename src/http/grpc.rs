@@ -18,7 +18,7 @@ use envoy_types::pb::envoy::config::core::v3::{HeaderMap as PbHeaderMap, HeaderV
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::HttpRequest;
 use envoy_types::pb::google::rpc::Status as RpcStatus;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tonic::codegen::Service;
@@ -26,10 +26,10 @@ use tonic::Code;
 use tonic_health::server::{health_reporter, HealthReporter};
 use tonic_health::ServingStatus;
 
-use super::answer::{BoxError, GateBody, Rejection};
-use super::decision::{DecisionService, Endpoint, Original, Via, ENVOY_HEADERS_TO_REMOVE};
+use super::answer::{BoxError, GateBody};
+use super::decision::{DecisionService, Endpoint, OriginalRequest, Verdict, Via};
 use crate::authorize::Authorizer;
-use crate::cors;
+use crate::rejection::Rejection;
 
 const AUTHORIZATION: &str = "/envoy.service.auth.v3.Authorization/";
 const HEALTH: &str = "/grpc.health.v1.Health/";
@@ -40,7 +40,7 @@ const AUTHORIZATION_SERVICE: &str = "envoy.service.auth.v3.Authorization";
 #[derive(Clone)]
 pub(crate) struct GrpcServices<H> {
     decisions: Arc<DecisionService>,
-    authz: AuthorizationServer<Check>,
+    authz: AuthorizationServer<ExtAuthz>,
     health: H,
 }
 
@@ -64,7 +64,7 @@ pub(crate) fn services(
 ) {
     let (reporter, health) = health_reporter();
     let updater = tokio::spawn(report_readiness(reporter, authz));
-    let authz = AuthorizationServer::new(Check {
+    let authz = AuthorizationServer::new(ExtAuthz {
         decisions: decisions.clone(),
     });
     (
@@ -148,12 +148,12 @@ struct Peer(IpAddr);
 
 /// The `Authorization` service: one `Check` per request Envoy forwards.
 #[derive(Clone)]
-pub(crate) struct Check {
+pub(crate) struct ExtAuthz {
     decisions: Arc<DecisionService>,
 }
 
 #[tonic::async_trait]
-impl Authorization for Check {
+impl Authorization for ExtAuthz {
     async fn check(
         &self,
         request: tonic::Request<CheckRequest>,
@@ -182,7 +182,7 @@ impl Authorization for Check {
             Some(client) => Via::Downstream(client),
             None => Via::Peer(peer),
         };
-        let answer = match http.map(original_request) {
+        let verdict = match http.map(original_request) {
             Some(Ok((original, headers))) => {
                 self.decisions
                     .decide(Endpoint::EnvoyGrpc, &original, &headers, via, started)
@@ -203,7 +203,7 @@ impl Authorization for Check {
                 started,
             ),
         };
-        Ok(tonic::Response::new(check_response(answer).await))
+        Ok(tonic::Response::new(check_response(verdict)))
     }
 }
 
@@ -211,14 +211,15 @@ impl Authorization for Check {
 /// names, values merged), or `header_map` when Envoy sends raw values. Pseudo-headers
 /// (`:path`, `:method`, ...) are left out; a header that is not valid HTTP refuses the
 /// request rather than being dropped.
-fn original_request(http: &HttpRequest) -> Result<(Original, HeaderMap), Rejection> {
-    let original = Original::from_target(http.method.as_bytes(), http.path.as_bytes())?.for_host(
-        Some(http.host.as_str())
-            .filter(|h| !h.is_empty())
-            .map(HeaderValue::from_str)
-            .transpose()
-            .map_err(|_| Rejection::InvalidOriginalRequest)?,
-    );
+fn original_request(http: &HttpRequest) -> Result<(OriginalRequest, HeaderMap), Rejection> {
+    let original = OriginalRequest::from_target(http.method.as_bytes(), http.path.as_bytes())?
+        .for_host(
+            Some(http.host.as_str())
+                .filter(|h| !h.is_empty())
+                .map(HeaderValue::from_str)
+                .transpose()
+                .map_err(|_| Rejection::InvalidOriginalRequest)?,
+        );
     let mut headers = HeaderMap::new();
     let mut add = |name: &str, value: &[u8]| -> Result<(), Rejection> {
         if name.starts_with(':') {
@@ -256,13 +257,13 @@ fn original_request(http: &HttpRequest) -> Result<(Original, HeaderMap), Rejecti
     Ok((original, headers))
 }
 
-/// The HTTP answer of the decision service, as Envoy's `CheckResponse`. Allowed:
-/// `OkHttpResponse` with the identity headers (overwriting the client's) and the
-/// headers to remove. Refused: `DeniedHttpResponse` with the same status, headers and
-/// body, which Envoy returns to the client as they are.
-async fn check_response(answer: Response<GateBody>) -> CheckResponse {
-    let (parts, body) = answer.into_parts();
-    let option = |name: &HeaderName, value: &HeaderValue| HeaderValueOption {
+/// A verdict as Envoy's `CheckResponse`. Allowed: `OkHttpResponse` with the identity
+/// headers (overwriting the client's), the headers to remove, and the client's CORS
+/// headers. Refused: `DeniedHttpResponse` with the status, headers and body the HTTP
+/// endpoints would answer, which Envoy returns to the client as they are, and the
+/// refusal's own gRPC code.
+fn check_response(verdict: Verdict) -> CheckResponse {
+    let option = |(name, value): (&HeaderName, &HeaderValue)| HeaderValueOption {
         header: Some(PbValue {
             key: name.as_str().to_owned(),
             value: String::from_utf8_lossy(value.as_bytes()).into_owned(),
@@ -271,73 +272,47 @@ async fn check_response(answer: Response<GateBody>) -> CheckResponse {
         append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
         ..Default::default()
     };
-    if parts.status == StatusCode::OK {
-        let remove = parts
-            .headers
-            .get(ENVOY_HEADERS_TO_REMOVE)
-            .and_then(|v| v.to_str().ok())
-            .map(|list| {
-                list.split(',')
-                    .map(|n| n.trim().to_owned())
-                    .filter(|n| !n.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        // The CORS headers are for the client's response; the rest for the app's
-        // request.
-        let headers = parts
-            .headers
-            .iter()
-            .filter(|(name, _)| {
-                name.as_str() != ENVOY_HEADERS_TO_REMOVE && !cors::is_response_header(name)
-            })
-            .map(|(name, value)| option(name, value))
-            .collect();
-        let response_headers_to_add = parts
-            .headers
-            .iter()
-            .filter(|(name, _)| cors::is_response_header(name))
-            .map(|(name, value)| option(name, value))
-            .collect();
-        return CheckResponse {
-            status: Some(RpcStatus {
-                code: Code::Ok as i32,
+    let rejection = match verdict.outcome {
+        Ok(granted) => {
+            return CheckResponse {
+                status: Some(RpcStatus {
+                    code: Code::Ok as i32,
+                    ..Default::default()
+                }),
+                http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                    headers: granted.headers.iter().map(option).collect(),
+                    headers_to_remove: granted
+                        .remove
+                        .iter()
+                        .map(|n| n.as_str().to_owned())
+                        .collect(),
+                    response_headers_to_add: verdict.client_headers.iter().map(option).collect(),
+                    ..Default::default()
+                })),
                 ..Default::default()
-            }),
-            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-                headers,
-                headers_to_remove: remove,
-                response_headers_to_add,
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-    }
-    // The body is the gate's own small JSON answer, already in memory.
-    let body = match body.collect().await {
-        Ok(collected) => String::from_utf8_lossy(&collected.to_bytes()).into_owned(),
-        Err(_) => String::new(),
+            }
+        }
+        Err(rejection) => rejection,
     };
+    let request_id = verdict.request_id.as_ref().and_then(|v| v.to_str().ok());
+    let written = rejection.written(request_id);
     CheckResponse {
         status: Some(RpcStatus {
-            // An answered preflight (204) is still a denial: Envoy answers it.
-            code: match parts.status.is_success() {
-                true => Code::PermissionDenied as i32,
-                false => super::answer::grpc_code(parts.status),
-            },
-            message: parts.status.to_string(),
+            code: rejection.grpc_code() as i32,
+            message: written.status.to_string(),
             ..Default::default()
         }),
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
             status: Some(HttpStatus {
-                code: i32::from(parts.status.as_u16()),
+                code: i32::from(written.status.as_u16()),
             }),
-            headers: parts
+            headers: written
                 .headers
                 .iter()
-                .map(|(name, value)| option(name, value))
+                .chain(verdict.client_headers.iter())
+                .map(option)
                 .collect(),
-            body,
+            body: written.body,
         })),
         ..Default::default()
     }

@@ -15,12 +15,12 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy;
 use hyper_util::rt::TokioIo;
 
-use super::access_log::{answer, Served};
-use super::answer::{BoxError, GateBody, Rejection};
-use super::forwarded::{Forwarding, Origin};
+use super::access_log::{respond, Served};
+use super::answer::{BoxError, GateBody};
+use super::forwarded::{Client, Forwarding};
 use super::headers::{
     drop_h2c_offer, remove_hop_by_hop, strip_cookies, strip_folded, verified_alb_data,
     wants_upgrade, IdentityHeaders, ROUTING_OVERRIDES,
@@ -31,14 +31,15 @@ use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::cors;
 use crate::metrics::KindLabels;
 use crate::policy::RuleId;
+use crate::rejection::Rejection;
 use crate::token::{Identity, ALB_DATA};
 
 /// The reverse proxy in front of the app. Holds the pooled client to the upstream.
 pub struct Proxy {
     authz: Arc<Authorizer>,
-    client: Client<Connector, ClientBody>,
+    client: legacy::Client<Connector, ClientBody>,
     /// HTTP/2 with prior knowledge, for `upstream.protocol` `h2c` and `auto`.
-    h2c: Client<Connector, ClientBody>,
+    h2c: legacy::Client<Connector, ClientBody>,
     upstream: UpstreamConfig,
     identity: IdentityHeaders,
     forwarding: Arc<Forwarding>,
@@ -79,7 +80,7 @@ impl Proxy {
         let started = Instant::now();
         let metrics = self.authz.metrics();
         let _in_flight = metrics.in_flight();
-        let origin = self.forwarding.origin(req.headers(), peer);
+        let client = self.forwarding.client(req.headers(), peer);
         let grpc = is_grpc(req.headers());
         // With `cors_preflight = "answer"`, an allowed origin's answer gets the CORS
         // headers, whoever wrote it.
@@ -105,13 +106,13 @@ impl Proxy {
                         .and_then(|h| h.to_str().ok())
                 }),
                 headers: req.headers(),
-                forwarded_host_reaches_app: origin.peer_trusted,
-                forwarded_reaches_app: origin.peer_trusted,
+                forwarded_host_reaches_app: client.peer_trusted,
+                forwarded_reaches_app: client.peer_trusted,
                 answers_preflight: true,
             })
             .await;
         let rule = decision.rule.as_ref();
-        let identity = decision.identity.as_ref();
+        let identity = decision.identity.as_deref();
         let allowed = decision.outcome.is_ok();
         let preflight = matches!(decision.outcome, Err(AuthError::PreflightAnswered));
         let mut waited = Duration::ZERO;
@@ -122,7 +123,7 @@ impl Proxy {
                     path,
                     identity,
                     rule,
-                    origin: &origin,
+                    client: &client,
                 };
                 self.forward(req, target, &mut waited).await
             }
@@ -136,11 +137,11 @@ impl Proxy {
             sub: identity.map(|i| i.sub.as_str()),
             started,
             upstream: waited,
-            origin: Some(&origin),
+            client: Some(&client),
             metrics,
             grpc,
         };
-        let mut response = answer(served, allowed, outcome);
+        let mut response = respond(served, allowed, outcome);
         if let Some(cors) = &cors {
             cors.write(preflight, response.headers_mut());
         }
@@ -160,7 +161,7 @@ impl Proxy {
             path,
             identity,
             rule,
-            origin,
+            client,
         } = target;
         let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
         // Upgrades exist only in HTTP/1.1, so an upgrade always goes that way.
@@ -196,7 +197,7 @@ impl Proxy {
         self.rewrite_headers(
             &mut parts.headers,
             peer,
-            origin,
+            client,
             identity,
             upgrade.is_some(),
         );
@@ -310,7 +311,7 @@ impl Proxy {
         &self,
         headers: &mut http::HeaderMap,
         peer: SocketAddr,
-        origin: &Origin,
+        client: &Client,
         identity: Option<&Identity>,
         upgrade: bool,
     ) {
@@ -324,7 +325,7 @@ impl Proxy {
             headers.remove(header::AUTHORIZATION);
         }
         strip_cookies(headers, &self.credentials.strip_cookies);
-        self.forwarding.rewrite(headers, peer, origin);
+        self.forwarding.rewrite(headers, peer, client);
         if let Some(identity) = identity {
             self.identity.inject(headers, identity);
         }
@@ -342,7 +343,7 @@ struct Target<'a> {
     /// The caller; none on an `anyone` rule.
     identity: Option<&'a Identity>,
     rule: Option<&'a RuleId>,
-    origin: &'a Origin,
+    client: &'a Client,
 }
 
 /// The app's response body, relayed as it streams.

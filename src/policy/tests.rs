@@ -1,7 +1,7 @@
 //! Routing, readings and grants as tables, and every problem a policy file can have.
 
 use super::*;
-use crate::token::{Claims, PoolId, Source, TokenUse};
+use crate::token::{Claims, Identity, PoolId, Source, TokenUse};
 use serde_json::json;
 
 fn identity(groups: &[&str]) -> Identity {

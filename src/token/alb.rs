@@ -35,7 +35,7 @@ use moka::future::Cache;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::cache::{digest, remember, Remembered, TokenCache};
+use super::cache::{digest, recall, remember, Remembered, TokenCache};
 use super::identity::{Identity, Source, TokenUse, Verified};
 use super::keys::{download, JwksError};
 use super::verify::{
@@ -185,16 +185,16 @@ impl AlbVerifier {
         let leeway = alb.leeway.as_secs_f64();
         // Digested only when there is a cache to ask.
         let data_digest = self.remembered.as_ref().map(|_| digest(data));
-        if let (Some(cache), Some(digest)) = (&self.remembered, &data_digest) {
-            if let Some(hit) = cache.get(digest).await {
-                if hit.kid == checked.kid && hit.key == key.fingerprint {
-                    self.metrics.token_cache_hits.inc();
-                    check_time(hit.verified.exp, hit.verified.nbf, now, leeway)?;
-                    return Ok(hit.verified.clone());
-                }
-                cache.forget(digest).await;
-            }
-            self.metrics.token_cache_misses.inc();
+        let hit = recall(
+            self.remembered.as_ref(),
+            data_digest.as_ref(),
+            Some(&self.metrics),
+            async |hit: &Remembered| hit.kid == checked.kid && hit.key == key.fingerprint,
+        )
+        .await;
+        if let Some(hit) = hit {
+            check_time(hit.verified.exp, hit.verified.nbf, now, leeway)?;
+            return Ok(hit.verified.clone());
         }
         let kid = checked.kid.clone();
         let verified = self.finish(checked, &key, now)?;
@@ -294,7 +294,11 @@ impl AlbVerifier {
             source: Source::Alb(t.alb),
             claims,
         };
-        Ok(Verified { identity, exp, nbf })
+        Ok(Verified {
+            identity: Arc::new(identity),
+            exp,
+            nbf,
+        })
     }
 
     /// The key at `url`: cached, one fetch for all concurrent misses, and after a

@@ -10,6 +10,7 @@ use std::time::Duration;
 use moka::future::Cache;
 
 use super::identity::Verified;
+use crate::metrics::Metrics;
 
 /// A token that passed every check, remembered so that its signature need not be
 /// computed again. A hit is honoured only while the pool's current key for the
@@ -58,6 +59,33 @@ pub async fn remember(
         cache.remember(digest, remembered).await;
     }
     verified
+}
+
+/// The remembered verification of a token, when there is a cache that holds it and
+/// `still_current` says the key that verified it is still the signer's current one;
+/// an entry whose key left the key set or changed is forgotten, so that the token is
+/// verified from scratch (which says why). Counts the hit or the miss. One recall for
+/// the bearer tokens' verifier and the load balancer's.
+pub async fn recall(
+    cache: Option<&TokenCache>,
+    digest: Option<&Digest>,
+    metrics: Option<&Metrics>,
+    still_current: impl AsyncFnOnce(&Remembered) -> bool,
+) -> Option<Arc<Remembered>> {
+    let (cache, digest) = (cache?, digest?);
+    if let Some(hit) = cache.get(digest).await {
+        if still_current(&hit).await {
+            if let Some(m) = metrics {
+                m.token_cache_hits.inc();
+            }
+            return Some(hit);
+        }
+        cache.forget(digest).await;
+    }
+    if let Some(m) = metrics {
+        m.token_cache_misses.inc();
+    }
+    None
 }
 
 /// Remembered tokens by digest, bounded in bytes.
@@ -121,7 +149,7 @@ impl Remembered {
         use super::identity::{Claims, Identity, PoolId, Source, TokenUse};
         Remembered {
             verified: Verified {
-                identity: Identity {
+                identity: Arc::new(Identity {
                     sub: format!("4f6c1a2e-8d0b-4b8e-9a53-{i:012}"),
                     groups: vec!["admins".into(), "finance".into()],
                     scopes: vec!["openid".into(), "orders/read".into()],
@@ -129,7 +157,7 @@ impl Remembered {
                     client_id: "1example23456789abcdefghij".into(),
                     source: Source::Pool(PoolId(0)),
                     claims: Claims::default(),
-                },
+                }),
                 exp: 4e9,
                 nbf: None,
             },

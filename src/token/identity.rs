@@ -103,7 +103,8 @@ impl Claims {
 /// A fully verified token: who it names, and the times that bound its validity.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verified {
-    pub identity: Identity,
+    /// Shared with the verified-token cache: a hit clones a pointer, not the claims.
+    pub identity: Arc<Identity>,
     pub exp: f64,
     pub nbf: Option<f64>,
 }

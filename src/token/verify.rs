@@ -15,7 +15,7 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use super::cache::{digest, remember, Remembered, TokenCache};
+use super::cache::{digest, recall, remember, Remembered, TokenCache};
 use super::identity::{Claim, Claims, Identity, PoolId, Source, TokenUse, Verified};
 use super::keys::{Key, KeyLookupError, KeyStore};
 use std::sync::Arc;
@@ -65,6 +65,43 @@ pub enum TokenError {
     TokenUseNotAccepted,
     #[error("token was issued to another client")]
     ClientNotAllowed,
+}
+
+#[cfg(test)]
+impl TokenError {
+    /// Every variant once, derived from an exhaustive match: a new variant does not
+    /// compile until it is given a successor here, and so joins the list.
+    pub(crate) fn every() -> Vec<TokenError> {
+        use TokenError as T;
+        let mut all = Vec::new();
+        let mut next = Some(T::TooLarge);
+        while let Some(e) = next {
+            assert!(!all.contains(&e), "{e:?} twice: the chain loops");
+            all.push(e);
+            next = match e {
+                T::TooLarge => Some(T::Malformed("x")),
+                T::Malformed(_) => Some(T::UnsupportedAlgorithm),
+                T::UnsupportedAlgorithm => Some(T::MissingKeyId),
+                T::MissingKeyId => Some(T::InvalidKeyId),
+                T::InvalidKeyId => Some(T::SignerNotAllowed),
+                T::SignerNotAllowed => Some(T::CriticalHeader),
+                T::CriticalHeader => Some(T::UnknownIssuer),
+                T::UnknownIssuer => Some(T::UnknownKeyId),
+                T::UnknownKeyId => Some(T::KeyNotUsable),
+                T::KeyNotUsable => Some(T::AlgorithmMismatch),
+                T::AlgorithmMismatch => Some(T::InvalidSignature),
+                T::InvalidSignature => Some(T::Expired),
+                T::Expired => Some(T::NotYetValid),
+                T::NotYetValid => Some(T::MissingClaim("x")),
+                T::MissingClaim(_) => Some(T::InvalidClaimType("x")),
+                T::InvalidClaimType(_) => Some(T::InvalidTokenUse),
+                T::InvalidTokenUse => Some(T::TokenUseNotAccepted),
+                T::TokenUseNotAccepted => Some(T::ClientNotAllowed),
+                T::ClientNotAllowed => None,
+            };
+        }
+        all
+    }
 }
 
 /// Why [`Verifier::verify`] gave no identity: the token's fault, or ours.
@@ -375,27 +412,25 @@ impl Verifier {
         }
         // Digested only when there is a cache to ask.
         let key_digest = self.remembered.as_ref().map(|_| digest(token));
-        if let (Some(cache), Some(digest)) = (&self.remembered, &key_digest) {
-            if let Some(hit) = cache.get(digest).await {
-                let id = &hit.verified.identity;
-                let Source::Pool(pool) = id.source else {
-                    return Err(TokenError::UnknownIssuer.into());
-                };
-                let current = keys.cached(pool, &hit.kid).await;
-                if current.is_some_and(|k| k.fingerprint == hit.key) {
-                    if let Some(m) = &self.metrics {
-                        m.token_cache_hits.inc();
-                    }
-                    check_time(hit.verified.exp, hit.verified.nbf, now, self.leeway(pool)?)?;
-                    return Ok(hit.verified.clone());
-                }
-                // The key left the key set or changed: verify from scratch, which will
-                // say why.
-                cache.forget(digest).await;
-            }
-            if let Some(m) = &self.metrics {
-                m.token_cache_misses.inc();
-            }
+        let hit = recall(
+            self.remembered.as_ref(),
+            key_digest.as_ref(),
+            self.metrics.as_deref(),
+            async |hit: &Remembered| match hit.verified.identity.source {
+                Source::Pool(pool) => keys
+                    .cached(pool, &hit.kid)
+                    .await
+                    .is_some_and(|k| k.fingerprint == hit.key),
+                Source::Alb(_) => false,
+            },
+        )
+        .await;
+        if let Some(hit) = hit {
+            let Source::Pool(pool) = hit.verified.identity.source else {
+                return Err(TokenError::UnknownIssuer.into());
+            };
+            check_time(hit.verified.exp, hit.verified.nbf, now, self.leeway(pool)?)?;
+            return Ok(hit.verified.clone());
         }
         let unverified = self.parse(token)?;
         let (pool, kid) = (unverified.pool, unverified.kid.clone());
@@ -550,7 +585,7 @@ impl Verifier {
         let claims = keep_claims(&t.payload, &self.kept_claims)?;
 
         Ok(Verified {
-            identity: Identity {
+            identity: Arc::new(Identity {
                 sub,
                 groups,
                 scopes,
@@ -558,7 +593,7 @@ impl Verifier {
                 client_id,
                 source: Source::Pool(t.pool),
                 claims,
-            },
+            }),
             exp,
             nbf,
         })
@@ -608,7 +643,7 @@ impl Verifier {
         let scopes = string_list(read.get(&rules.scopes_claim), "scope", true)?;
         let claims = keep_claims(&t.payload, &self.kept_claims)?;
         Ok(Verified {
-            identity: Identity {
+            identity: Arc::new(Identity {
                 sub,
                 groups,
                 scopes,
@@ -616,7 +651,7 @@ impl Verifier {
                 client_id,
                 source: Source::Pool(t.pool),
                 claims,
-            },
+            }),
             exp,
             nbf,
         })

@@ -4,25 +4,27 @@
 //! May import `policy`, `token`, `client`, `path`, `config`, `metrics` and `wire`;
 //! nothing from `http`.
 
+mod credentials;
+mod state;
+
+use credentials::alb_data;
+pub use credentials::{Admission, Carrier};
+pub use state::{JwksClient, State};
+
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 
-use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
-use crate::client::JwksConnector;
-use crate::config::{Config, CorsConfig, CorsPreflight, IssuerConfig, PoolConfig, TokenSource};
+use crate::config::{CorsConfig, CorsPreflight};
 use crate::cors::{self, Refusal};
 use crate::metrics::Metrics;
 use crate::path::{self, PathError};
 use crate::policy::{normalize_host, Governing, Policy, RuleId};
-use crate::token::{
-    AlbVerifier, Identity, KeyStore, Refreshers, TokenError, Verified, Verifier, VerifyError,
-    ALB_DATA,
-};
+use crate::token::{Identity, TokenError, Verified, VerifyError};
 use crate::wire::{forwarded_elements, upgrade_allowed, FORWARDED};
 
 /// Why `authorize` refused a request.
@@ -145,7 +147,7 @@ pub fn check_method(method: &Method) -> Result<(), AuthError> {
 #[derive(Debug)]
 pub struct Decision<'a> {
     pub rule: Option<RuleId>,
-    pub identity: Option<Identity>,
+    pub identity: Option<Arc<Identity>>,
     /// On success, the canonical path: the one the policy judged and the one to forward.
     pub outcome: Result<Cow<'a, str>, AuthError>,
     /// How long a peer could reuse this allow: the time left until the token's `exp`.
@@ -189,135 +191,6 @@ pub enum Judged<'p, 's> {
 pub struct Pending<'p, 's> {
     path: Cow<'p, str>,
     governing: Governing<'s>,
-}
-
-/// What the decision reads from the configuration besides the policy.
-#[derive(Debug, Clone)]
-pub struct Admission {
-    /// `allowed_upgrades`, lower case; never `h2c`.
-    pub upgrades: Vec<String>,
-    pub cors_preflight: CorsPreflight,
-    /// Where the token is read, in order.
-    pub token_sources: Vec<TokenSource>,
-    /// The methods for which a cookie counts as a token.
-    pub cookie_methods: Vec<Method>,
-    /// `[cors]`, with `cors_preflight = "answer"`.
-    pub cors: Option<Arc<CorsConfig>>,
-}
-
-impl Default for Admission {
-    /// What `check` and `explain` decide with: the token in the header, no upgrades.
-    fn default() -> Self {
-        Admission {
-            upgrades: Vec::new(),
-            cors_preflight: CorsPreflight::Policy,
-            token_sources: vec![TokenSource::Header],
-            cookie_methods: vec![Method::GET, Method::HEAD, Method::OPTIONS],
-            cors: None,
-        }
-    }
-}
-
-impl Admission {
-    /// Whether a decision on `method` reads the `Cookie` header for a token.
-    pub fn reads_cookies(&self, method: &Method) -> bool {
-        self.cookie_methods.contains(method)
-            && self
-                .token_sources
-                .iter()
-                .any(|s| matches!(s, TokenSource::Cookie(_)))
-    }
-
-    /// The request's token, from the first of `token_sources` that has one. Two
-    /// different tokens (in two sources, or twice in one) are ambiguous: 400.
-    pub fn token<'h>(
-        &self,
-        method: &Method,
-        headers: &'h HeaderMap,
-    ) -> Result<Token<'h>, AuthError> {
-        let mut found: Option<&'h str> = None;
-        let mut carrier = Carrier::AuthorizationHeader;
-        for source in &self.token_sources {
-            let token = match source {
-                TokenSource::Header => match bearer_token(headers) {
-                    Ok(token) => Some(token),
-                    Err(AuthError::MissingToken) => None,
-                    Err(e) => return Err(e),
-                },
-                // A cross-site form can make a browser send cookies with any method;
-                // for the unsafe ones only the header counts (CSRF).
-                TokenSource::Cookie(name) if self.cookie_methods.contains(method) => {
-                    let token = cookie_token(headers, name)?;
-                    if token.is_some() {
-                        carrier = Carrier::Cookie;
-                    }
-                    token
-                }
-                TokenSource::Cookie(_) => None,
-            };
-            match (found, token) {
-                (None, Some(token)) => found = Some(token),
-                (Some(first), Some(other)) if first != other => {
-                    return Err(AuthError::AmbiguousCredentials)
-                }
-                _ => {}
-            }
-        }
-        found
-            .map(|text| Token { text, carrier })
-            .ok_or(AuthError::MissingToken)
-    }
-}
-
-/// A request's token, and where it was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Token<'h> {
-    pub text: &'h str,
-    pub carrier: Carrier,
-}
-
-/// Where a request's credential was read. A token that was also in a cookie counts as
-/// read from the cookie: the decision then depended on the `Cookie` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Carrier {
-    AuthorizationHeader,
-    Cookie,
-    /// `x-amzn-oidc-data`, signed by a load balancer.
-    LoadBalancer,
-}
-
-/// The value of the cookie `name` in the request's `Cookie` headers (RFC 6265 §5.4),
-/// without surrounding quotes. The same cookie twice with two values is ambiguous.
-fn cookie_token<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, AuthError> {
-    let mut found: Option<&'h str> = None;
-    let pairs = headers
-        .get_all(http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'));
-    for pair in pairs {
-        let Some((n, value)) = pair.split_once('=') else {
-            continue;
-        };
-        if n.trim() != name {
-            continue;
-        }
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
-        if value.is_empty() {
-            return Err(AuthError::InvalidToken(TokenError::Malformed(
-                "empty token cookie",
-            )));
-        }
-        match found {
-            Some(first) if first != value => return Err(AuthError::AmbiguousCredentials),
-            _ => found = Some(value),
-        }
-    }
-    Ok(found)
 }
 
 /// Whether every `X-Forwarded-Host` value (each header, each comma-separated entry)
@@ -465,7 +338,7 @@ pub fn judge<'p, 's>(
 /// refuse the identity.
 pub fn conclude<'p>(
     pending: Pending<'p, '_>,
-    identity: Result<Identity, AuthError>,
+    identity: Result<Arc<Identity>, AuthError>,
 ) -> Decision<'p> {
     let Pending { path, governing } = pending;
     let identity = match identity {
@@ -488,21 +361,6 @@ pub fn conclude<'p>(
         outcome,
         reusable_for: None,
     }
-}
-
-/// What one policy and one set of pools decide with: swapped whole on a reload, so
-/// that a request in flight finishes under the state it started with.
-pub struct State {
-    pub policy: Policy,
-    pub pools: Arc<Vec<PoolConfig>>,
-    pub issuers: Arc<Vec<IssuerConfig>>,
-    pub verifier: Arc<Verifier>,
-    /// Verifies `x-amzn-oidc-data` when `[[alb]]` tables are configured.
-    pub alb: Option<Arc<AlbVerifier>>,
-    pub keys: KeyStore,
-    /// The key refresh tasks, shared by every state that keeps these keys; they stop
-    /// when the last such state is gone.
-    pub refreshers: Arc<Refreshers>,
 }
 
 /// The decision core: the current [`State`], the clock and the allowed upgrades.
@@ -618,145 +476,6 @@ impl Authorizer {
         Ok((verified, token.carrier))
     }
 }
-
-/// The request's single `x-amzn-oidc-data` header, if it has one.
-fn alb_data(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
-    let mut values = headers.get_all(ALB_DATA).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(AuthError::AmbiguousCredentials);
-    }
-    value.to_str().map(Some).map_err(|_| {
-        AuthError::InvalidToken(TokenError::Malformed("x-amzn-oidc-data is not ASCII"))
-    })
-}
-
-/// The token of the request's single `Authorization: Bearer <token>` header. The
-/// scheme is case-insensitive (RFC 9110 §11.1); any other scheme counts as no token.
-pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(AuthError::MissingToken);
-    };
-    if values.next().is_some() {
-        return Err(AuthError::AmbiguousCredentials);
-    }
-    let Ok(text) = value.to_str() else {
-        return Err(AuthError::InvalidToken(TokenError::Malformed(
-            "authorization header is not ASCII",
-        )));
-    };
-    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::MissingToken);
-    }
-    match rest.trim_matches(' ') {
-        "" => Err(AuthError::InvalidToken(TokenError::Malformed(
-            "empty bearer token",
-        ))),
-        token => Ok(token),
-    }
-}
-
-impl State {
-    /// The state for `config`'s pools and `policy`. `seed` is the state being
-    /// replaced on a reload: its keys and verified tokens are kept when the pools are
-    /// the same, and its key sets seed pools with the same JWKS URL otherwise.
-    pub async fn build(
-        config: &Config,
-        policy: Policy,
-        jwks_client: JwksClient,
-        metrics: Arc<Metrics>,
-        seed: Option<&State>,
-    ) -> State {
-        // The claims the policy's conditions and `[headers.claims]` read.
-        let mut claims = policy.claim_names();
-        claims.extend(config.headers.claims.iter().map(|(_, c)| c.clone()));
-        claims.sort();
-        claims.dedup();
-        let alb = match seed.and_then(|old| old.alb.as_ref()) {
-            Some(old)
-                if old.albs() == config.albs.as_slice()
-                    && old.kept_claims() == claims.as_slice() =>
-            {
-                Some(old.clone())
-            }
-            _ if config.albs.is_empty() => None,
-            _ => Some(Arc::new(
-                AlbVerifier::new(
-                    &config.albs,
-                    config.max_token_bytes,
-                    jwks_client.clone(),
-                    config.jwks.fetch_timeout,
-                    config.jwks.unknown_kid_cooldown,
-                    config.token_cache_bytes,
-                    metrics.clone(),
-                )
-                .keeping(claims.clone()),
-            )),
-        };
-        let same_sources =
-            |old: &&State| *old.pools == config.pools && *old.issuers == config.issuers;
-        if let Some(old) = seed.filter(same_sources) {
-            // The verified tokens are kept too, unless the policy now reads other
-            // claims, which the remembered identities would lack.
-            let verifier = match old.verifier.kept_claims() == claims.as_slice() {
-                true => old.verifier.clone(),
-                false => Arc::new(
-                    Verifier::new(
-                        &config.pools,
-                        config.max_token_bytes,
-                        config.token_cache_bytes,
-                    )
-                    .with_issuers(&config.issuers)
-                    .counting(metrics)
-                    .keeping(claims),
-                ),
-            };
-            return State {
-                policy,
-                pools: old.pools.clone(),
-                issuers: old.issuers.clone(),
-                verifier,
-                alb,
-                keys: old.keys.clone(),
-                refreshers: old.refreshers.clone(),
-            };
-        }
-        let (keys, refreshers) = KeyStore::start(
-            &config.pools,
-            &config.issuers,
-            &config.jwks,
-            jwks_client,
-            metrics.clone(),
-            seed.map(|old| &old.keys),
-        )
-        .await;
-        let verifier = Verifier::new(
-            &config.pools,
-            config.max_token_bytes,
-            config.token_cache_bytes,
-        )
-        .with_issuers(&config.issuers)
-        .counting(metrics)
-        .keeping(claims);
-        State {
-            policy,
-            pools: Arc::new(config.pools.clone()),
-            issuers: Arc::new(config.issuers.clone()),
-            verifier: Arc::new(verifier),
-            alb,
-            keys,
-            refreshers: Arc::new(refreshers),
-        }
-    }
-}
-
-/// The client key fetches use.
-pub type JwksClient =
-    hyper_util::client::legacy::Client<JwksConnector, http_body_util::Empty<bytes::Bytes>>;
 
 #[cfg(test)]
 mod tests {
@@ -889,100 +608,5 @@ mod tests {
         );
         // Where it cannot answer (`/auth`), the policy decides.
         assert_eq!(decide(&answer, Method::OPTIONS, &preflight, false), None);
-    }
-
-    #[test]
-    fn tokens_come_from_the_configured_sources_and_two_different_ones_are_refused() {
-        let admission = Admission {
-            token_sources: vec![TokenSource::Header, TokenSource::Cookie("t".into())],
-            ..Admission::default()
-        };
-        let token = |method: Method, headers: &[(&'static str, &'static str)]| {
-            let mut h = HeaderMap::new();
-            for (k, v) in headers {
-                h.append(*k, HeaderValue::from_static(v));
-            }
-            admission
-                .token(&method, &h)
-                .map(|t| (t.text.to_owned(), t.carrier))
-        };
-        let (header, cookie) = (Carrier::AuthorizationHeader, Carrier::Cookie);
-        assert_eq!(
-            token(Method::GET, &[("cookie", "a=1; t=abc")]),
-            Ok(("abc".into(), cookie))
-        );
-        assert_eq!(
-            token(Method::GET, &[("cookie", "t=\"abc\"")]),
-            Ok(("abc".into(), cookie))
-        );
-        assert_eq!(
-            token(Method::GET, &[("authorization", "Bearer abc")]),
-            Ok(("abc".into(), header))
-        );
-        // The same token in both: the answer read the cookie too.
-        assert_eq!(
-            token(
-                Method::GET,
-                &[("cookie", "t=abc"), ("authorization", "Bearer abc")]
-            ),
-            Ok(("abc".into(), cookie))
-        );
-        // A cookie that does not count (POST) was not read.
-        assert_eq!(
-            token(
-                Method::POST,
-                &[("cookie", "t=abc"), ("authorization", "Bearer abc")]
-            ),
-            Ok(("abc".into(), header))
-        );
-        assert_eq!(
-            token(
-                Method::GET,
-                &[("cookie", "t=abc"), ("authorization", "Bearer xyz")]
-            ),
-            Err(AuthError::AmbiguousCredentials)
-        );
-        assert_eq!(
-            token(Method::GET, &[("cookie", "t=abc"), ("cookie", "t=xyz")]),
-            Err(AuthError::AmbiguousCredentials)
-        );
-        // A cookie counts only for the cookie methods (GET, HEAD, OPTIONS by default).
-        assert_eq!(
-            token(Method::POST, &[("cookie", "t=abc")]),
-            Err(AuthError::MissingToken)
-        );
-        assert_eq!(
-            token(Method::GET, &[("cookie", "tt=abc; xt=1")]),
-            Err(AuthError::MissingToken)
-        );
-    }
-
-    #[test]
-    fn bearer_token_extraction() {
-        let cases: &[(&[&str], Result<&str, AuthError>)] = &[
-            (&[], Err(AuthError::MissingToken)),
-            (&["Bearer abc.def.ghi"], Ok("abc.def.ghi")),
-            (&["bearer abc"], Ok("abc")),
-            (&["BEARER   abc  "], Ok("abc")),
-            (&["Basic dXNlcjpwYXNz"], Err(AuthError::MissingToken)),
-            (&["Bearerabc"], Err(AuthError::MissingToken)),
-            (
-                &["Bearer "],
-                Err(AuthError::InvalidToken(TokenError::Malformed(
-                    "empty bearer token",
-                ))),
-            ),
-            (
-                &["Bearer a", "Bearer b"],
-                Err(AuthError::AmbiguousCredentials),
-            ),
-        ];
-        for (values, want) in cases {
-            let mut h = HeaderMap::new();
-            for v in *values {
-                h.append(AUTHORIZATION, HeaderValue::from_static(v));
-            }
-            assert_eq!(bearer_token(&h), *want, "{values:?}");
-        }
     }
 }

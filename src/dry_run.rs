@@ -1,19 +1,21 @@
-//! A policy you can test and explain: the `[[test]]` tables run through the same
-//! decision core as every request (`authorize::judge` and `conclude`), with the same
-//! status mapping (`http::answer`), at `check`, at start-up and on every reload; and
-//! `cognito-gate explain`, which shows how one request is decided.
-//! Same floor as `gate`: may import every floor below `dev`.
+//! Decisions without a request: the policy's `[[test]]` tables, run through the same
+//! decision core as every request (`authorize::judge` and `conclude`) and judged by
+//! the same status mapping (`rejection`), at `check`, at start-up and on every reload;
+//! and `cognito-gate explain`, which shows how one request is decided.
+//! Same floor as `http`: may import `authorize`, `rejection` and every floor below;
+//! nothing from `http`.
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use http::{HeaderMap, Method};
 
 use crate::authorize::{conclude, judge, Admission, AuthError, Decision, Judged, RequestFacts};
 use crate::config::ProblemList;
-use crate::http::answer::Rejection;
 use crate::path;
 use crate::policy::{Expect, Policy, PolicyError, PolicyTest};
+use crate::rejection::Rejection;
 use crate::token::{Claim, Claims, Identity, PoolId, Source, TokenUse};
 
 /// Loads a policy file and runs its tests: what `check`, `run` and a reload use.
@@ -160,7 +162,7 @@ fn decide<'p>(
     };
     match judge(policy, &Admission::default(), facts) {
         Judged::Done(decision) => decision,
-        Judged::NeedsIdentity(pending) => conclude(pending, identity),
+        Judged::NeedsIdentity(pending) => conclude(pending, identity.map(Arc::new)),
     }
 }
 
@@ -420,7 +422,7 @@ pub async fn explain_token(
                 "token    3. signature, exp/nbf, token_use, client id: ok ({:?} token, client {})",
                 verified.identity.token_use, verified.identity.client_id
             );
-            (out, Ok(verified.identity))
+            (out, Ok(Arc::unwrap_or_clone(verified.identity)))
         }
         Err(e) => {
             let _ = writeln!(

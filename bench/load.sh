@@ -25,7 +25,7 @@ for tool in wrk nginx; do
 done
 cargo build --release --quiet
 work=$(mktemp -d)
-# nginx's decision cache on tmpfs, as the README advises (on a disk every new entry
+# nginx's decision cache on tmpfs, as docs/guides/nginx.md advises (on a disk every new entry
 # is a file write). Run as root, nginx's workers are nobody and must reach it.
 cache=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 chmod 711 "$work" "$cache"

@@ -30,6 +30,8 @@ mod dry_run;
 mod gate;
 mod http;
 mod logging;
+#[cfg(test)]
+mod manual;
 mod metrics;
 mod path;
 mod policy;

@@ -17,7 +17,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Metric, Registry, Unit};
 
 /// The version and the git commit the binary was built from.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -97,6 +98,8 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 /// Every metric of one gate.
 pub struct Metrics {
     registry: Registry,
+    /// Every metric's name as a query names it, and its type.
+    listed: Vec<(String, &'static str)>,
     no_rule: Arc<str>,
     pub requests: Family<RequestLabels, Counter>,
     pub request_duration: HistogramFamily<EndpointLabels>,
@@ -114,6 +117,50 @@ pub struct Metrics {
     pub log_lines_dropped: Counter,
 }
 
+/// Every metric's name starts with this.
+const PREFIX: &str = "cognito_gate";
+
+/// The registry being filled, and the name and type of each metric put in it.
+struct Catalog {
+    registry: Registry,
+    listed: Vec<(String, &'static str)>,
+}
+
+impl Catalog {
+    /// Registers `metric`, and lists it under the name a query uses: with its unit,
+    /// and a counter's `_total` or an info's `_info`.
+    fn add<M: Metric + TypedMetric>(
+        &mut self,
+        name: &str,
+        help: &str,
+        unit: Option<Unit>,
+        metric: M,
+    ) {
+        let mut queried = format!("{PREFIX}_{name}");
+        if let Some(unit) = &unit {
+            queried = format!("{queried}_{}", unit.as_str());
+        }
+        let kind = match M::TYPE {
+            MetricType::Counter => {
+                queried.push_str("_total");
+                "counter"
+            }
+            MetricType::Info => {
+                queried.push_str("_info");
+                "info"
+            }
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::Unknown => "unknown",
+        };
+        self.listed.push((queried, kind));
+        match unit {
+            Some(unit) => self.registry.register_with_unit(name, help, unit, metric),
+            None => self.registry.register(name, help, metric),
+        }
+    }
+}
+
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Metrics")
@@ -128,104 +175,121 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("cognito_gate");
+        let mut catalog = Catalog {
+            registry: Registry::with_prefix(PREFIX),
+            listed: Vec::new(),
+        };
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        catalog.add(
             "requests",
             "Requests answered, by endpoint, decision, status and deciding rule",
+            None,
             requests.clone(),
         );
         let request_duration: HistogramFamily<EndpointLabels> =
             Family::new_with_constructor(|| Histogram::new(gate_buckets()));
-        registry.register_with_unit(
+        catalog.add(
             "request_duration",
             "The gate's own time per request, without the upstream's",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             request_duration.clone(),
         );
         let upstream_duration = Histogram::new(upstream_buckets());
-        registry.register_with_unit(
+        catalog.add(
             "upstream_duration",
             "Time until the upstream's response headers",
-            Unit::Seconds,
+            Some(Unit::Seconds),
             upstream_duration.clone(),
         );
         let upstream_errors = Family::<KindLabels, Counter>::default();
-        registry.register(
+        catalog.add(
             "upstream_errors",
             "Requests the upstream failed: connect, timeout, or a cut-off body",
+            None,
             upstream_errors.clone(),
         );
         let jwks_fetches = Family::<FetchLabels, Counter>::default();
-        registry.register(
+        catalog.add(
             "jwks_fetches",
             "JWKS downloads per pool, by result",
+            None,
             jwks_fetches.clone(),
         );
         let jwks_keys = Family::<PoolLabels, Gauge>::default();
-        registry.register(
+        catalog.add(
             "jwks_keys",
             "Keys in the pool's current key set",
+            None,
             jwks_keys.clone(),
         );
         let jwks_last_success = Family::<PoolLabels, Gauge<f64, AtomicU64>>::default();
-        registry.register(
+        catalog.add(
             "jwks_last_success_timestamp_seconds",
             "Unix time of the pool's last good JWKS download",
+            None,
             jwks_last_success.clone(),
         );
         let token_cache_hits = Counter::default();
-        registry.register(
+        catalog.add(
             "token_cache_hits",
             "Tokens found already verified",
+            None,
             token_cache_hits.clone(),
         );
         let token_cache_misses = Counter::default();
-        registry.register(
+        catalog.add(
             "token_cache_misses",
             "Tokens whose signature had to be verified",
+            None,
             token_cache_misses.clone(),
         );
         let token_cache_entries = Gauge::default();
-        registry.register(
+        catalog.add(
             "token_cache_entries",
             "Verified tokens remembered",
+            None,
             token_cache_entries.clone(),
         );
         let reloads = Family::<ResultLabels, Counter>::default();
-        registry.register(
+        catalog.add(
             "reloads",
             "Reloads of the policy and the pools, by result",
+            None,
             reloads.clone(),
         );
         let reloads_deferred = Counter::default();
-        registry.register(
+        catalog.add(
             "reloads_deferred",
             "Reloads postponed because a file written in place was still changing",
+            None,
             reloads_deferred.clone(),
         );
         let in_flight = Gauge::default();
-        registry.register(
+        catalog.add(
             "in_flight_requests",
             "Requests being handled now",
+            None,
             in_flight.clone(),
         );
         let log_lines_dropped = Counter::default();
-        registry.register(
+        catalog.add(
             "log_lines_dropped",
             "Log lines dropped because the log writer could not keep up",
+            None,
             log_lines_dropped.clone(),
         );
-        registry.register(
+        catalog.add(
             "build",
             "The running version and git commit",
+            None,
             Info::new(BuildLabels {
                 version: VERSION,
                 commit: COMMIT,
             }),
         );
         Metrics {
-            registry,
+            registry: catalog.registry,
+            listed: catalog.listed,
             no_rule: Arc::from("-"),
             requests,
             request_duration,
@@ -287,6 +351,15 @@ impl Metrics {
     }
 
     /// The text exposition of every metric.
+    /// Every metric's name as a query names it (`cognito_gate_requests_total`), and
+    /// its OpenMetrics type: also those no request has touched yet, which `render`
+    /// leaves out.
+    pub fn listed(&self) -> impl Iterator<Item = (&str, &'static str)> {
+        self.listed
+            .iter()
+            .map(|(name, kind)| (name.as_str(), *kind))
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
         // Writing into a String cannot fail.
@@ -360,5 +433,40 @@ mod tests {
         assert!(m.render().contains("cognito_gate_in_flight_requests 0"));
         m.forget_pool("eu-west-1_Abc");
         assert!(!m.render().contains("eu-west-1_Abc"));
+    }
+
+    #[test]
+    fn the_metrics_reference_lists_every_metric_with_its_type_and_nothing_else() {
+        let metrics = Metrics::new();
+        let mut listed: Vec<(String, String)> = metrics
+            .listed()
+            .map(|(name, kind)| (name.to_owned(), kind.to_owned()))
+            .collect();
+        listed.sort();
+        // What is rendered is listed (the list is the registry's own).
+        for line in metrics.render().lines() {
+            if let Some(family) = line
+                .strip_prefix("# TYPE ")
+                .and_then(|r| r.split(' ').next())
+            {
+                assert!(
+                    listed.iter().any(|(name, _)| name.starts_with(family)),
+                    "{family} is rendered and not listed"
+                );
+            }
+        }
+        let mut documented = Vec::new();
+        for row in crate::manual::rows("reference/metrics.md", "metric") {
+            let kind = row[1]
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            for name in crate::manual::code_spans(&row[0]) {
+                documented.push((name.to_owned(), kind.clone()));
+            }
+        }
+        documented.sort();
+        assert_eq!(documented, listed, "docs/reference/metrics.md");
     }
 }

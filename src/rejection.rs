@@ -409,4 +409,53 @@ mod tests {
             assert!(!text.contains(['"', '\\']), "{text}");
         }
     }
+
+    #[test]
+    fn the_status_code_reference_lists_every_refusal_and_nothing_else() {
+        let mut documented: Vec<(String, String)> =
+            crate::manual::rows("reference/status-codes.md", "status")
+                .into_iter()
+                .map(|row| (row[0].clone(), row[1].clone()))
+                .collect();
+        documented.sort();
+        let before = documented.len();
+        documented.dedup();
+        assert_eq!(
+            documented.len(),
+            before,
+            "a status and error are listed twice"
+        );
+        let mut answered: Vec<(String, String)> = Rejection::every()
+            .iter()
+            .map(|r| {
+                let answer = r.answer();
+                let error = match answer.status {
+                    // An answered preflight has no body, and so no `error`.
+                    StatusCode::NO_CONTENT => "(none)".to_owned(),
+                    _ => format!("`{}`", answer.error),
+                };
+                (answer.status.as_u16().to_string(), error)
+            })
+            .collect();
+        // hyper's own answer to a request head over `max_header_bytes`, before the gate
+        // sees a request (tests/it/proxy.rs holds it).
+        answered.push(("431".to_owned(), "—".to_owned()));
+        answered.sort();
+        answered.dedup();
+        assert_eq!(documented, answered, "docs/reference/status-codes.md");
+    }
+
+    #[test]
+    fn the_status_code_reference_names_every_error_description_and_nothing_else() {
+        let mut documented: Vec<String> =
+            crate::manual::rows("reference/status-codes.md", "`error_description`")
+                .into_iter()
+                .map(|row| row[0].trim_matches('`').to_owned())
+                .collect();
+        documented.sort();
+        let mut described: Vec<String> =
+            TokenError::every().iter().map(|e| e.to_string()).collect();
+        described.sort();
+        assert_eq!(documented, described, "docs/reference/status-codes.md");
+    }
 }

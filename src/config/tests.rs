@@ -1,6 +1,8 @@
 //! Validation of the raw configuration: defaults, every problem with its key, and the
 //! rules each key follows.
 
+use std::collections::BTreeMap;
+
 use super::validate::region_of;
 use super::*;
 
@@ -619,4 +621,133 @@ fn cors_answers_need_a_cors_table_of_real_origins_methods_and_headers() {
     ] {
         assert!(text.contains(key), "{key}: {text}");
     }
+}
+
+/// A value as the manual writes a default: TOML, lists with `, `.
+fn toml_text(value: &figment::value::Value) -> Option<String> {
+    use figment::value::Value;
+    Some(match value {
+        Value::String(_, s) => format!("{s:?}"),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(_, n) => match (n.to_u128(), n.to_i128()) {
+            (Some(u), _) => u.to_string(),
+            (None, Some(i)) => i.to_string(),
+            (None, None) => n.to_f64()?.to_string(),
+        },
+        Value::Array(_, items) => {
+            let items: Option<Vec<String>> = items.iter().map(toml_text).collect();
+            format!("[{}]", items?.join(", "))
+        }
+        _ => return None,
+    })
+}
+
+/// Every key of `dict` under `prefix`, with its default when it has one a user writes
+/// as a value; `pools[].x` for the keys of a list of tables.
+fn keys_of(
+    dict: &figment::value::Dict,
+    defaults: Option<&figment::value::Dict>,
+    prefix: &str,
+    out: &mut BTreeMap<String, Option<String>>,
+) {
+    use figment::value::Value;
+    for (key, value) in dict {
+        let path = format!("{prefix}{key}");
+        let default = defaults.and_then(|d| d.get(key));
+        match value {
+            Value::Dict(_, inner) if !inner.is_empty() => {
+                let inner_defaults = match default {
+                    Some(Value::Dict(_, d)) => Some(d),
+                    _ => None,
+                };
+                keys_of(inner, inner_defaults, &format!("{path}."), out);
+            }
+            Value::Array(_, items) if matches!(items.first(), Some(Value::Dict(..))) => {
+                out.insert(path.clone(), None);
+                if let Some(Value::Dict(_, item)) = items.first() {
+                    keys_of(
+                        item,
+                        item_defaults(key).as_ref(),
+                        &format!("{path}[]."),
+                        out,
+                    );
+                }
+            }
+            _ => {
+                out.insert(path, default.and_then(toml_text));
+            }
+        }
+    }
+}
+
+/// The defaults of one entry of a list of tables.
+fn item_defaults(list: &str) -> Option<figment::value::Dict> {
+    let value = match list {
+        "pools" => figment::value::Value::serialize(RawPool::default()),
+        "issuers" => figment::value::Value::serialize(RawIssuer::default()),
+        "alb" => figment::value::Value::serialize(RawAlb::default()),
+        _ => return None,
+    };
+    match value {
+        Ok(figment::value::Value::Dict(_, dict)) => Some(dict),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_configuration_reference_lists_every_key_with_its_default_and_nothing_else() {
+    let defaults = match figment::value::Value::serialize(RawConfig::default()) {
+        Ok(figment::value::Value::Dict(_, dict)) => dict,
+        other => panic!("{other:?}"),
+    };
+    let mut keys = BTreeMap::new();
+    keys_of(&raw::schema(), Some(&defaults), "", &mut keys);
+    let mut documented = BTreeMap::new();
+    for row in crate::manual::rows("reference/configuration.md", "key") {
+        let [key, default, env, _meaning] = row.as_slice() else {
+            panic!("a configuration row has four cells: {row:?}");
+        };
+        let key = key.trim_matches('`').to_owned();
+        assert!(
+            documented
+                .insert(key.clone(), (default.clone(), env.clone()))
+                .is_none(),
+            "{key} is documented twice"
+        );
+    }
+    let mut wrong = Vec::new();
+    for (key, default) in &keys {
+        let Some((doc_default, env)) = documented.get(key) else {
+            wrong.push(format!("no row for `{key}`"));
+            continue;
+        };
+        // A required key has no default; its raw placeholder (`[]`) is refused.
+        let required = doc_default.starts_with("required");
+        let doc_default = crate::manual::code_spans(doc_default).first().copied();
+        if let Some(default) = default
+            .as_deref()
+            .filter(|d| !required && doc_default != Some(*d))
+        {
+            wrong.push(format!(
+                "`{key}` defaults to `{default}`, not {doc_default:?}"
+            ));
+        }
+        let want_env = match key.contains("[]") {
+            true => "—".to_owned(),
+            false => format!("`{ENV_PREFIX}{}`", key.to_uppercase().replace('.', "__")),
+        };
+        if *env != want_env {
+            wrong.push(format!("`{key}` is set by {want_env}, not {env}"));
+        }
+    }
+    for key in documented.keys().filter(|k| !keys.contains_key(*k)) {
+        wrong.push(format!(
+            "`{key}` is documented, and the configuration has no such key"
+        ));
+    }
+    assert!(
+        wrong.is_empty(),
+        "docs/reference/configuration.md:\n{}",
+        wrong.join("\n")
+    );
 }

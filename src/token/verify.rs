@@ -79,7 +79,7 @@ impl TokenError {
             assert!(!all.contains(&e), "{e:?} twice: the chain loops");
             all.push(e);
             next = match e {
-                T::TooLarge => Some(T::Malformed("x")),
+                T::TooLarge => Some(T::Malformed("…")),
                 T::Malformed(_) => Some(T::UnsupportedAlgorithm),
                 T::UnsupportedAlgorithm => Some(T::MissingKeyId),
                 T::MissingKeyId => Some(T::InvalidKeyId),
@@ -92,8 +92,8 @@ impl TokenError {
                 T::AlgorithmMismatch => Some(T::InvalidSignature),
                 T::InvalidSignature => Some(T::Expired),
                 T::Expired => Some(T::NotYetValid),
-                T::NotYetValid => Some(T::MissingClaim("x")),
-                T::MissingClaim(_) => Some(T::InvalidClaimType("x")),
+                T::NotYetValid => Some(T::MissingClaim("…")),
+                T::MissingClaim(_) => Some(T::InvalidClaimType("…")),
                 T::InvalidClaimType(_) => Some(T::InvalidTokenUse),
                 T::InvalidTokenUse => Some(T::TokenUseNotAccepted),
                 T::TokenUseNotAccepted => Some(T::ClientNotAllowed),

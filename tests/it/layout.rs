@@ -13,6 +13,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("path", 0),
     ("wire", 0),
     ("metrics", 0),
+    ("manual", 0),
     ("client", 1),
     ("token", 2),
     ("policy", 3),

@@ -14,6 +14,7 @@ mod claims;
 mod cli;
 mod decision;
 mod demo;
+mod docs;
 mod faults;
 mod grpc;
 mod grpc_apps;

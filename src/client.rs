@@ -48,6 +48,17 @@ fn tcp(connect_timeout: Duration) -> HttpConnector {
 }
 
 fn with_tls<T>(inner: T) -> Result<HttpsConnector<T>, rustls::Error> {
+    let tls = tls_config()?;
+    Ok(HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(inner))
+}
+
+/// TLS to servers the system CA bundle vouches for, on the aws-lc-rs provider: the
+/// key fetches, an `https://` app, and a `rediss://` revocation list.
+pub fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_native_certs::load_native_certs().certs {
         // A CA that rustls cannot parse is one we would never have trusted anyway.
@@ -58,17 +69,12 @@ fn with_tls<T>(inner: T) -> Result<HttpsConnector<T>, rustls::Error> {
         // are logged, rather than the gate refusing to start.
         tracing::warn!("no system CA certificates found; HTTPS requests will fail");
     }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(inner))
+    .with_no_client_auth())
 }
 
 /// TCP to the destination, or to the egress proxy and through a CONNECT tunnel.

@@ -113,6 +113,7 @@ fn synthetic(groups: &[String], scopes: &[String], claims: &[Claim]) -> Identity
         client_id: "policy-test".into(),
         source: Source::Pool(PoolId(0)),
         claims: Claims::new(claims.to_vec()),
+        revocable: Default::default(),
     }
 }
 

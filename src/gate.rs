@@ -26,6 +26,7 @@ use crate::http::workers::{self, Workers};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::reload;
+use crate::revocation::{self, RevocationList};
 
 /// The sockets the gate serves on, bound by the caller (port 0 in tests). `proxy` is
 /// used when `upstream` is configured, `authz` when `authz.listen` is, and `grpc` when
@@ -63,7 +64,22 @@ pub async fn run(
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::new());
     let jwks_client = jwks_client(&config)?;
-    let authz = decision_core(&config, policy, clock, jwks_client.clone(), metrics).await;
+    // The revocation list is loaded and followed in the background; until the first
+    // load, `/readyz` is 503 and tokens get 503 `revocation_unavailable`.
+    let revocation = config.revocation.clone().map(|settings| {
+        let list = Arc::new(RevocationList::new(&settings, metrics.clone()));
+        let follower = tokio::spawn(revocation::follow(settings, list.clone(), metrics.clone()));
+        (list, follower)
+    });
+    let authz = decision_core(
+        &config,
+        policy,
+        clock,
+        jwks_client.clone(),
+        metrics,
+        revocation.as_ref().map(|(list, _)| list.clone()),
+    )
+    .await;
     let _reloader = config
         .source
         .as_ref()
@@ -111,6 +127,9 @@ pub async fn run(
     if let Some(updater) = health_updater {
         updater.abort();
     }
+    if let Some((_, follower)) = revocation {
+        follower.abort();
+    }
     // Every connection has drained or been cut off at the deadline; the threads end.
     drop(serving);
     Ok(())
@@ -149,6 +168,7 @@ async fn decision_core(
     clock: Clock,
     jwks_client: JwksClient,
     metrics: Arc<Metrics>,
+    revocation: Option<Arc<RevocationList>>,
 ) -> Arc<Authorizer> {
     let state = State::build(config, policy, jwks_client, metrics.clone(), None).await;
     Arc::new(Authorizer::new(
@@ -162,6 +182,7 @@ async fn decision_core(
             cors: config.cors.clone().map(Arc::new),
         },
         metrics,
+        revocation,
     ))
 }
 

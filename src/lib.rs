@@ -37,6 +37,7 @@ mod path;
 mod policy;
 mod rejection;
 mod reload;
+mod revocation;
 mod token;
 mod wire;
 
@@ -61,5 +62,8 @@ pub mod internals {
     pub use crate::metrics::{Metrics, RequestLabels, COMMIT, VERSION};
     pub use crate::path::canonicalize;
     pub use crate::policy::Grant;
+    pub use crate::revocation::{
+        write as write_revocation, Entry as RevocationEntry, Kind as RevocationKind, RevocationList,
+    };
     pub use crate::token::{digest, parse_key_set, KeySet, Remembered, TokenCache, Verifier};
 }

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use cognito_gate::internals::demo::{self, DemoOptions};
 use cognito_gate::internals::{
     discover_issuers, explain, explain_token, init_logging, load_policy, probe, raise_fd_limit,
-    rule_text, Caller,
+    rule_text, write_revocation, Caller, RevocationEntry, RevocationKind,
 };
 #[cfg(feature = "dev")]
 use cognito_gate::internals::{LogConfig, LogFormat};
@@ -86,6 +86,18 @@ enum Command {
         /// The policy file (default: config/policy.toml, or the embedded copy of it).
         #[arg(long)]
         policy: Option<PathBuf>,
+    },
+    /// Revoke a token family or sign a user out, in the revocation list's Redis ([revocation]): every gate following it refuses those tokens.
+    Revoke {
+        /// The origin_jti of the tokens to refuse: a Cognito refresh token and every token issued from it (jti for other issuers).
+        #[arg(long, conflicts_with = "sub", required_unless_present = "sub")]
+        origin_jti: Option<String>,
+        /// The user whose tokens issued before --at are refused (GlobalSignOut).
+        #[arg(long)]
+        sub: Option<String>,
+        /// When the user signed out: seconds since the epoch, or RFC 3339 (2026-12-06T10:00:00Z). Default: now.
+        #[arg(long, requires = "sub", value_parser = parse_time)]
+        at: Option<f64>,
     },
     /// Exit 0 if the gate's admin /readyz answers 200, 1 otherwise (for container healthchecks).
     Health {
@@ -171,6 +183,11 @@ fn main() -> ExitCode {
                 .map_err(|e| e.to_string())
         }
         Command::Health { url } => runtime.block_on(health(&cli.config, url)),
+        Command::Revoke {
+            origin_jti,
+            sub,
+            at,
+        } => runtime.block_on(revoke(&cli.config, origin_jti, sub, at)),
         #[cfg(feature = "dev")]
         Command::DevIssuer {
             listen,
@@ -203,6 +220,106 @@ enum Request {
 }
 
 /// `--claim NAME=VALUE`.
+/// Seconds since the epoch, or an RFC 3339 date and time in UTC or with an offset.
+fn parse_time(text: &str) -> Result<f64, String> {
+    let bad = || {
+        format!("{text:?}: expected seconds since the epoch or RFC 3339, e.g. 2026-12-06T10:00:00Z")
+    };
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Some(seconds)
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .ok_or_else(bad);
+    }
+    let (date, time) = text.split_once(['T', 't', ' ']).ok_or_else(bad)?;
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>());
+    let (Some(Ok(y)), Some(Ok(m)), Some(Ok(d))) = (ymd.next(), ymd.next(), ymd.next()) else {
+        return Err(bad());
+    };
+    let (clock, offset) = match time.strip_suffix(['Z', 'z']) {
+        Some(clock) => (clock, 0),
+        None => {
+            let at = time.rfind(['+', '-']).ok_or_else(bad)?;
+            let (clock, zone) = time.split_at(at);
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let (h, mi) = zone[1..].split_once(':').ok_or_else(bad)?;
+            let minutes =
+                h.parse::<i64>().map_err(|_| bad())? * 60 + mi.parse::<i64>().map_err(|_| bad())?;
+            (clock, sign * minutes * 60)
+        }
+    };
+    let mut hms = clock.splitn(3, ':');
+    let (Some(h), Some(mi), Some(sec)) = (hms.next(), hms.next(), hms.next()) else {
+        return Err(bad());
+    };
+    let (h, mi) = (
+        h.parse::<i64>().map_err(|_| bad())?,
+        mi.parse::<i64>().map_err(|_| bad())?,
+    );
+    let sec = sec.parse::<f64>().map_err(|_| bad())?;
+    if !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+        || h > 23
+        || mi > 59
+        || !(0.0..61.0).contains(&sec)
+    {
+        return Err(bad());
+    }
+    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = (days * 86_400 + h * 3600 + mi * 60 - offset) as f64 + sec;
+    Some(seconds).filter(|s| *s >= 0.0).ok_or_else(bad)
+}
+
+/// `cognito-gate revoke`: one entry in the revocation list's Redis stream.
+async fn revoke(
+    config_file: &Path,
+    origin_jti: Option<String>,
+    sub: Option<String>,
+    at: Option<f64>,
+) -> Result<(), String> {
+    let config =
+        Config::load(config_file).map_err(|e| format!("{}: {e}", config_file.display()))?;
+    let settings = config
+        .revocation
+        .ok_or_else(|| format!("{}: there is no [revocation] table", config_file.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| format!("the system clock: {e}"))?
+        .as_secs_f64();
+    let entry = match (origin_jti, sub) {
+        (Some(value), _) => RevocationEntry {
+            kind: RevocationKind::Family,
+            value,
+            at: now,
+        },
+        (None, Some(value)) => RevocationEntry {
+            kind: RevocationKind::User,
+            value,
+            at: at.unwrap_or(now),
+        },
+        (None, None) => return Err("give --origin-jti or --sub".into()),
+    };
+    let id = write_revocation(&settings, &entry)
+        .await
+        .map_err(|e| format!("{}: {e}", settings.redis_url.redacted()))?;
+    println!(
+        "revoked: {} {} at {} (stream entry {id})",
+        match entry.kind {
+            RevocationKind::Family => "origin_jti",
+            RevocationKind::User => "sub",
+        },
+        entry.value,
+        entry.at
+    );
+    Ok(())
+}
+
 fn parse_claim(text: &str) -> Result<(String, serde_json::Value), String> {
     let (name, value) = text
         .split_once('=')

@@ -64,6 +64,12 @@ pub struct FetchLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `revoked`, `signed_out` or `unavailable`.
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     /// `success` or `error`.
     pub result: &'static str,
@@ -115,6 +121,11 @@ pub struct Metrics {
     pub reloads_deferred: Counter,
     pub in_flight: Gauge,
     pub log_lines_dropped: Counter,
+    pub revocation_entries: Gauge,
+    pub revocation_sync_age: Gauge<f64, AtomicU64>,
+    pub revocation_reconnects: Counter,
+    pub revocation_refusals: Family<ReasonLabels, Counter>,
+    pub revocation_malformed: Counter,
 }
 
 /// Every metric's name starts with this.
@@ -278,6 +289,41 @@ impl Metrics {
             None,
             log_lines_dropped.clone(),
         );
+        let revocation_entries = Gauge::default();
+        catalog.add(
+            "revocation_entries",
+            "Revoked token families and signed-out users held in memory",
+            None,
+            revocation_entries.clone(),
+        );
+        let revocation_sync_age = Gauge::<f64, AtomicU64>::default();
+        catalog.add(
+            "revocation_sync_age",
+            "Time since the revocation list last heard from Redis",
+            Some(Unit::Seconds),
+            revocation_sync_age.clone(),
+        );
+        let revocation_reconnects = Counter::default();
+        catalog.add(
+            "revocation_reconnects",
+            "Connections to the revocation list's Redis lost and made again",
+            None,
+            revocation_reconnects.clone(),
+        );
+        let revocation_refusals = Family::<ReasonLabels, Counter>::default();
+        catalog.add(
+            "revocation_refusals",
+            "Tokens refused by the revocation list, by reason",
+            None,
+            revocation_refusals.clone(),
+        );
+        let revocation_malformed = Counter::default();
+        catalog.add(
+            "revocation_malformed_entries",
+            "Revocation entries in Redis that were skipped as malformed",
+            None,
+            revocation_malformed.clone(),
+        );
         catalog.add(
             "build",
             "The running version and git commit",
@@ -305,6 +351,11 @@ impl Metrics {
             reloads_deferred,
             in_flight,
             log_lines_dropped,
+            revocation_entries,
+            revocation_sync_age,
+            revocation_reconnects,
+            revocation_refusals,
+            revocation_malformed,
         }
     }
 
@@ -319,6 +370,13 @@ impl Metrics {
     }
 
     /// The `rule` label of a request no rule decided.
+    /// Counts a token the revocation list refused.
+    pub fn revocation_refusal(&self, reason: &'static str) {
+        self.revocation_refusals
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
     pub fn no_rule(&self) -> Arc<str> {
         self.no_rule.clone()
     }

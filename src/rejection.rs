@@ -114,6 +114,12 @@ impl Rejection {
                 None,
                 Fault::Ours,
             ),
+            Rejection::Auth(AuthError::RevocationUnavailable) => (
+                S::SERVICE_UNAVAILABLE,
+                "revocation_unavailable",
+                None,
+                Fault::Ours,
+            ),
             Rejection::Auth(AuthError::InvalidToken(e)) => match e {
                 TokenError::TooLarge
                 | TokenError::Malformed(_)
@@ -133,7 +139,8 @@ impl Rejection {
                 | TokenError::InvalidClaimType(_)
                 | TokenError::InvalidTokenUse
                 | TokenError::TokenUseNotAccepted
-                | TokenError::ClientNotAllowed => (
+                | TokenError::ClientNotAllowed
+                | TokenError::Revoked => (
                     S::UNAUTHORIZED,
                     "invalid_token",
                     bearer(Some("invalid_token"), Some(&e.to_string())),
@@ -222,7 +229,9 @@ impl Rejection {
                 | AuthError::BadHost
                 | AuthError::MethodOverride => C::InvalidArgument,
                 AuthError::MissingToken | AuthError::InvalidToken(_) => C::Unauthenticated,
-                AuthError::KeysUnavailable | AuthError::ClockUnavailable => C::Unavailable,
+                AuthError::KeysUnavailable
+                | AuthError::ClockUnavailable
+                | AuthError::RevocationUnavailable => C::Unavailable,
                 AuthError::NotGranted
                 | AuthError::NoMatchingRule
                 | AuthError::Denied
@@ -270,7 +279,8 @@ impl Rejection {
                         Some(after.map_or(A::KeysUnavailable, |t| A::InvalidToken(*t)))
                     }
                     A::KeysUnavailable => Some(A::ClockUnavailable),
-                    A::ClockUnavailable => Some(A::NotGranted),
+                    A::ClockUnavailable => Some(A::RevocationUnavailable),
+                    A::RevocationUnavailable => Some(A::NotGranted),
                     A::NotGranted => Some(A::Denied),
                     A::Denied => Some(A::NoMatchingRule),
                     A::NoMatchingRule => Some(A::BadHost),

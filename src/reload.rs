@@ -381,7 +381,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut out = Vec::new();
-    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 25] = [
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 26] = [
         ("listen", &old.listen, &new.listen),
         ("admin_listen", &old.admin_listen, &new.admin_listen),
         (
@@ -447,6 +447,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("log", &old.log, &new.log),
         ("reload", &old.reload, &new.reload),
         ("cors", &old.cors, &new.cors),
+        ("revocation", &old.revocation, &new.revocation),
     ];
     for (key, a, b) in pairs {
         if differs(a, b) {

@@ -24,6 +24,7 @@ use crate::cors::{self, Refusal};
 use crate::metrics::Metrics;
 use crate::path::{self, PathError};
 use crate::policy::{normalize_host, Governing, Policy, RuleId};
+use crate::revocation::{Denial, RevocationList};
 use crate::token::{Identity, TokenError, Verified, VerifyError};
 use crate::wire::{forwarded_elements, upgrade_allowed, FORWARDED};
 
@@ -51,6 +52,10 @@ pub enum AuthError {
     /// `exp` can be judged (time 0 would pass every token).
     #[error("the system clock is before the Unix epoch")]
     ClockUnavailable,
+    /// Our fault too: the revocation list is not loaded, or Redis has been away too
+    /// long to trust it (`revocation.on_unavailable`).
+    #[error("the revocation list is unavailable")]
+    RevocationUnavailable,
     /// The token is valid, but its groups, scopes or claims do not satisfy the rule.
     #[error("the token's groups, scopes or claims are not allowed by the rule")]
     NotGranted,
@@ -371,15 +376,43 @@ pub struct Authorizer {
     clock: Clock,
     admission: Admission,
     metrics: Arc<Metrics>,
+    /// `[revocation]`: checked for every verified token, remembered ones included.
+    revocation: Option<Arc<RevocationList>>,
 }
 
 impl Authorizer {
-    pub fn new(state: State, clock: Clock, admission: Admission, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        state: State,
+        clock: Clock,
+        admission: Admission,
+        metrics: Arc<Metrics>,
+        revocation: Option<Arc<RevocationList>>,
+    ) -> Self {
         Authorizer {
             state: ArcSwap::from_pointee(state),
             clock,
             admission,
             metrics,
+            revocation,
+        }
+    }
+
+    /// Now, by the decision's clock.
+    pub fn now(&self) -> Option<f64> {
+        self.clock.now()
+    }
+
+    /// The revocation list, when `[revocation]` is configured.
+    pub fn revocation(&self) -> Option<&RevocationList> {
+        self.revocation.as_deref()
+    }
+
+    /// Whether the clock can be read and the revocation list (if any) trusted now.
+    pub fn revocation_ready(&self) -> bool {
+        match (&self.revocation, self.clock.now()) {
+            (None, _) => true,
+            (Some(list), Some(now)) => list.ready(now),
+            (Some(_), None) => false,
         }
     }
 
@@ -417,28 +450,55 @@ impl Authorizer {
         let Some(now) = self.clock.now() else {
             return conclude(pending, Err(AuthError::ClockUnavailable));
         };
-        let (identity, reusable_for) =
-            match self.identify(&state, req.method, req.headers, now).await {
-                Ok((verified, carrier)) => {
-                    let left = (verified.exp - now).max(0.0);
-                    // The peer's cache key holds the Authorization header, not the
-                    // cookies or the load balancer's header whose absence this decision
-                    // also relied on (two credentials are refused).
-                    let header_only = carrier == Carrier::AuthorizationHeader
-                        && state.alb.is_none()
-                        && !self.admission.reads_cookies(req.method);
-                    let reusable = header_only
-                        .then(|| Duration::try_from_secs_f64(left).ok())
-                        .flatten();
-                    (Ok(verified.identity), reusable)
-                }
-                Err(e) => (Err(e), None),
-            };
+        let identified = self
+            .identify(&state, req.method, req.headers, now)
+            .await
+            .and_then(|found| self.unrevoked(found, now));
+        let (identity, reusable_for) = match identified {
+            Ok((verified, carrier)) => {
+                let left = (verified.exp - now).max(0.0);
+                // The peer's cache key holds the Authorization header, not the
+                // cookies or the load balancer's header whose absence this decision
+                // also relied on (two credentials are refused).
+                let header_only = carrier == Carrier::AuthorizationHeader
+                    && state.alb.is_none()
+                    && !self.admission.reads_cookies(req.method);
+                let reusable = header_only
+                    .then(|| Duration::try_from_secs_f64(left).ok())
+                    .flatten();
+                (Ok(verified.identity), reusable)
+            }
+            Err(e) => (Err(e), None),
+        };
         let mut decision = conclude(pending, identity);
         if decision.outcome.is_ok() {
             decision.reusable_for = reusable_for;
         }
         decision
+    }
+
+    /// `verified`, unless the revocation list refuses it. A load balancer's header is
+    /// not checked: the load balancer keeps its own session and re-signs it per request.
+    fn unrevoked(
+        &self,
+        (verified, carrier): (Verified, Carrier),
+        now: f64,
+    ) -> Result<(Verified, Carrier), AuthError> {
+        let Some(list) = &self.revocation else {
+            return Ok((verified, carrier));
+        };
+        if carrier == Carrier::LoadBalancer {
+            return Ok((verified, carrier));
+        }
+        let id = &verified.identity;
+        let issued_at = id.revocable.issued_at.map(|t| t as f64);
+        match list.check(id.revocable.family.as_deref(), &id.sub, issued_at, now) {
+            Ok(()) => Ok((verified, carrier)),
+            Err(Denial::Revoked | Denial::SignedOut) => {
+                Err(AuthError::InvalidToken(TokenError::Revoked))
+            }
+            Err(Denial::Unavailable) => Err(AuthError::RevocationUnavailable),
+        }
     }
 
     /// The caller's verified token, and where it was found.

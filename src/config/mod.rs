@@ -7,12 +7,14 @@
 mod load;
 mod problems;
 mod raw;
+mod redis_url;
 #[cfg(test)]
 mod tests;
 mod validate;
 
 pub use problems::{ConfigError, ProblemList};
 pub use raw::*;
+pub use redis_url::RedisUrl;
 pub use validate::leaves_the_host_in_clear;
 
 use std::net::SocketAddr;
@@ -74,6 +76,8 @@ pub struct Config {
     pub headers: HeadersConfig,
     pub log: LogConfig,
     pub reload: ReloadConfig,
+    /// `[revocation]`: the shared revocation list; `None` when revocation is off.
+    pub revocation: Option<RevocationConfig>,
     /// The file this configuration was loaded from; `None` for TOML text. A gate
     /// whose configuration has a file reloads it on SIGHUP and on change.
     pub source: Option<PathBuf>,
@@ -125,6 +129,56 @@ pub struct ReloadConfig {
     /// and bytes) before a reload reads it. A file renamed into place, and SIGHUP, are
     /// read at once.
     pub settle: Duration,
+}
+
+/// `[revocation]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationConfig {
+    /// `redis://` or `rediss://`, with the user, password and database.
+    pub redis_url: RedisUrl,
+    /// A file holding the password, which wins over the URL's.
+    pub password_file: Option<PathBuf>,
+    /// Prepended to the stream's name (`{key_prefix}revocations`).
+    pub key_prefix: String,
+    /// The longest a token lives: how long an entry is kept.
+    pub max_token_lifetime: Duration,
+    pub on_unavailable: OnUnavailable,
+    /// With `serve_stale`, how long the last list is trusted while Redis is away.
+    pub max_staleness: Duration,
+    /// Connecting, and a reply's wait beyond a stream read's own.
+    pub timeout: Duration,
+}
+
+impl RevocationConfig {
+    /// Defaults with a loopback URL, for unit tests.
+    #[cfg(test)]
+    pub fn for_tests() -> Self {
+        RevocationConfig {
+            redis_url: RedisUrl {
+                tls: false,
+                host: "127.0.0.1".into(),
+                port: 6379,
+                user: None,
+                password: None,
+                db: 0,
+            },
+            password_file: None,
+            key_prefix: "cognito-gate:".into(),
+            max_token_lifetime: Duration::from_secs(86_400),
+            on_unavailable: OnUnavailable::ServeStale,
+            max_staleness: Duration::from_secs(300),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What requests get while the revocation list cannot be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnUnavailable {
+    /// Keep deciding with the last list, for at most `max_staleness`; then 503.
+    ServeStale,
+    /// 503 `revocation_unavailable` as soon as Redis is away.
+    Refuse,
 }
 
 /// One place a request's token may be.

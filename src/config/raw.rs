@@ -44,6 +44,8 @@ pub struct RawConfig {
     pub headers: RawHeaders,
     pub log: RawLog,
     pub reload: RawReload,
+    /// `[revocation]`: the shared revocation list in Redis.
+    pub revocation: Option<RawRevocation>,
 }
 
 impl Default for RawConfig {
@@ -77,6 +79,34 @@ impl Default for RawConfig {
             headers: RawHeaders::default(),
             log: RawLog::default(),
             reload: RawReload::default(),
+            revocation: None,
+        }
+    }
+}
+
+/// `[revocation]`: where the shared revocation list lives, and what to do without it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRevocation {
+    pub redis_url: Option<String>,
+    pub password_file: Option<String>,
+    pub key_prefix: String,
+    pub max_token_lifetime: RawDuration,
+    pub on_unavailable: String,
+    pub max_staleness: RawDuration,
+    pub timeout: RawDuration,
+}
+
+impl Default for RawRevocation {
+    fn default() -> Self {
+        RawRevocation {
+            redis_url: None,
+            password_file: None,
+            key_prefix: "cognito-gate:".into(),
+            max_token_lifetime: RawDuration::text("1d"),
+            on_unavailable: "serve_stale".into(),
+            max_staleness: RawDuration::text("5m"),
+            timeout: RawDuration::text("2s"),
         }
     }
 }
@@ -370,6 +400,11 @@ pub(crate) fn schema() -> figment::value::Dict {
             ..RawUpstream::default()
         }),
         cors: Some(RawCors::default()),
+        revocation: Some(RawRevocation {
+            redis_url: Some(String::new()),
+            password_file: Some(String::new()),
+            ..RawRevocation::default()
+        }),
         authz: RawAuthz {
             listen: Some(String::new()),
             grpc_listen: Some(String::new()),
@@ -438,14 +473,14 @@ impl RawDuration {
     }
 
     /// Whole seconds, or one or more number-unit pairs: `250ms`, `10s`, `5m`, `1h`,
-    /// `1m30s`, `1h30m`.
+    /// `1d`, `1m30s`, `1h30m`.
     pub(crate) fn parse(&self) -> Result<Duration, String> {
         let text = match self {
             RawDuration::Seconds(s) => return Ok(Duration::from_secs(*s)),
             RawDuration::Text(t) => t.trim(),
         };
         let bad = || {
-            format!("{text:?} is not a duration: write a number and a unit (ms, s, m, h), such as \"10s\", \"250ms\" or \"1m30s\"")
+            format!("{text:?} is not a duration: write a number and a unit (ms, s, m, h, d), such as \"10s\", \"250ms\" or \"1m30s\"")
         };
         if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
             let n: u64 = text.parse().map_err(|_| format!("{text:?} is too long"))?;
@@ -471,6 +506,7 @@ impl RawDuration {
                 "s" => 1000,
                 "m" => 60_000,
                 "h" => 3_600_000,
+                "d" => 86_400_000,
                 _ => return Err(bad()),
             };
             rest = &rest[unit_len..];

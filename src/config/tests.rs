@@ -68,6 +68,7 @@ fn durations_accept_seconds_and_units() {
         (RawDuration::text("10s"), Ok(Duration::from_secs(10))),
         (RawDuration::text("5m"), Ok(Duration::from_secs(300))),
         (RawDuration::text("1h"), Ok(Duration::from_secs(3600))),
+        (RawDuration::text("1d"), Ok(Duration::from_secs(86_400))),
         (RawDuration::text("12"), Ok(Duration::from_secs(12))),
         (RawDuration::text("1m30s"), Ok(Duration::from_secs(90))),
         (RawDuration::text("1h30m"), Ok(Duration::from_secs(5400))),
@@ -79,7 +80,7 @@ fn durations_accept_seconds_and_units() {
     for (raw, want) in cases {
         assert_eq!(raw.parse(), want, "{raw:?}");
     }
-    for bad in ["ten", "5d", "-1s", "", "s", "1.5s", "10 s", "m30", "30s1"] {
+    for bad in ["ten", "5w", "-1s", "", "s", "1.5s", "10 s", "m30", "30s1"] {
         let err = RawDuration::text(bad).parse().expect_err(bad);
         assert!(err.contains("is not a duration"), "{bad}: {err}");
     }
@@ -119,7 +120,7 @@ fn every_problem_is_reported_with_its_key() {
         "listen: \"nowhere\" is not an IP:port address",
         "max_header_bytes: must be between 8192 and 1048576",
         "max_token_bytes: must be at least 1 and at most max_header_bytes",
-        "header_read_timeout: \"soon\" is not a duration: write a number and a unit (ms, s, m, h), such as \"10s\", \"250ms\" or \"1m30s\"",
+        "header_read_timeout: \"soon\" is not a duration: write a number and a unit (ms, s, m, h, d), such as \"10s\", \"250ms\" or \"1m30s\"",
         "upstream.url: must be scheme://host:port only: requests keep their own path, so the policy judges what the app receives",
         "pools[0].token_use: \"refresh\" must be \"access\", \"id\" or \"any\"",
         "pools[0].client_ids: at least one client id is required",

@@ -104,6 +104,7 @@ impl TryFrom<RawConfig> for Config {
             settle: p.duration("reload.settle", &raw.reload.settle, Duration::ZERO),
         };
         let trusted_proxies = p.networks("trusted_proxies", &raw.trusted_proxies);
+        let revocation = raw.revocation.and_then(|r| convert_revocation(&mut p, r));
 
         let authz = convert_authz(&mut p, raw.authz);
         if let Some(a) = &authz {
@@ -227,11 +228,74 @@ impl TryFrom<RawConfig> for Config {
                 headers,
                 log,
                 reload,
+                revocation,
                 source: None,
             }),
             false => Err(ConfigError::config(p.0)),
         }
     }
+}
+
+/// `[revocation]`: a Redis URL that parses, a password file that can be read, and
+/// durations that make sense together.
+fn convert_revocation(p: &mut Problems, raw: RawRevocation) -> Option<RevocationConfig> {
+    let before = p.0.len();
+    let redis_url = match raw.redis_url.as_deref().map(RedisUrl::parse) {
+        None => {
+            p.add("revocation.redis_url", "is required in [revocation]");
+            None
+        }
+        Some(Err(e)) => {
+            p.add("revocation.redis_url", e);
+            None
+        }
+        Some(Ok(url)) => Some(url),
+    };
+    let password_file = raw.password_file.map(PathBuf::from);
+    if let Some(file) = &password_file {
+        if let Err(e) = std::fs::read_to_string(file) {
+            p.add(
+                "revocation.password_file",
+                format!("{}: {e}", file.display()),
+            );
+        }
+    }
+    let on_unavailable = match raw.on_unavailable.as_str() {
+        "serve_stale" => OnUnavailable::ServeStale,
+        "refuse" => OnUnavailable::Refuse,
+        other => {
+            p.add(
+                "revocation.on_unavailable",
+                format!("{other:?} is not \"serve_stale\" or \"refuse\""),
+            );
+            OnUnavailable::Refuse
+        }
+    };
+    let max_token_lifetime = p.duration(
+        "revocation.max_token_lifetime",
+        &raw.max_token_lifetime,
+        Duration::from_secs(60),
+    );
+    let max_staleness = p.duration(
+        "revocation.max_staleness",
+        &raw.max_staleness,
+        Duration::ZERO,
+    );
+    let timeout = p.duration(
+        "revocation.timeout",
+        &raw.timeout,
+        Duration::from_millis(100),
+    );
+    let redis_url = redis_url?;
+    (p.0.len() == before).then_some(RevocationConfig {
+        redis_url,
+        password_file,
+        key_prefix: raw.key_prefix,
+        max_token_lifetime,
+        on_unavailable,
+        max_staleness,
+        timeout,
+    })
 }
 
 /// `[cors]`: origins as `scheme://host[:port]` (or `*`, never with credentials),

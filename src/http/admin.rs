@@ -10,7 +10,8 @@ use crate::authorize::Authorizer;
 use crate::metrics;
 use crate::token::PoolId;
 
-/// `/healthz`: the process is up. `/readyz`: every pool has signing keys.
+/// `/healthz`: the process is up. `/readyz`: every pool has signing keys, and the
+/// revocation list (with `[revocation]`) is loaded and may be trusted.
 /// `/metrics`: the Prometheus metrics.
 pub async fn answer<B>(req: &Request<B>, authz: &Authorizer) -> Response<GateBody> {
     let state = authz.state();
@@ -27,6 +28,11 @@ pub async fn answer<B>(req: &Request<B>, authz: &Authorizer) -> Response<GateBod
                 crate::logging::dropped_lines(),
                 std::sync::atomic::Ordering::Relaxed,
             );
+            if let (Some(list), Some(now)) = (authz.revocation(), authz.now()) {
+                if let Some(age) = list.status(now).age {
+                    m.revocation_sync_age.set(age);
+                }
+            }
             m.token_cache_entries
                 .set(i64::try_from(entries).unwrap_or(i64::MAX));
             let mut response = Response::new(full_body(m.render()));
@@ -42,13 +48,23 @@ pub async fn answer<B>(req: &Request<B>, authz: &Authorizer) -> Response<GateBod
                 .zip(PoolId::all(pools.len()))
                 .map(|(p, id)| json!({ "user_pool_id": p.user_pool_id, "keys": keys.has_keys(id) }))
                 .collect();
-            let ready = keys.is_ready();
+            let ready = keys.is_ready() && authz.revocation_ready();
             let status = if ready {
                 StatusCode::OK
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            (status, json!({ "ready": ready, "pools": states }))
+            let mut body = json!({ "ready": ready, "pools": states });
+            if let (Some(list), Some(now)) = (authz.revocation(), authz.now()) {
+                let s = list.status(now);
+                body["revocation"] = json!({
+                    "loaded": s.loaded,
+                    "connected": s.connected,
+                    "sync_age_seconds": s.age,
+                    "entries": s.entries,
+                });
+            }
+            (status, body)
         }
         _ => (StatusCode::NOT_FOUND, json!({ "error": "not_found" })),
     };

@@ -81,7 +81,7 @@ async fn report_readiness(reporter: HealthReporter, authz: Arc<Authorizer>) {
     let mut last = None;
     loop {
         // The keys of the current state: a reload may bring other pools.
-        let status = if authz.state().keys.is_ready() {
+        let status = if authz.state().keys.is_ready() && authz.revocation_ready() {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing

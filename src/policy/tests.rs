@@ -13,6 +13,7 @@ fn identity(groups: &[&str]) -> Identity {
         client_id: "client".into(),
         source: Source::Pool(PoolId(0)),
         claims: Claims::default(),
+        revocable: Default::default(),
     }
 }
 
@@ -25,6 +26,7 @@ fn with_claims(claims: serde_json::Value) -> Identity {
         .collect();
     Identity {
         claims: Claims::new(kept),
+        revocable: Default::default(),
         ..identity(&[])
     }
 }

@@ -157,6 +157,7 @@ impl Remembered {
                     client_id: "1example23456789abcdefghij".into(),
                     source: Source::Pool(PoolId(0)),
                     claims: Claims::default(),
+                    revocable: Default::default(),
                 }),
                 exp: 4e9,
                 nbf: None,

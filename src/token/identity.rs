@@ -58,6 +58,18 @@ pub struct Identity {
     /// The other claims the policy reads (its `claims` conditions), as the token had
     /// them; empty when the policy reads none.
     pub claims: Claims,
+    /// What the revocation list checks, on every request and cache hit alike.
+    pub revocable: Revocable,
+}
+
+/// What a token is checked against the revocation list with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revocable {
+    /// The token family: `origin_jti` of a Cognito token (shared by a refresh token and
+    /// every token issued from it), `jti` of another issuer's.
+    pub family: Option<Box<str>>,
+    /// When it was issued: the later of `iat` and `auth_time`, in whole seconds.
+    pub issued_at: Option<u64>,
 }
 
 /// Named claims, kept as the token had them. Shared, so that a cache hit does not

@@ -1,6 +1,7 @@
 //! The verifier's checks, one table per concern, with real RSA keys and the real
 //! Cognito tokens in `tests/fixtures`.
 
+use super::identity::Revocable;
 use super::keys::KeySet;
 use super::*;
 use crate::config::Config;
@@ -93,6 +94,10 @@ fn a_valid_access_token_gives_its_identity() {
             client_id: "client-a".into(),
             source: Source::Pool(PoolId(0)),
             claims: Claims::default(),
+            revocable: Revocable {
+                family: None,
+                issued_at: Some(NOW as u64 - 10),
+            },
         }
     );
 }

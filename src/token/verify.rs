@@ -16,7 +16,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::cache::{digest, recall, remember, Remembered, TokenCache};
-use super::identity::{Claim, Claims, Identity, PoolId, Source, TokenUse, Verified};
+use super::identity::{Claim, Claims, Identity, PoolId, Revocable, Source, TokenUse, Verified};
 use super::keys::{Key, KeyLookupError, KeyStore};
 use std::sync::Arc;
 
@@ -65,6 +65,9 @@ pub enum TokenError {
     TokenUseNotAccepted,
     #[error("token was issued to another client")]
     ClientNotAllowed,
+    /// Its family was revoked, or its user signed out after it was issued.
+    #[error("token has been revoked")]
+    Revoked,
 }
 
 #[cfg(test)]
@@ -97,7 +100,8 @@ impl TokenError {
                 T::InvalidClaimType(_) => Some(T::InvalidTokenUse),
                 T::InvalidTokenUse => Some(T::TokenUseNotAccepted),
                 T::TokenUseNotAccepted => Some(T::ClientNotAllowed),
-                T::ClientNotAllowed => None,
+                T::ClientNotAllowed => Some(T::Revoked),
+                T::Revoked => None,
             };
         }
         all
@@ -288,6 +292,29 @@ struct RawClaims {
     #[serde(rename = "cognito:groups")]
     groups: Option<Value>,
     scope: Option<Value>,
+    origin_jti: Option<Value>,
+    jti: Option<Value>,
+    auth_time: Option<Value>,
+}
+
+/// The revocation list's view of a token: `family` (its `origin_jti`, or `jti`) and
+/// the later of `iat` and `auth_time`.
+fn revocable(
+    c: &RawClaims,
+    family: &Option<Value>,
+    name: &'static str,
+) -> Result<Revocable, TokenError> {
+    let iat = number_claim(&c.iat, "iat")?;
+    let auth_time = number_claim(&c.auth_time, "auth_time")?;
+    let issued_at = match (iat, auth_time) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(Revocable {
+        family: string_claim(family, name)?.map(String::into_boxed_str),
+        // Whole seconds: a fraction can only make a token look issued later.
+        issued_at: issued_at.filter(|t| *t >= 0.0).map(|t| t.floor() as u64),
+    })
 }
 
 fn decode_part(part: &str, what: &'static str) -> Result<Vec<u8>, TokenError> {
@@ -583,6 +610,7 @@ impl Verifier {
             .unwrap_or_default();
 
         let claims = keep_claims(&t.payload, &self.kept_claims)?;
+        let revocable = revocable(c, &c.origin_jti, "origin_jti")?;
 
         Ok(Verified {
             identity: Arc::new(Identity {
@@ -593,6 +621,7 @@ impl Verifier {
                 client_id,
                 source: Source::Pool(t.pool),
                 claims,
+                revocable,
             }),
             exp,
             nbf,
@@ -642,6 +671,7 @@ impl Verifier {
         let groups = string_list(claim_at(&read, &rules.groups_claim), "groups", false)?;
         let scopes = string_list(read.get(&rules.scopes_claim), "scope", true)?;
         let claims = keep_claims(&t.payload, &self.kept_claims)?;
+        let revocable = revocable(c, &c.jti, "jti")?;
         Ok(Verified {
             identity: Arc::new(Identity {
                 sub,
@@ -651,6 +681,7 @@ impl Verifier {
                 client_id,
                 source: Source::Pool(t.pool),
                 claims,
+                revocable,
             }),
             exp,
             nbf,

@@ -16,7 +16,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-async fn channel(gate: &Gate) -> Channel {
+pub(crate) async fn channel(gate: &Gate) -> Channel {
     Channel::from_shared(format!("http://{}", gate.grpc))
         .unwrap()
         .connect()
@@ -94,7 +94,7 @@ fn outcome(response: &CheckResponse) -> (u16, HashMap<String, String>, Vec<Strin
     }
 }
 
-async fn check(
+pub(crate) async fn check(
     client: &mut AuthorizationClient<Channel>,
     method: &str,
     path: &str,
@@ -110,7 +110,7 @@ async fn check(
 
 /// A gate with the proxy, the HTTP decision endpoints and the gRPC service, and the
 /// app it proxies to.
-async fn grpc_gate(jwks: &str) -> (Gate, Upstream) {
+pub(crate) async fn grpc_gate(jwks: &str) -> (Gate, Upstream) {
     let upstream = Upstream::start().await;
     let text = config(&upstream.url(), jwks, "").replace(
         "[upstream]",

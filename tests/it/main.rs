@@ -26,3 +26,4 @@ mod operations;
 mod peers;
 mod properties;
 mod proxy;
+mod revocation;

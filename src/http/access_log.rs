@@ -69,11 +69,16 @@ pub(crate) fn record(served: &Served<'_>, allowed: bool, outcome: Result<StatusC
         (Err(Rejection::Auth(AuthError::PreflightAnswered)), _) => "preflight",
         _ => "deny",
     };
-    let (status, fault) = match outcome {
-        Ok(status) => (status, None),
+    let (status, fault, reason) = match outcome {
+        Ok(status) => (status, None, None),
         Err(rejection) => {
             let answer = rejection.answer();
-            (answer.status, Some(answer.fault))
+            // The refusal's own words, never the token: "token has been revoked".
+            (
+                answer.status,
+                Some(answer.fault),
+                Some(rejection.to_string()),
+            )
         }
     };
     let elapsed = served.started.elapsed();
@@ -100,6 +105,7 @@ pub(crate) fn record(served: &Served<'_>, allowed: bool, outcome: Result<StatusC
         sub: served.sub,
         client: served.client.map(|c| c.address),
         request_id: served.client.map(Client::request_id),
+        reason: reason.as_deref(),
         elapsed,
     });
 }
@@ -120,6 +126,8 @@ struct AccessLine<'a> {
     sub: Option<&'a str>,
     client: Option<IpAddr>,
     request_id: Option<&'a str>,
+    /// Why the gate refused the request; `None` when it did not.
+    reason: Option<&'a str>,
     elapsed: Duration,
 }
 
@@ -152,6 +160,7 @@ fn access_log(line: &AccessLine<'_>) {
                 sub = line.sub.unwrap_or("-"),
                 client = %client,
                 request_id = line.request_id.unwrap_or("-"),
+                reason = line.reason.unwrap_or("-"),
                 latency_ms,
                 "request"
             )

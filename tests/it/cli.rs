@@ -233,6 +233,20 @@ async fn every_request_writes_one_json_access_line_without_the_token() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|l| l["target"] == "cognito_gate::access" && l["method"] == "GET")
         .collect();
+    // Why the gate refused, in its own words; "-" when the app answered.
+    let reasons: Vec<&str> = lines
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons[..3],
+        [
+            "-",
+            "-",
+            "the token's groups, scopes or claims are not allowed by the rule"
+        ]
+    );
+    assert!(reasons[3].contains("token"), "{reasons:?}");
     let summary: Vec<(String, u64, String, String, String, String)> = lines
         .iter()
         .map(|l| {

@@ -71,6 +71,14 @@ pub async fn run(
         let follower = tokio::spawn(revocation::follow(settings, list.clone(), metrics.clone()));
         (list, follower)
     });
+    if let (Some((list, _)), Some(settings)) = (&revocation, &config.revocation) {
+        // A reachable Redis is read before the first request is served; one that is
+        // not delays start-up by `revocation.timeout` at most.
+        let deadline = tokio::time::Instant::now() + settings.timeout;
+        while !list.status(0.0).loaded && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
     let authz = decision_core(
         &config,
         policy,

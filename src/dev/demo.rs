@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use super::issuer::{DevIssuer, IssuerError};
+use super::issuer::{DevAuth, DevIssuer, IssuerError};
 use crate::authorize::Clock;
 use crate::config::Config;
 use crate::gate::{self, Listeners, StartError};
@@ -89,24 +89,23 @@ pub async fn run(
     let jwks_addr = jwks_listener
         .local_addr()
         .map_err(|e| DemoError::Bind(loopback, e))?;
-    let jwks_issuer = issuer.clone();
+    // With a redis-server on PATH, the demo also shows a revocation: a local Redis holds
+    // the list, the issuer's /oauth2/revoke writes to it, and the gate follows it.
+    let redis = LocalRedis::start().await;
+    let revocation = redis
+        .as_ref()
+        .map(|r| {
+            format!(
+                "[revocation]\nredis_url = \"redis://127.0.0.1:{}\"\n",
+                r.port
+            )
+        })
+        .unwrap_or_default();
     // The issuer and the app have a worker per CPU, as real ones would, so that a load
     // test through the gate measures the gate and not their single thread (minting
     // 10,000 tokens would hold up a key fetch).
     let app_workers =
         Arc::new(Workers::start(workers::default_count()).map_err(StartError::Workers)?);
-    let jwks_task = tokio::spawn(server::serve(
-        jwks_listener,
-        options_small,
-        limit(),
-        app_workers.clone(),
-        app_workers.each(move |req, _| {
-            let response = super::issuer::answer(&jwks_issuer, &req);
-            async move { response }
-        }),
-        stopped.clone(),
-    ));
-
     let echo_listener = bind(loopback).await?;
     let echo_addr = echo_listener
         .local_addr()
@@ -132,7 +131,7 @@ pub async fn run(
             });
             async move { json_response(StatusCode::OK, &body) }
         }),
-        stopped,
+        stopped.clone(),
     ));
 
     let config = Config::from_toml(&format!(
@@ -147,11 +146,25 @@ pub async fn run(
         client_ids = ["{CLIENT_ID}"]
         token_use = "any"
         jwks_url = "http://{jwks_addr}{path}"
+        {revocation}
         "#,
         listen = options.listen,
         admin = options.admin_listen,
         path = issuer.jwks_path(),
     ))?;
+    let auth = Arc::new(DevAuth::new(issuer.clone(), config.revocation.clone()));
+    let auth_for_demo = auth.clone();
+    let jwks_task = tokio::spawn(server::serve(
+        jwks_listener,
+        options_small,
+        limit(),
+        app_workers.clone(),
+        app_workers.each(move |req, _| {
+            let auth = auth.clone();
+            async move { auth.answer(req).await }
+        }),
+        stopped,
+    ));
     let proxy_listener = bind(config.listen).await?;
     let admin_listener = bind(config.admin_listen).await?;
     let gate = proxy_listener
@@ -167,6 +180,21 @@ pub async fn run(
     let tenant = [("custom:tenant".to_owned(), Value::from("acme"))];
     let tenant_token = issuer.mint_with("dave", &[], &tenant, 3600)?;
     let base = format!("http://{gate}");
+    let erin = auth_for_demo.sign_in("erin", &["admins"])?;
+    let revocation_demo = match &redis {
+        Some(_) => format!(
+            r#"
+# 200: erin signed in; her app holds an access token and a refresh token
+curl -i -H 'Authorization: Bearer {access}' {base}/admin/reports
+# 200: she signs out: the app revokes her refresh token at the issuer (Cognito's /oauth2/revoke), which writes its origin_jti to the revocation list in Redis
+curl -i -X POST -d token={refresh} http://{jwks_addr}/oauth2/revoke
+# 401: the gate follows that list: her access token is refused at once (error_description="token has been revoked")
+curl -i -H 'Authorization: Bearer {access}' {base}/admin/reports"#,
+            access = erin.access_token,
+            refresh = erin.refresh_token,
+        ),
+        None => "\n(Revocation is shown too when redis-server is installed: apt-get install redis-server.)".to_owned(),
+    };
     println!(
         r#"cognito-gate demo: everything below runs in this process, on loopback.
 
@@ -194,7 +222,7 @@ curl -i --path-as-is {base}/public/../admin/reports
 # 200: dave's custom:tenant claim is acme, and the rule for /tenants/{{tenant}} wants exactly that
 curl -i -H 'Authorization: Bearer {tenant_token}' {base}/tenants/acme/invoices
 # 403: the same token is refused for another tenant's pages
-curl -i -H 'Authorization: Bearer {tenant_token}' {base}/tenants/globex/invoices
+curl -i -H 'Authorization: Bearer {tenant_token}' {base}/tenants/globex/invoices{revocation_demo}
 
 Press Ctrl-C to stop."#,
         jwks_path = issuer.jwks_path(),
@@ -210,5 +238,47 @@ Press Ctrl-C to stop."#,
     let result = gate::run(config, policy, listeners, Clock::System, shutdown).await;
     let _ = stop.send(true);
     let _ = tokio::join!(jwks_task, echo_task);
+    drop(redis);
     Ok(result?)
+}
+
+/// A `redis-server` the demo starts on a loopback port when one is installed, and
+/// stops (by PID) when it ends.
+struct LocalRedis {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl LocalRedis {
+    async fn start() -> Option<LocalRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .ok()?
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let redis = LocalRedis { child, port };
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return Some(redis);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -298,6 +298,10 @@ async fn revoke(
             value,
             at: now,
         },
+        // A sign-out in the future would refuse the tokens of the next sign-in too.
+        (None, Some(_)) if at.is_some_and(|at| at > now + 60.0) => {
+            return Err("--at is in the future: a user can only have signed out already".into())
+        }
         (None, Some(value)) => RevocationEntry {
             kind: RevocationKind::User,
             value,

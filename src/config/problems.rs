@@ -71,6 +71,16 @@ impl Problems {
         }
     }
 
+    /// A clock-skew allowance: a duration of at most 5 minutes, as aws-jwt-verify's
+    /// `graceSeconds` would be used.
+    pub(super) fn leeway(&mut self, key: &str, raw: &RawDuration) -> Duration {
+        let leeway = self.duration(key, raw, Duration::ZERO);
+        if leeway > Duration::from_secs(300) {
+            self.add(key, "must be at most 5m");
+        }
+        leeway
+    }
+
     pub(super) fn addr(&mut self, key: &str, raw: &str) -> SocketAddr {
         raw.parse().unwrap_or_else(|_| {
             self.add(key, format!("{raw:?} is not an IP:port address"));

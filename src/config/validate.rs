@@ -512,10 +512,7 @@ fn convert_pools(p: &mut Problems, raw: Vec<RawPool>, albs: bool) -> Vec<PoolCon
     let mut pools: Vec<PoolConfig> = Vec::with_capacity(raw.len());
     for (i, rp) in raw.into_iter().enumerate() {
         let key = |k: &str| format!("pools[{i}].{k}");
-        let leeway = p.duration(&key("leeway"), &rp.leeway, Duration::ZERO);
-        if leeway > Duration::from_secs(300) {
-            p.add(&key("leeway"), "must be at most 5m");
-        }
+        let leeway = p.leeway(&key("leeway"), &rp.leeway);
         let token_use = match rp.token_use.as_str() {
             "access" => TokenUsePolicy::Access,
             "id" => TokenUsePolicy::Id,
@@ -620,10 +617,7 @@ fn convert_issuers(p: &mut Problems, raw: Vec<RawIssuer>) -> (Vec<IssuerConfig>,
     let mut positions = Vec::with_capacity(raw.len());
     for (i, ri) in raw.into_iter().enumerate() {
         let key = |k: &str| format!("issuers[{i}].{k}");
-        let leeway = p.duration(&key("leeway"), &ri.leeway, Duration::ZERO);
-        if leeway > Duration::from_secs(300) {
-            p.add(&key("leeway"), "must be at most 5m");
-        }
+        let leeway = p.leeway(&key("leeway"), &ri.leeway);
         let Some(issuer) = ri.issuer else {
             p.add(
                 &key("issuer"),
@@ -720,10 +714,7 @@ fn convert_albs(p: &mut Problems, raw: Vec<RawAlb>) -> Vec<AlbConfig> {
     let mut albs = Vec::with_capacity(raw.len());
     for (i, ra) in raw.into_iter().enumerate() {
         let key = |k: &str| format!("alb[{i}].{k}");
-        let leeway = p.duration(&key("leeway"), &ra.leeway, Duration::ZERO);
-        if leeway > Duration::from_secs(300) {
-            p.add(&key("leeway"), "must be at most 5m");
-        }
+        let leeway = p.leeway(&key("leeway"), &ra.leeway);
         let Some(region) = ra.region else {
             p.add(&key("region"), "is required, e.g. \"eu-west-1\"");
             continue;

@@ -182,3 +182,58 @@ impl Connection {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reply read from a server that wrote `wire` and closed the connection.
+    async fn reply(wire: &[u8]) -> std::io::Result<Reply> {
+        let (client, mut server) = tokio::io::duplex(1 << 16);
+        server.write_all(wire).await?;
+        drop(server);
+        let mut conn = Connection {
+            io: BufReader::new(Box::new(client)),
+        };
+        conn.read(0).await
+    }
+
+    #[tokio::test]
+    async fn replies_are_read_as_the_server_wrote_them_and_bounded() {
+        assert_eq!(
+            reply(b"+PONG\r\n").await.unwrap(),
+            Reply::Status("PONG".into())
+        );
+        assert_eq!(
+            reply(b"-ERR no\r\n").await.unwrap(),
+            Reply::Error("ERR no".into())
+        );
+        assert_eq!(reply(b":42\r\n").await.unwrap(), Reply::Int(42));
+        assert_eq!(reply(b"*-1\r\n").await.unwrap(), Reply::Array(None));
+        assert_eq!(
+            reply(b"*2\r\n$4\r\na\r\nb\r\n$-1\r\n").await.unwrap(),
+            Reply::Array(Some(vec![
+                Reply::Bulk(Some(b"a\r\nb".to_vec())),
+                Reply::Bulk(None)
+            ]))
+        );
+        // A stream read's shape: streams, records, id and fields.
+        let xread =
+            b"*1\r\n*2\r\n$1\r\nk\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$4\r\nkind\r\n$3\r\nsub\r\n";
+        assert!(matches!(reply(xread).await.unwrap(), Reply::Array(Some(s)) if s.len() == 1));
+        for bad in [
+            &b"$2000000\r\n"[..], // larger than a bulk may be
+            b"*2000000\r\n",      // more elements than an array may have
+            b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n", // too deep
+            b"$3\r\nabcde\r\n",   // a bulk without its CRLF
+            b"?x\r\n",            // no such reply type
+            b":12",               // cut off before CRLF
+        ] {
+            assert!(
+                reply(bad).await.is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}

@@ -109,6 +109,7 @@ impl TokenCache {
                             .sum();
                         let bytes = identity.sub.len()
                             + identity.client_id.len()
+                            + identity.revocable.family.as_ref().map_or(0, |f| f.len())
                             + r.kid.len()
                             + strings
                             + identity.claims.weight()

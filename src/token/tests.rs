@@ -81,6 +81,36 @@ fn check(v: &Verifier, set: &KeySet, token: &str, now: f64) -> Result<Identity, 
 }
 
 #[test]
+fn the_revocation_list_is_checked_with_the_family_and_the_later_of_iat_and_auth_time() {
+    let claims = with(
+        with(access_claims(), "origin_jti", json!("family-1")),
+        "auth_time",
+        json!(NOW - 5.0),
+    );
+    let id = check(
+        &verifier("access", 0),
+        &keys(json!({})),
+        &signed(key(), &header(), &claims),
+        NOW,
+    )
+    .expect("valid");
+    assert_eq!(
+        id.revocable,
+        Revocable {
+            family: Some("family-1".into()),
+            issued_at: Some(NOW as u64 - 5),
+        }
+    );
+    for (claim, value) in [("origin_jti", json!(7)), ("auth_time", json!("soon"))] {
+        let token = signed(key(), &header(), &with(access_claims(), claim, value));
+        assert_eq!(
+            check(&verifier("access", 0), &keys(json!({})), &token, NOW),
+            Err(TokenError::InvalidClaimType(claim))
+        );
+    }
+}
+
+#[test]
 fn a_valid_access_token_gives_its_identity() {
     let token = signed(key(), &header(), &access_claims());
     let id = check(&verifier("access", 0), &keys(json!({})), &token, NOW).expect("valid");

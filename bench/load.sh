@@ -342,5 +342,5 @@ done
 echo
 echo "×nginx proxy_pass by round:"
 for name in "gate, same token" "gate, same token, revocation" "gate, 10,000 users" "gate, every token verified" "gate /auth directly" "nginx auth_request -> gate" "nginx auth_request, cached" "nginx auth_req cached 10k" "Envoy -> gate, gRPC" "Envoy -> gate, HTTP" "Envoy jwt_authn+rbac alone" "Envoy jwt_authn, 10,000 users"; do
-  [ -n "${ratios[$name]:-}" ] && printf '  %-30s%s\n' "$name" "${ratios[$name]}"
+  if [ -n "${ratios[$name]:-}" ]; then printf '  %-30s%s\n' "$name" "${ratios[$name]}"; fi
 done

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::authorize::{Admission, Authorizer, Clock, JwksClient, State};
 use crate::client;
-use crate::config::{Config, UpstreamConfig};
+use crate::config::{Config, ConnectionAge, UpstreamConfig};
 use crate::http::admin;
 use crate::http::answer::GateBody;
 use crate::http::decision::DecisionService;
@@ -120,7 +120,8 @@ pub async fn run(
             let listener = listeners
                 .grpc
                 .ok_or(StartError::MissingListener("authz.grpc_listen"))?;
-            let (server, updater) = grpc_server(listener, decisions, &serving);
+            let (server, updater) =
+                grpc_server(listener, decisions, settings.grpc_connection_age, &serving);
             servers.push(server);
             health_updater = Some(updater);
         }
@@ -233,6 +234,7 @@ impl Serving {
                 shutdown_timeout: config.shutdown_timeout,
                 http2_keep_alive_interval: config.http2_keep_alive_interval,
                 http2_keep_alive_timeout: config.http2_keep_alive_timeout,
+                http2_connection_age: None,
             },
             connections: Arc::new(Semaphore::new(max_connections)),
             admin_connections: Arc::new(Semaphore::new(server::ADMIN_CONNECTIONS)),
@@ -250,9 +252,22 @@ impl Serving {
         H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Response<GateBody>> + Send + 'static,
     {
+        self.spawn_with(listener, self.options, handlers)
+    }
+
+    fn spawn_with<H, F>(
+        &self,
+        listener: TcpListener,
+        options: ServerOptions,
+        handlers: Vec<H>,
+    ) -> JoinHandle<()>
+    where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Response<GateBody>> + Send + 'static,
+    {
         tokio::spawn(server::serve(
             listener,
-            self.options,
+            options,
             self.connections.clone(),
             self.workers.clone(),
             handlers,
@@ -335,12 +350,18 @@ fn decision_server(
 fn grpc_server(
     listener: TcpListener,
     decisions: Arc<DecisionService>,
+    connection_age: Option<ConnectionAge>,
     serving: &Serving,
 ) -> (JoinHandle<()>, JoinHandle<()>) {
-    let (services, updater) = grpc::services(decisions, serving.authz.clone());
+    let (services, updater) =
+        grpc::services(decisions, serving.authz.clone(), serving.stopped.clone());
     let handlers = serving
         .workers
         .each(move |req, peer| services.clone().handle(req, peer));
-    let server = serving.spawn(listener, handlers);
+    let options = ServerOptions {
+        http2_connection_age: connection_age,
+        ..serving.options
+    };
+    let server = serving.spawn_with(listener, options, handlers);
     (server, updater)
 }

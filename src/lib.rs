@@ -21,6 +21,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 mod authorize;
+mod backoff;
 mod client;
 mod config;
 mod cors;

@@ -282,6 +282,18 @@ pub struct AuthzConfig {
     /// whole seconds, 1 to [`MAX_DECISION_CACHE`]; `None` (the default) forbids none
     /// and permits none: the answers carry no cache headers.
     pub cache_max_age: Option<Duration>,
+    /// `authz.grpc_max_connection_age` and its grace; `None` when set to `0s`.
+    pub grpc_connection_age: Option<ConnectionAge>,
+}
+
+/// How long a connection is served before it is asked to go (HTTP/2 GOAWAY), so that
+/// a client's long-lived connections spread over replicas started since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionAge {
+    /// The age, before a jitter of up to ±10 % (as gRPC's `MAX_CONNECTION_AGE`).
+    pub age: Duration,
+    /// How long calls in progress then have to finish before the connection is closed.
+    pub grace: Duration,
 }
 
 /// The longest `authz.cache_max_age`: a policy tightening or a revoked token must be

@@ -204,6 +204,9 @@ pub struct RawAuthz {
     pub trusted_peers: Vec<String>,
     /// Off (none, or 0) by default.
     pub cache_max_age: Option<RawDuration>,
+    /// "0s" turns it off.
+    pub grpc_max_connection_age: RawDuration,
+    pub grpc_max_connection_age_grace: RawDuration,
 }
 
 impl Default for RawAuthz {
@@ -215,6 +218,8 @@ impl Default for RawAuthz {
             envoy_prefix: "/envoy".into(),
             trusted_peers: vec!["127.0.0.0/8".into(), "::1/128".into()],
             cache_max_age: None,
+            grpc_max_connection_age: RawDuration::text("5m"),
+            grpc_max_connection_age_grace: RawDuration::text("30s"),
         }
     }
 }

@@ -492,6 +492,16 @@ fn convert_authz(p: &mut Problems, raw: RawAuthz) -> Option<AuthzConfig> {
         }
         (!age.is_zero()).then_some(age)
     });
+    let age = p.duration(
+        "authz.grpc_max_connection_age",
+        &raw.grpc_max_connection_age,
+        Duration::ZERO,
+    );
+    let grace = p.duration(
+        "authz.grpc_max_connection_age_grace",
+        &raw.grpc_max_connection_age_grace,
+        Duration::ZERO,
+    );
     Some(AuthzConfig {
         listen,
         grpc_listen,
@@ -499,6 +509,7 @@ fn convert_authz(p: &mut Problems, raw: RawAuthz) -> Option<AuthzConfig> {
         envoy_prefix: raw.envoy_prefix,
         trusted_peers,
         cache_max_age,
+        grpc_connection_age: (!age.is_zero()).then_some(ConnectionAge { age, grace }),
     })
 }
 

@@ -21,6 +21,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use tokio::sync::watch;
 use tonic::codegen::Service;
 use tonic::Code;
 use tonic_health::server::{health_reporter, HealthReporter};
@@ -49,6 +50,7 @@ pub(crate) struct GrpcServices<H> {
 pub(crate) fn services(
     decisions: Arc<DecisionService>,
     authz: Arc<Authorizer>,
+    stopped: watch::Receiver<bool>,
 ) -> (
     GrpcServices<
         impl Service<
@@ -63,7 +65,7 @@ pub(crate) fn services(
     tokio::task::JoinHandle<()>,
 ) {
     let (reporter, health) = health_reporter();
-    let updater = tokio::spawn(report_readiness(reporter, authz));
+    let updater = tokio::spawn(report_readiness(reporter, authz, stopped));
     let authz = AuthorizationServer::new(ExtAuthz {
         decisions: decisions.clone(),
     });
@@ -77,11 +79,20 @@ pub(crate) fn services(
     )
 }
 
-async fn report_readiness(reporter: HealthReporter, authz: Arc<Authorizer>) {
+/// Keeps the health status in step with the keys and the revocation list, and turns
+/// it to NOT_SERVING for good when the drain begins, so that a client watching it
+/// moves its calls before the connection goes.
+async fn report_readiness(
+    reporter: HealthReporter,
+    authz: Arc<Authorizer>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut last = None;
     loop {
+        // The stop signal set, or its sender gone with the gate.
+        let draining = *stopped.borrow() || stopped.has_changed().is_err();
         // The keys of the current state: a reload may bring other pools.
-        let status = if authz.state().keys.is_ready() && authz.revocation_ready() {
+        let status = if !draining && authz.state().keys.is_ready() && authz.revocation_ready() {
             ServingStatus::Serving
         } else {
             ServingStatus::NotServing
@@ -93,7 +104,13 @@ async fn report_readiness(reporter: HealthReporter, authz: Arc<Authorizer>) {
                 .await;
             last = Some(status);
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        if draining {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stopped.changed() => {}
+        }
     }
 }
 

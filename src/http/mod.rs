@@ -5,6 +5,7 @@
 pub(crate) mod access_log;
 pub(crate) mod admin;
 pub(crate) mod answer;
+pub(crate) mod connection;
 pub(crate) mod decision;
 pub(crate) mod forwarded;
 pub(crate) mod grpc;

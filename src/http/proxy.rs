@@ -20,6 +20,7 @@ use hyper_util::rt::TokioIo;
 
 use super::access_log::{respond, Served};
 use super::answer::{BoxError, GateBody};
+use super::connection::ClientUpgrade;
 use super::forwarded::{Client, Forwarding};
 use super::headers::{
     drop_h2c_offer, remove_hop_by_hop, strip_cookies, strip_folded, verified_alb_data,
@@ -163,7 +164,13 @@ impl Proxy {
             rule,
             client,
         } = target;
-        let upgrade = wants_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+        // Only an HTTP/1.1 connection served here can be upgraded; anywhere else the
+        // upgrade headers are dropped as hop-by-hop and the request goes on as is.
+        let upgrade = if wants_upgrade(req.headers()) {
+            ClientUpgrade::take(&mut req)
+        } else {
+            None
+        };
         // Upgrades exist only in HTTP/1.1, so an upgrade always goes that way.
         let h2 = upgrade.is_none()
             && match self.upstream.protocol {
@@ -273,16 +280,19 @@ impl Proxy {
                 sub: identity.map(|i| i.sub.clone()),
             };
             tokio::spawn(async move {
-                match tokio::try_join!(client_side, upstream_side) {
-                    Ok((client, upstream)) => {
+                let (client, upstream) = tokio::join!(client_side.socket(), upstream_side);
+                match (client, upstream) {
+                    (Some(mut client), Ok(upstream)) => {
                         let started = Instant::now();
-                        let mut client = TokioIo::new(client);
                         let mut upstream = TokioIo::new(upstream);
                         let copied =
                             tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
                         session.log_end(started, copied);
                     }
-                    Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+                    (None, _) => {
+                        tracing::debug!("upgrade did not complete: the client's side closed")
+                    }
+                    (_, Err(e)) => tracing::debug!(error = %e, "upgrade did not complete"),
                 }
             });
             return Ok(response.map(relay));

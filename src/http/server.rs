@@ -3,27 +3,22 @@
 //! pings, and graceful shutdown that stops accepting at once and drains open
 //! connections up to a deadline.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use super::answer::{BoxError, GateBody};
+use super::answer::GateBody;
+use super::connection::{self, Activity, Protocols};
 use super::workers::Workers;
+use crate::config::ConnectionAge;
 
 /// Connections the admin listener accepts on its own budget, so that `/healthz` and
 /// `/readyz` still answer when the proxy and decision listeners are full.
@@ -91,6 +86,8 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
     pub http2_keep_alive_interval: Duration,
     pub http2_keep_alive_timeout: Duration,
+    /// The gRPC listener's `authz.grpc_max_connection_age`; `None` elsewhere.
+    pub http2_connection_age: Option<ConnectionAge>,
 }
 
 /// Connections each development server (the demo's app and issuer, `dev-issuer`)
@@ -109,6 +106,7 @@ impl ServerOptions {
             shutdown_timeout: Duration::from_secs(1),
             http2_keep_alive_interval: Duration::from_secs(20),
             http2_keep_alive_timeout: Duration::from_secs(20),
+            http2_connection_age: None,
         }
     }
 }
@@ -132,21 +130,27 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<GateBody>> + Send + 'static,
 {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = http1::Builder::new();
+    http1
         .timer(TokioTimer::new())
         // The connection's idle watchdog below enforces `header_read_timeout` for
         // HTTP/1 and HTTP/2 alike; hyper's own would only add a timer per request.
         .header_read_timeout(None)
         .max_buf_size(options.max_header_bytes);
-    builder
-        .http2()
+    let mut http2 = http2::Builder::new(TokioExecutor::new());
+    http2
         .timer(TokioTimer::new())
         .keep_alive_interval(options.http2_keep_alive_interval)
         .keep_alive_timeout(options.http2_keep_alive_timeout)
         .max_header_list_size(u32::try_from(options.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
+    let protocols = Arc::new(Protocols {
+        http1,
+        http2,
+        http2_age: options.http2_connection_age,
+    });
+    // Every connection holds a receiver: the drain sets it, and waits for all of them
+    // to be dropped.
+    let (drain, draining) = watch::channel(false);
     let local = listener.local_addr().ok();
     if handlers.len() != workers.count() {
         // A build defect; serving with another worker's handler would share its pool.
@@ -200,8 +204,8 @@ pub async fn serve<H, F>(
                 continue;
             }
         };
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
+        let protocols = protocols.clone();
+        let draining = draining.clone();
         let idle_limit = options.header_read_timeout;
         workers.spawn(index, async move {
             let _permit = permit;
@@ -213,28 +217,8 @@ pub async fn serve<H, F>(
                 }
             };
             let activity = Arc::new(Activity::new());
-            let seen = activity.clone();
-            let service = service_fn(move |req| {
-                let busy = Busy::start(seen.clone());
-                // hyper keeps the slot for a request's future for the connection's
-                // whole life, idle or not: boxed, the slot is a pointer and the
-                // future's kilobytes are freed when its answer is done.
-                let answer = Box::pin(handler(req, peer));
-                async move {
-                    let response = answer.await;
-                    Ok::<_, Infallible>(response.map(|inner| Tracked { inner, _busy: busy }))
-                }
-            });
-            let conn = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .into_owned();
-            let conn = watcher.watch(conn);
             tokio::select! {
-                ended = conn => {
-                    if let Err(e) = ended {
-                        tracing::debug!(%peer, error = %e, "connection closed with an error");
-                    }
-                }
+                () = connection::serve(stream, peer, &protocols, handler, activity.clone(), draining) => {}
                 () = activity.idle_for(idle_limit) => {
                     tracing::debug!(%peer, "no complete request head within header_read_timeout; closing");
                 }
@@ -242,105 +226,17 @@ pub async fn serve<H, F>(
         });
     }
     drop(listener);
-    let open = graceful.count();
+    drop(draining);
+    let open = drain.receiver_count();
     if open > 0 {
         tracing::info!(open, deadline = ?options.shutdown_timeout, "draining connections");
     }
-    if tokio::time::timeout(options.shutdown_timeout, graceful.shutdown())
+    let _ = drain.send(true);
+    if tokio::time::timeout(options.shutdown_timeout, drain.closed())
         .await
         .is_err()
     {
         tracing::warn!("drain deadline passed; closing the remaining connections");
-    }
-}
-
-/// What a connection is doing: how many requests are between a complete head and the
-/// end of their response, and when that last changed.
-struct Activity {
-    origin: Instant,
-    in_flight: AtomicUsize,
-    /// Milliseconds from `origin` to the last request start or finish.
-    last_change_ms: AtomicU64,
-}
-
-impl Activity {
-    fn new() -> Self {
-        Activity {
-            origin: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            last_change_ms: AtomicU64::new(0),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_change_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Completes once the connection has had no request in flight for `limit`: from
-    /// accept until the first complete request head, and between requests. This holds
-    /// for HTTP/1 and HTTP/2 alike, so a client that sends nothing, a byte, half a
-    /// preface, or only SETTINGS cannot hold a connection.
-    async fn idle_for(&self, limit: Duration) {
-        let mut wait = limit;
-        loop {
-            tokio::time::sleep(wait).await;
-            if self.in_flight.load(Ordering::Relaxed) > 0 {
-                wait = limit;
-                continue;
-            }
-            let since = Duration::from_millis(self.last_change_ms.load(Ordering::Relaxed));
-            let idle = self.origin.elapsed().saturating_sub(since);
-            if idle >= limit {
-                return;
-            }
-            wait = limit - idle;
-        }
-    }
-}
-
-/// One request in flight on a connection, from its complete head until its response
-/// body is finished or dropped.
-struct Busy(Arc<Activity>);
-
-impl Busy {
-    fn start(activity: Arc<Activity>) -> Self {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity.touch();
-        Busy(activity)
-    }
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A response body that keeps its request counted as in flight until it is done.
-pub struct Tracked {
-    inner: GateBody,
-    _busy: Busy,
-}
-
-impl Body for Tracked {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::backoff::Backoff;
 use crate::config::RevocationConfig;
 use crate::metrics::Metrics;
 
@@ -271,7 +272,7 @@ pub async fn follow(config: RevocationConfig, list: Arc<RevocationList>, metrics
     };
     let _sweeper = AbortOnDrop(sweeper);
     let mut last = None;
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     loop {
         let started = std::time::Instant::now();
         let (seen, error) = session(&config, &list, &metrics, last).await;
@@ -280,21 +281,12 @@ pub async fn follow(config: RevocationConfig, list: Arc<RevocationList>, metrics
         metrics.revocation_reconnects.inc();
         // A session that ran a while was a connection that worked: start over.
         if started.elapsed() > Duration::from_secs(30) {
-            backoff = Duration::from_secs(1);
+            backoff.reset();
         }
-        let jitter = 0.5 + f64::from(fastrand_u16()) / f64::from(u16::MAX);
-        let wait = backoff.mul_f64(jitter);
+        let wait = backoff.next_wait();
         tracing::warn!(redis = %config.redis_url.redacted(), %error, retry_in_ms = wait.as_millis() as u64, "lost the revocation list's redis; reconnecting");
         tokio::time::sleep(wait).await;
-        backoff = (backoff * 2).min(Duration::from_secs(30));
     }
-}
-
-/// A few random bits for jitter.
-fn fastrand_u16() -> u16 {
-    let mut b = [0u8; 2];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    u16::from_be_bytes(b)
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 use tokio::task::JoinHandle;
 
 use super::identity::PoolId;
+use crate::backoff::Backoff;
 use crate::client::{error_chain, JwksConnector};
 use crate::config::{IssuerConfig, JwksConfig, PoolConfig};
 use crate::metrics::{FetchLabels, Metrics, PoolLabels};
@@ -570,19 +571,16 @@ pub(super) async fn download(
 }
 
 async fn refresh_loop(inner: Arc<Inner>, pool: PoolId) {
-    const FIRST_RETRY: Duration = Duration::from_secs(1);
-    const MAX_RETRY: Duration = Duration::from_secs(30);
-    let mut retry = FIRST_RETRY;
+    // Replicas that lost the key server together retry at scattered times: full
+    // jitter, the ceiling doubling from 1 s up to the refresh interval.
+    let mut backoff = Backoff::new(Duration::from_secs(1), inner.settings.refresh_interval);
     loop {
         match inner.fetch_and_store(pool).await {
             Ok(()) => {
-                retry = FIRST_RETRY;
+                backoff.reset();
                 tokio::time::sleep(inner.settings.refresh_interval).await;
             }
-            Err(_) => {
-                tokio::time::sleep(retry.min(inner.settings.refresh_interval)).await;
-                retry = (retry * 2).min(MAX_RETRY);
-            }
+            Err(_) => tokio::time::sleep(backoff.next_wait()).await,
         }
     }
 }

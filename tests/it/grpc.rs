@@ -361,3 +361,120 @@ async fn grpc_judges_the_host_envoy_names() {
     assert_eq!(ask("www.example.com", None).await, 200);
     assert_eq!(ask("", None).await, 400);
 }
+
+#[tokio::test]
+async fn grpc_health_turns_not_serving_when_the_drain_begins() {
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (mut gate, _upstream) = grpc_gate(&jwks.url()).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let mut health = HealthClient::new(channel(&gate).await);
+    let mut watching = health
+        .watch(HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut status = ServingStatus::Unknown;
+    while status != ServingStatus::Serving {
+        status = watching.message().await.unwrap().unwrap().status();
+    }
+    let _drain = gate.shutdown();
+    let next = tokio::time::timeout(Duration::from_secs(3), watching.message())
+        .await
+        .expect("no health change within 3 s of the drain")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status(), ServingStatus::NotServing);
+}
+
+/// A gate whose gRPC connections live 1 s (± 10 %), with 1 s of grace.
+async fn short_lived_grpc_gate(jwks: &JwksServer) -> (Gate, Upstream) {
+    let upstream = Upstream::start().await;
+    let text = config(&upstream.url(), &jwks.url(), "").replace(
+        "[upstream]",
+        "[authz]\nlisten = \"127.0.0.1:9191\"\ngrpc_listen = \"127.0.0.1:9192\"\n\
+         grpc_max_connection_age = \"1s\"\ngrpc_max_connection_age_grace = \"1s\"\n[upstream]",
+    );
+    let gate = Gate::start(&text, &shipped_policy()).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    (gate, upstream)
+}
+
+#[tokio::test]
+async fn a_grpc_connection_is_sent_goaway_at_its_maximum_age() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (gate, _upstream) = short_lived_grpc_gate(&jwks).await;
+    let mut stream = tokio::net::TcpStream::connect(gate.grpc).await.unwrap();
+    let opened = std::time::Instant::now();
+    // The client preface and an empty SETTINGS frame; then read frame by frame.
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut goaway = None;
+    loop {
+        let mut head = [0u8; 9];
+        if stream.read_exact(&mut head).await.is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let mut payload = vec![0u8; len];
+        if stream.read_exact(&mut payload).await.is_err() {
+            break;
+        }
+        // GOAWAY is frame type 7 (RFC 9113 §6.8).
+        if head[3] == 7 && goaway.is_none() {
+            goaway = Some(opened.elapsed());
+        }
+    }
+    let closed = opened.elapsed();
+    let goaway = goaway.expect("the connection closed without a GOAWAY");
+    assert!(
+        goaway >= Duration::from_millis(850),
+        "GOAWAY after {goaway:?}"
+    );
+    assert!(goaway < Duration::from_secs(4), "GOAWAY after {goaway:?}");
+    assert!(closed >= goaway, "closed {closed:?}, GOAWAY {goaway:?}");
+}
+
+#[tokio::test]
+async fn a_call_open_at_the_connection_age_gets_its_grace() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let (gate, _upstream) = short_lived_grpc_gate(&jwks).await;
+    let stream = tokio::net::TcpStream::connect(gate.grpc).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake::<_, _, Full<bytes::Bytes>>(
+        TokioExecutor::new(),
+        TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    let opened = std::time::Instant::now();
+    let closed = tokio::spawn(async move {
+        let _ = conn.await;
+        opened.elapsed()
+    });
+    // A call that stays open across the age: a health Watch.
+    let watch = http::Request::post(format!("http://{}/grpc.health.v1.Health/Watch", gate.grpc))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        // One gRPC message: uncompressed, zero bytes long (service "").
+        .body(Full::new(bytes::Bytes::from_static(&[0, 0, 0, 0, 0])))
+        .unwrap();
+    let response = send.send_request(watch).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    assert!(first.data_ref().is_some_and(|d| d.len() > 5), "{first:?}");
+    // The connection outlives its age (at most 1.1 s) by the grace, then is closed.
+    let lived = tokio::time::timeout(Duration::from_secs(5), closed)
+        .await
+        .expect("the connection outlived its age and grace")
+        .unwrap();
+    assert!(
+        lived >= Duration::from_millis(1700),
+        "closed after {lived:?}"
+    );
+    drop(body);
+}

@@ -14,6 +14,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("wire", 0),
     ("metrics", 0),
     ("manual", 0),
+    ("backoff", 0),
     ("client", 1),
     ("revocation", 1),
     ("token", 2),

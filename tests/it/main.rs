@@ -20,6 +20,7 @@ mod grpc;
 mod grpc_apps;
 mod hosts;
 mod issuers;
+mod keepalive;
 mod keys;
 mod layout;
 mod operations;

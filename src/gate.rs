@@ -43,14 +43,13 @@ pub struct Listeners {
 pub enum StartError {
     #[error("TLS set-up failed: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("TLS set-up for the app failed: {0}")]
+    UpstreamTls(#[from] crate::client::TlsSetupError),
     #[error("{0} is configured but no listener was given for it")]
     MissingListener(&'static str),
     #[error("cannot start the worker threads: {0}")]
     Workers(std::io::Error),
 }
-
-/// How long the JWKS client keeps idle connections to a key server.
-const JWKS_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
 
 /// Runs the gate until `shutdown` completes, then drains in-flight requests for at
 /// most `config.shutdown_timeout` and returns. A configuration loaded from a file
@@ -165,7 +164,7 @@ fn jwks_client(config: &Config) -> Result<JwksClient, StartError> {
     }
     Ok(client::client(
         client::jwks_connector(route)?,
-        JWKS_IDLE_TIMEOUT,
+        client::JWKS_IDLE_TIMEOUT,
     ))
 }
 
@@ -303,7 +302,7 @@ fn proxy_server(
     config: &Config,
     serving: &Serving,
 ) -> Result<JoinHandle<()>, StartError> {
-    let connector = client::connector(upstream.connect_timeout)?;
+    let connectors = client::upstream_connectors(upstream)?;
     let credentials = Credentials {
         forward_authorization: config.headers.forward_authorization,
         strip_cookies: match config.forward_token {
@@ -318,7 +317,7 @@ fn proxy_server(
     let handlers = serving.workers.each_with(|| {
         let proxy = Arc::new(Proxy::new(
             serving.authz.clone(),
-            connector.clone(),
+            &connectors,
             upstream.clone(),
             serving.identity.clone(),
             serving.forwarding.clone(),

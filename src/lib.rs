@@ -35,6 +35,7 @@ mod logging;
 mod manual;
 mod metrics;
 mod path;
+mod pem;
 mod policy;
 mod rejection;
 mod reload;

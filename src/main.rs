@@ -395,7 +395,7 @@ async fn run(config_file: PathBuf) -> Result<(), String> {
     tracing::info!(
         listen = config.upstream.as_ref().map(|_| config.listen.to_string()).unwrap_or_else(off),
         admin = %config.admin_listen,
-        upstream = config.upstream.as_ref().map(|u| u.url.to_string()).as_deref().unwrap_or("none (decision-only)"),
+        upstream = config.upstream.as_ref().map(|u| u.address()).as_deref().unwrap_or("none (decision-only)"),
         authz = authz.and_then(|a| a.listen).map(|l| l.to_string()).unwrap_or_else(off),
         authz_grpc = authz.and_then(|a| a.grpc_listen).map(|l| l.to_string()).unwrap_or_else(off),
         pools = config.pools.len(),
@@ -418,7 +418,11 @@ async fn check(config_file: &Path) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", config_file.display()))?;
     println!("config {}: ok", config_file.display());
     match &config.upstream {
-        Some(upstream) => println!("  proxy {} -> upstream {}", config.listen, upstream.url),
+        Some(upstream) => println!(
+            "  proxy {} -> upstream {}",
+            config.listen,
+            upstream.address()
+        ),
         None => println!("  no upstream: decision-only mode"),
     }
     println!("  admin {}", config.admin_listen);

@@ -218,6 +218,8 @@ pub struct IssuerConfig {
     /// Whether discovery may name a plain-HTTP `jwks_uri` off loopback.
     pub allow_insecure_urls: bool,
     pub leeway: Duration,
+    /// The key server's CA bundle and the client certificate the gate presents to it.
+    pub tls: TlsClientFiles,
 }
 
 /// One `[[alb]]` table, validated.
@@ -233,6 +235,8 @@ pub struct AlbConfig {
     /// When set, the header's `iss` (and the payload's, when present) must equal it.
     pub issuer: Option<String>,
     pub leeway: Duration,
+    /// The key server's CA bundle and the client certificate the gate presents to it.
+    pub tls: TlsClientFiles,
 }
 
 impl AlbConfig {
@@ -245,13 +249,48 @@ impl AlbConfig {
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     /// Scheme and authority only: the path the upstream receives is the request's own.
+    /// For a Unix socket, `http://localhost`: requests keep the client's `Host`.
     pub url: Uri,
+    /// The app's Unix domain socket (`url = "unix:/run/app.sock"`), which every request
+    /// is sent to instead of `url`'s host.
+    pub socket: Option<PathBuf>,
     /// What the gate speaks to the app.
     pub protocol: UpstreamProtocol,
+    /// An `https://` app's CA bundle and the client certificate the gate presents.
+    pub tls: TlsClientFiles,
+    /// The name the app's certificate is checked for (and sent as SNI), when it is not
+    /// the URL's host.
+    pub server_name: Option<String>,
     pub connect_timeout: Duration,
     /// How long the upstream may take to send its response headers.
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+}
+
+impl UpstreamConfig {
+    /// Where the app is, as configured: the URL, or `unix:` and the socket's path.
+    pub fn address(&self) -> String {
+        match &self.socket {
+            Some(path) => format!("unix:{}", path.display()),
+            None => self.url.to_string(),
+        }
+    }
+}
+
+/// What an outbound TLS connection trusts and presents beyond the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsClientFiles {
+    /// PEM CA bundle trusted instead of the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain and key presented to servers that ask (mTLS).
+    pub client_cert: Option<ClientIdentity>,
+}
+
+/// A client certificate chain and its private key, as PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// `upstream.protocol`.
@@ -261,6 +300,9 @@ pub enum UpstreamProtocol {
     Http1,
     /// HTTP/2 over cleartext with prior knowledge (gRPC servers), except for upgrades.
     H2c,
+    /// HTTP/2 over TLS, negotiated by ALPN (gRPC servers behind TLS), except for
+    /// upgrades.
+    H2,
     /// The client's own: HTTP/2 clients (gRPC) get h2c, HTTP/1 clients HTTP/1.1.
     Auto,
 }
@@ -316,6 +358,8 @@ pub struct PoolConfig {
     pub token_use: TokenUsePolicy,
     pub jwks_url: Uri,
     pub leeway: Duration,
+    /// The key server's CA bundle and the client certificate the gate presents to it.
+    pub tls: TlsClientFiles,
 }
 
 impl PoolConfig {

@@ -162,6 +162,10 @@ impl Default for RawReload {
 pub struct RawUpstream {
     pub url: Option<String>,
     pub protocol: String,
+    pub ca_file: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub server_name: Option<String>,
     pub connect_timeout: RawDuration,
     pub request_timeout: RawDuration,
     pub idle_timeout: RawDuration,
@@ -172,6 +176,10 @@ impl Default for RawUpstream {
         RawUpstream {
             url: None,
             protocol: "http1".into(),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+            server_name: None,
             connect_timeout: RawDuration::text("5s"),
             request_timeout: RawDuration::text("30s"),
             idle_timeout: RawDuration::text("90s"),
@@ -240,6 +248,9 @@ pub struct RawIssuer {
     /// Allows plain-HTTP discovery and key URLs on a host other than loopback.
     pub allow_insecure_urls: bool,
     pub leeway: RawDuration,
+    pub ca_file: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 impl Default for RawIssuer {
@@ -254,6 +265,9 @@ impl Default for RawIssuer {
             subject_claim: "sub".into(),
             allow_insecure_urls: false,
             leeway: RawDuration::Seconds(0),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -273,6 +287,9 @@ pub struct RawAlb {
     /// Allows a plain-HTTP `key_url` on a host other than loopback.
     pub allow_insecure_key_url: bool,
     pub leeway: RawDuration,
+    pub ca_file: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 impl Default for RawAlb {
@@ -285,6 +302,9 @@ impl Default for RawAlb {
             issuer: None,
             allow_insecure_key_url: false,
             leeway: RawDuration::Seconds(0),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }
@@ -300,6 +320,9 @@ pub struct RawPool {
     /// Allows a plain-HTTP `jwks_url` on a host other than loopback.
     pub allow_insecure_jwks_url: bool,
     pub leeway: RawDuration,
+    pub ca_file: Option<String>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
 }
 
 impl Default for RawPool {
@@ -311,6 +334,9 @@ impl Default for RawPool {
             jwks_url: None,
             allow_insecure_jwks_url: false,
             leeway: RawDuration::Seconds(0),
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
         }
     }
 }

@@ -547,7 +547,7 @@ fn issuers_are_validated_and_may_stand_without_pools() {
 }
 
 #[test]
-fn the_upstream_protocol_is_http1_h2c_or_auto_and_h2c_is_cleartext() {
+fn the_upstream_protocol_is_http1_h2_h2c_or_auto_and_h2c_is_cleartext() {
     let c = Config::from_toml(MINIMAL).expect("valid");
     assert_eq!(
         c.upstream.as_ref().map(|u| u.protocol),
@@ -564,12 +564,22 @@ fn the_upstream_protocol_is_http1_h2c_or_auto_and_h2c_is_cleartext() {
         let c = Config::from_toml(&text).expect("valid");
         assert_eq!(c.upstream.map(|u| u.protocol), Some(want));
     }
-    let bad = MINIMAL.replace("[upstream]", "[upstream]\nprotocol = \"h2\"");
+    let bad = MINIMAL.replace("[upstream]", "[upstream]\nprotocol = \"h3\"");
     let problems = Config::from_toml(&bad).expect_err("refused").problems;
     assert!(
-        problems[0].starts_with("upstream.protocol: \"h2\" must be"),
+        problems[0].starts_with("upstream.protocol: \"h3\" must be"),
         "{problems:?}"
     );
+    // h2 is HTTP/2 over TLS, and only that.
+    let h2 = MINIMAL.replace("[upstream]", "[upstream]\nprotocol = \"h2\"");
+    let problems = Config::from_toml(&h2).expect_err("refused").problems;
+    assert!(
+        problems[0].starts_with("upstream.protocol: h2 is HTTP/2 over TLS"),
+        "{problems:?}"
+    );
+    let c = Config::from_toml(&h2.replace("http://127.0.0.1:3000", "https://app.internal:3000"))
+        .expect("valid");
+    assert_eq!(c.upstream.map(|u| u.protocol), Some(UpstreamProtocol::H2));
     let tls = MINIMAL
         .replace("[upstream]", "[upstream]\nprotocol = \"h2c\"")
         .replace("http://127.0.0.1:3000", "https://app.internal:3000");
@@ -578,6 +588,44 @@ fn the_upstream_protocol_is_http1_h2c_or_auto_and_h2c_is_cleartext() {
         problems[0].starts_with("upstream.protocol: h2c and auto are HTTP/2 over cleartext"),
         "{problems:?}"
     );
+    // The TLS files and the server name are for an https:// app only.
+    let clear = MINIMAL.replace("[upstream]", "[upstream]\nserver_name = \"app.internal\"");
+    let problems = Config::from_toml(&clear).expect_err("refused").problems;
+    assert!(
+        problems[0].starts_with(
+            "upstream.url: ca_file, client_cert, client_key and server_name apply to TLS"
+        ),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn an_upstream_on_a_unix_socket_is_named_by_its_absolute_path_and_spoken_to_in_cleartext() {
+    let with = |url: &str, extra: &str| {
+        Config::from_toml(&MINIMAL.replace(
+            "url = \"http://127.0.0.1:3000\"",
+            &format!("url = \"{url}\"\n{extra}"),
+        ))
+    };
+    let c = with("unix:/run/app.sock", "protocol = \"h2c\"").expect("valid");
+    let upstream = c.upstream.expect("upstream");
+    assert_eq!(upstream.socket.as_deref(), Some(Path::new("/run/app.sock")));
+    assert_eq!(upstream.address(), "unix:/run/app.sock");
+    let problems = with("unix:run/app.sock", "")
+        .expect_err("relative")
+        .problems;
+    assert!(problems[0].contains("absolute path"), "{problems:?}");
+    let problems = with("unix:/run/app.sock", "protocol = \"h2\"")
+        .expect_err("h2 over a socket")
+        .problems;
+    assert!(
+        problems[0].contains("a Unix socket is spoken to in cleartext"),
+        "{problems:?}"
+    );
+    let problems = with("unix:/run/app.sock", "server_name = \"app\"")
+        .expect_err("TLS keys")
+        .problems;
+    assert!(problems[0].contains("apply to TLS"), "{problems:?}");
 }
 
 #[test]

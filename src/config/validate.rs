@@ -416,7 +416,20 @@ fn convert_upstream(
         p.add("upstream.url", UPSTREAM_REQUIRED);
         return None;
     };
-    let url = p.url("upstream.url", &text)?;
+    let socket = text.strip_prefix("unix:").map(PathBuf::from);
+    if let Some(path) = &socket {
+        if !path.is_absolute() {
+            p.add(
+                "upstream.url",
+                format!("{text:?}: a Unix socket is named by its absolute path, as \"unix:/run/app.sock\""),
+            );
+            return None;
+        }
+    }
+    let url = match socket {
+        Some(_) => Uri::from_static("http://localhost"),
+        None => p.url("upstream.url", &text)?,
+    };
     let has_path = !matches!(url.path(), "" | "/") || url.query().is_some();
     let has_userinfo = url.authority().is_some_and(|a| a.as_str().contains('@'));
     if has_path || has_userinfo {
@@ -429,28 +442,107 @@ fn convert_upstream(
     let protocol = match raw.protocol.as_str() {
         "http1" => UpstreamProtocol::Http1,
         "h2c" => UpstreamProtocol::H2c,
+        "h2" => UpstreamProtocol::H2,
         "auto" => UpstreamProtocol::Auto,
         other => {
             p.add(
                 "upstream.protocol",
-                format!("{other:?} must be \"http1\", \"h2c\" or \"auto\""),
+                format!("{other:?} must be \"http1\", \"h2\", \"h2c\" or \"auto\""),
             );
             UpstreamProtocol::Http1
         }
     };
-    if protocol != UpstreamProtocol::Http1 && url.scheme_str() != Some("http") {
+    let tls = url.scheme_str() == Some("https");
+    if socket.is_some() && protocol == UpstreamProtocol::H2 {
         p.add(
             "upstream.protocol",
-            "h2c and auto are HTTP/2 over cleartext: the upstream.url must be http://",
+            "h2 is HTTP/2 over TLS, and a Unix socket is spoken to in cleartext: use \"h2c\"",
+        );
+    }
+    match protocol {
+        UpstreamProtocol::H2c | UpstreamProtocol::Auto if tls => p.add(
+            "upstream.protocol",
+            "h2c and auto are HTTP/2 over cleartext: the upstream.url must be http:// (\"h2\" is HTTP/2 over TLS)",
+        ),
+        UpstreamProtocol::H2 if !tls && socket.is_none() => p.add(
+            "upstream.protocol",
+            "h2 is HTTP/2 over TLS: the upstream.url must be https:// (\"h2c\" is HTTP/2 over cleartext)",
+        ),
+        _ => {}
+    }
+    let files = tls_client_files(p, "upstream", raw.ca_file, raw.client_cert, raw.client_key);
+    let server_name = raw.server_name.filter(|name| {
+        let valid = rustls::pki_types::ServerName::try_from(name.as_str()).is_ok();
+        if !valid {
+            p.add(
+                "upstream.server_name",
+                format!("{name:?} is not a DNS name or an IP address"),
+            );
+        }
+        valid
+    });
+    if !tls && (files != TlsClientFiles::default() || server_name.is_some()) {
+        p.add(
+            "upstream.url",
+            "ca_file, client_cert, client_key and server_name apply to TLS: the upstream.url must be https://",
         );
     }
     Some(UpstreamConfig {
         url,
+        socket,
         protocol,
+        tls: files,
+        server_name,
         connect_timeout,
         request_timeout,
         idle_timeout,
     })
+}
+
+/// The `{table}.ca_file`, `client_cert` and `client_key` of an outbound TLS client,
+/// each file read and parsed now, so that `check` names the one that is wrong.
+fn tls_client_files(
+    p: &mut Problems,
+    table: &str,
+    ca_file: Option<String>,
+    client_cert: Option<String>,
+    client_key: Option<String>,
+) -> TlsClientFiles {
+    let mut read = |key: &str, file: Option<String>, parse: fn(&Path) -> Result<(), String>| {
+        let file = PathBuf::from(file?);
+        match parse(&file) {
+            Ok(()) => Some(file),
+            Err(e) => {
+                p.add(&format!("{table}.{key}"), e);
+                None
+            }
+        }
+    };
+    let ca_file = read("ca_file", ca_file, |f| {
+        crate::pem::certificates(f).map(drop)
+    });
+    let cert = read("client_cert", client_cert.clone(), |f| {
+        crate::pem::certificates(f).map(drop)
+    });
+    let key = read("client_key", client_key.clone(), |f| {
+        crate::pem::private_key(f).map(drop)
+    });
+    let client_cert = match (cert, key) {
+        (Some(cert), Some(key)) => Some(ClientIdentity { cert, key }),
+        _ => {
+            if client_cert.is_some() != client_key.is_some() {
+                p.add(
+                    &format!("{table}.client_cert"),
+                    "client_cert and client_key go together: set both or neither",
+                );
+            }
+            None
+        }
+    };
+    TlsClientFiles {
+        ca_file,
+        client_cert,
+    }
 }
 
 fn convert_authz(p: &mut Problems, raw: RawAuthz) -> Option<AuthzConfig> {
@@ -524,6 +616,13 @@ fn convert_pools(p: &mut Problems, raw: Vec<RawPool>, albs: bool) -> Vec<PoolCon
     for (i, rp) in raw.into_iter().enumerate() {
         let key = |k: &str| format!("pools[{i}].{k}");
         let leeway = p.leeway(&key("leeway"), &rp.leeway);
+        let tls = tls_client_files(
+            p,
+            &format!("pools[{i}]"),
+            rp.ca_file.clone(),
+            rp.client_cert.clone(),
+            rp.client_key.clone(),
+        );
         let token_use = match rp.token_use.as_str() {
             "access" => TokenUsePolicy::Access,
             "id" => TokenUsePolicy::Id,
@@ -579,6 +678,7 @@ fn convert_pools(p: &mut Problems, raw: Vec<RawPool>, albs: bool) -> Vec<PoolCon
             token_use,
             jwks_url,
             leeway,
+            tls,
         });
     }
     pools
@@ -629,6 +729,13 @@ fn convert_issuers(p: &mut Problems, raw: Vec<RawIssuer>) -> (Vec<IssuerConfig>,
     for (i, ri) in raw.into_iter().enumerate() {
         let key = |k: &str| format!("issuers[{i}].{k}");
         let leeway = p.leeway(&key("leeway"), &ri.leeway);
+        let tls = tls_client_files(
+            p,
+            &format!("issuers[{i}]"),
+            ri.ca_file.clone(),
+            ri.client_cert.clone(),
+            ri.client_key.clone(),
+        );
         let Some(issuer) = ri.issuer else {
             p.add(
                 &key("issuer"),
@@ -713,6 +820,7 @@ fn convert_issuers(p: &mut Problems, raw: Vec<RawIssuer>) -> (Vec<IssuerConfig>,
             subject_claim: ri.subject_claim,
             allow_insecure_urls: ri.allow_insecure_urls,
             leeway,
+            tls,
         });
     }
     (issuers, positions)
@@ -726,6 +834,13 @@ fn convert_albs(p: &mut Problems, raw: Vec<RawAlb>) -> Vec<AlbConfig> {
     for (i, ra) in raw.into_iter().enumerate() {
         let key = |k: &str| format!("alb[{i}].{k}");
         let leeway = p.leeway(&key("leeway"), &ra.leeway);
+        let tls = tls_client_files(
+            p,
+            &format!("alb[{i}]"),
+            ra.ca_file.clone(),
+            ra.client_cert.clone(),
+            ra.client_key.clone(),
+        );
         let Some(region) = ra.region else {
             p.add(&key("region"), "is required, e.g. \"eu-west-1\"");
             continue;
@@ -800,6 +915,7 @@ fn convert_albs(p: &mut Problems, raw: Vec<RawAlb>) -> Vec<AlbConfig> {
             client_ids: ra.client_ids,
             issuer: ra.issuer,
             leeway,
+            tls,
         });
     }
     albs

@@ -15,7 +15,6 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy;
 use hyper_util::rt::TokioIo;
 
 use super::access_log::{respond, Served};
@@ -27,7 +26,7 @@ use super::headers::{
     wants_upgrade, IdentityHeaders, ROUTING_OVERRIDES,
 };
 use crate::authorize::{AuthError, Authorizer, RequestFacts};
-use crate::client::{error_chain, Connector};
+use crate::client::{error_chain, AppClient, UpstreamConnectors};
 use crate::config::{UpstreamConfig, UpstreamProtocol};
 use crate::cors;
 use crate::metrics::KindLabels;
@@ -38,9 +37,10 @@ use crate::token::{Identity, ALB_DATA};
 /// The reverse proxy in front of the app. Holds the pooled client to the upstream.
 pub struct Proxy {
     authz: Arc<Authorizer>,
-    client: legacy::Client<Connector, ClientBody>,
-    /// HTTP/2 with prior knowledge, for `upstream.protocol` `h2c` and `auto`.
-    h2c: legacy::Client<Connector, ClientBody>,
+    client: AppClient<ClientBody>,
+    /// HTTP/2 (prior knowledge in cleartext, ALPN `h2` over TLS), for
+    /// `upstream.protocol` `h2`, `h2c` and `auto`.
+    h2c: AppClient<ClientBody>,
     upstream: UpstreamConfig,
     identity: IdentityHeaders,
     forwarding: Arc<Forwarding>,
@@ -59,7 +59,7 @@ pub struct Credentials {
 impl Proxy {
     pub fn new(
         authz: Arc<Authorizer>,
-        connector: Connector,
+        connectors: &UpstreamConnectors,
         upstream: UpstreamConfig,
         identity: IdentityHeaders,
         forwarding: Arc<Forwarding>,
@@ -67,8 +67,8 @@ impl Proxy {
     ) -> Self {
         Proxy {
             authz,
-            client: crate::client::client(connector.clone(), upstream.idle_timeout),
-            h2c: crate::client::client_h2c(connector, upstream.idle_timeout),
+            client: AppClient::new(connectors, false, upstream.idle_timeout),
+            h2c: AppClient::new(connectors, true, upstream.idle_timeout),
             upstream,
             identity,
             forwarding,
@@ -175,7 +175,7 @@ impl Proxy {
         let h2 = upgrade.is_none()
             && match self.upstream.protocol {
                 UpstreamProtocol::Http1 => false,
-                UpstreamProtocol::H2c => true,
+                UpstreamProtocol::H2c | UpstreamProtocol::H2 => true,
                 UpstreamProtocol::Auto => req.version() == Version::HTTP_2,
             };
         // gRPC asks for trailers with `TE: trailers`, the one TE value HTTP/2 allows.
@@ -252,12 +252,12 @@ impl Proxy {
             }
             Ok(Err(e)) => {
                 failed("connect");
-                tracing::warn!(error = %error_chain(&e), upstream = %self.upstream.url, "upstream request failed");
+                tracing::warn!(error = %error_chain(&e), upstream = %self.upstream.address(), "upstream request failed");
                 return Err(Rejection::UpstreamUnreachable);
             }
             Err(_) => {
                 failed("timeout");
-                tracing::warn!(upstream = %self.upstream.url, timeout = ?self.upstream.request_timeout, "upstream timed out");
+                tracing::warn!(upstream = %self.upstream.address(), timeout = ?self.upstream.request_timeout, "upstream timed out");
                 return Err(Rejection::UpstreamTimeout);
             }
         };

@@ -42,7 +42,7 @@ use super::verify::{
     check_time, compact_parts, groups_claim, keep_claims, number_claim, string_claim, Present,
     TokenError, VerifyError,
 };
-use crate::client::JwksConnector;
+use crate::client::{own_jwks_client, JwksClient, JwksConnector};
 use crate::config::AlbConfig;
 use crate::metrics::{FetchLabels, Metrics};
 
@@ -111,6 +111,8 @@ pub struct AlbVerifier {
     max_token_bytes: usize,
     kept_claims: Vec<Box<str>>,
     client: Client<JwksConnector, Empty<Bytes>>,
+    /// Each load balancer's own key-fetch client, when it has TLS files.
+    own_clients: Vec<Option<Result<JwksClient, String>>>,
     fetch_timeout: Duration,
     /// Keys by URL.
     keys: Cache<String, Arc<AlbKey>>,
@@ -139,6 +141,10 @@ impl AlbVerifier {
             max_token_bytes,
             kept_claims: Vec::new(),
             client,
+            own_clients: albs
+                .iter()
+                .map(|alb| own_jwks_client(&alb.tls, fetch_timeout))
+                .collect(),
             fetch_timeout,
             keys: Cache::builder()
                 .max_capacity(1024)
@@ -340,19 +346,30 @@ impl AlbVerifier {
         let uri: Uri = url
             .parse()
             .map_err(|_| JwksError::Request(format!("{url:?} is not a URL")))?;
-        let fetched = match tokio::time::timeout(
-            self.fetch_timeout,
-            download(
-                &self.client,
-                &uri,
-                "application/x-pem-file, */*",
-                MAX_KEY_BYTES,
-            ),
-        )
-        .await
-        {
-            Ok(result) => result.and_then(|body| parse_pem(&body).map_err(JwksError::Malformed)),
-            Err(_) => Err(JwksError::Timeout(self.fetch_timeout)),
+        let own = self
+            .albs
+            .iter()
+            .position(|a| std::ptr::eq(a, alb))
+            .and_then(|i| self.own_clients.get(i))
+            .and_then(Option::as_ref);
+        let client = match own {
+            None => Ok(&self.client),
+            Some(Ok(client)) => Ok(client),
+            Some(Err(e)) => Err(JwksError::Request(e.clone())),
+        };
+        let fetched = match client {
+            Err(e) => Err(e),
+            Ok(client) => match tokio::time::timeout(
+                self.fetch_timeout,
+                download(client, &uri, "application/x-pem-file, */*", MAX_KEY_BYTES),
+            )
+            .await
+            {
+                Ok(result) => {
+                    result.and_then(|body| parse_pem(&body).map_err(JwksError::Malformed))
+                }
+                Err(_) => Err(JwksError::Timeout(self.fetch_timeout)),
+            },
         };
         let label = FetchLabels {
             pool: Arc::from(format!("alb:{}", alb.region)),

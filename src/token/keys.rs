@@ -27,7 +27,7 @@ use tokio::task::JoinHandle;
 
 use super::identity::PoolId;
 use crate::backoff::Backoff;
-use crate::client::{error_chain, JwksConnector};
+use crate::client::{error_chain, own_jwks_client, JwksClient, JwksConnector};
 use crate::config::{IssuerConfig, JwksConfig, PoolConfig};
 use crate::metrics::{FetchLabels, Metrics, PoolLabels};
 
@@ -250,6 +250,8 @@ struct KeySource {
     /// The user pool id or the issuer: the metric label.
     name: Arc<str>,
     discovery: Option<Discovery>,
+    /// The source's own client, when it has TLS files (`ca_file`, `client_cert`).
+    own_client: Option<Result<JwksClient, String>>,
 }
 
 /// An issuer whose JWKS URL its discovery document names (OpenID Connect Discovery).
@@ -297,6 +299,7 @@ impl KeyStore {
                         url: p.jwks_url.clone(),
                         name: Arc::from(p.user_pool_id.as_str()),
                         discovery: None,
+                        own_client: own_jwks_client(&p.tls, settings.fetch_timeout),
                     })
                     .chain(issuers.iter().map(|i| KeySource {
                         url: i.discovery_url.clone(),
@@ -305,6 +308,7 @@ impl KeyStore {
                             issuer: i.issuer.clone(),
                             allow_insecure_urls: i.allow_insecure_urls,
                         }),
+                        own_client: own_jwks_client(&i.tls, settings.fetch_timeout),
                     }))
                     .collect(),
                 metrics,
@@ -453,11 +457,16 @@ impl Inner {
 
     async fn fetch(&self, source: &KeySource) -> Result<KeySet, JwksError> {
         let limit = self.settings.max_response_bytes;
+        let client = match &source.own_client {
+            None => &self.client,
+            Some(Ok(client)) => client,
+            Some(Err(e)) => return Err(JwksError::Request(e.clone())),
+        };
         let jwks_url = match &source.discovery {
             None => source.url.clone(),
-            Some(discovery) => discover(&self.client, &source.url, discovery, limit).await?,
+            Some(discovery) => discover(client, &source.url, discovery, limit).await?,
         };
-        let body = download(&self.client, &jwks_url, "application/json", limit).await?;
+        let body = download(client, &jwks_url, "application/json", limit).await?;
         parse_key_set(&body)
     }
 }

@@ -15,6 +15,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("metrics", 0),
     ("manual", 0),
     ("backoff", 0),
+    ("pem", 0),
     ("client", 1),
     ("revocation", 1),
     ("token", 2),

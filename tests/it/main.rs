@@ -28,3 +28,5 @@ mod peers;
 mod properties;
 mod proxy;
 mod revocation;
+mod unix;
+mod upstream_tls;

@@ -337,6 +337,21 @@ pub async fn serve(
 mod tests {
     use super::*;
 
+    /// The whole body of one of the issuer's answers.
+    async fn body_of<B>(response: Response<B>) -> bytes::Bytes
+    where
+        B: hyper::body::Body,
+        B::Error: std::fmt::Debug,
+    {
+        use http_body_util::BodyExt;
+        response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes()
+    }
+
     #[test]
     fn query_values_are_decoded() {
         assert_eq!(percent_decode("Team+Leads").as_deref(), Some("Team Leads"));
@@ -349,7 +364,6 @@ mod tests {
     async fn the_token_endpoint_adds_the_claims_it_is_given() {
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
         use base64::Engine as _;
-        use http_body_util::BodyExt;
         let issuer = DevIssuer::new("eu-west-1_Dev", "client").expect("issuer");
         let req = Request::get(
             "/token?sub=alice&claim.custom:tenant=acme&claim.email_verified=true&claim.sub=mallory&claim.level=%223%22",
@@ -358,12 +372,7 @@ mod tests {
         .expect("request");
         let response = answer(&issuer, &req);
         assert_eq!(response.status(), StatusCode::OK);
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let body = body_of(response).await;
         let token = String::from_utf8(body.to_vec()).expect("text");
         let payload = token.split('.').nth(1).expect("payload");
         let claims: Value =
@@ -378,7 +387,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refresh_token_gives_tokens_of_its_family_until_it_is_revoked() {
-        use http_body_util::{BodyExt, Full};
+        use http_body_util::Full;
         let issuer =
             std::sync::Arc::new(DevIssuer::new("eu-west-1_Dev", "client").expect("issuer"));
         let auth = DevAuth::new(issuer, None);
@@ -404,15 +413,7 @@ mod tests {
         );
         let response = auth.answer(post("/oauth2/token", refresh.clone())).await;
         assert_eq!(response.status(), StatusCode::OK);
-        let body: Value = serde_json::from_slice(
-            &response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes(),
-        )
-        .expect("json");
+        let body: Value = serde_json::from_slice(&body_of(response).await).expect("json");
         let renewed = body["access_token"].as_str().expect("access_token");
         assert_eq!(family(renewed), family(&session.access_token));
         assert_eq!(family(renewed).1, json!("erin"));
@@ -430,12 +431,7 @@ mod tests {
         ] {
             let response = auth.answer(post("/oauth2/token", form)).await;
             assert_eq!(response.status(), status);
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .expect("body")
-                .to_bytes();
+            let body = body_of(response).await;
             assert!(String::from_utf8_lossy(&body).contains(error));
         }
         let revoke = format!("token={}", session.refresh_token);

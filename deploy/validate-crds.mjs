@@ -9,12 +9,14 @@ import { readFileSync } from "node:fs";
 import { parseAllDocuments } from "yaml";
 import { AuthorizationPolicy } from "@kubernetes-models/istio/security.istio.io/v1/AuthorizationPolicy";
 import { IstioOperator } from "@kubernetes-models/istio/install.istio.io/v1alpha1/IstioOperator";
+import { DestinationRule } from "@kubernetes-models/istio/networking.istio.io/v1/DestinationRule";
 import { HTTPRoute } from "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1/HTTPRoute";
 import { ReferenceGrant } from "@kubernetes-models/gateway-api/gateway.networking.k8s.io/v1beta1/ReferenceGrant";
 
 const published = {
   "security.istio.io/v1/AuthorizationPolicy": AuthorizationPolicy,
   "install.istio.io/v1alpha1/IstioOperator": IstioOperator,
+  "networking.istio.io/v1/DestinationRule": DestinationRule,
   "gateway.networking.k8s.io/v1/HTTPRoute": HTTPRoute,
   "gateway.networking.k8s.io/v1beta1/ReferenceGrant": ReferenceGrant,
 };

@@ -21,12 +21,13 @@ use crate::http::forwarded::Forwarding;
 use crate::http::grpc;
 use crate::http::headers::IdentityHeaders;
 use crate::http::proxy::{Credentials, Proxy};
-use crate::http::server::{self, ServerOptions};
+use crate::http::server::{self, ListenerTls, ServerOptions};
 use crate::http::workers::{self, Workers};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::reload;
 use crate::revocation::{self, RevocationList};
+use crate::tls::{Alpn, ListenerTlsFiles, ServerTls};
 
 /// The sockets the gate serves on, bound by the caller (port 0 in tests). `proxy` is
 /// used when `upstream` is configured, `authz` when `authz.listen` is, and `grpc` when
@@ -43,6 +44,8 @@ pub struct Listeners {
 pub enum StartError {
     #[error("TLS set-up failed: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("TLS on {0} cannot start: {1}")]
+    ListenerTls(&'static str, String),
     #[error("TLS set-up for the app failed: {0}")]
     UpstreamTls(#[from] crate::client::TlsSetupError),
     #[error("{0} is configured but no listener was given for it")]
@@ -92,14 +95,35 @@ pub async fn run(
         .as_ref()
         .map(|file| reload::start(file.clone(), config.clone(), authz.clone(), jwks_client));
     let (stop, stopped) = watch::channel(false);
+    let mut tls = TlsListeners::default();
+    let admin_tls = tls.add(
+        "admin",
+        config.admin_listen_tls.as_ref(),
+        Alpn::Http,
+        &authz,
+    )?;
+    let proxy_tls = match &config.upstream {
+        Some(_) => tls.add("proxy", config.listen_tls.as_ref(), Alpn::Http, &authz)?,
+        None => None,
+    };
+    let authz_tls = match &config.authz {
+        Some(a) => (
+            tls.add("authz", a.listen_tls.as_ref(), Alpn::Http, &authz)?,
+            tls.add("grpc", a.grpc_listen_tls.as_ref(), Alpn::H2, &authz)?,
+        ),
+        None => (None, None),
+    };
+    let _tls_reloader = tls.watch(authz.metrics().clone());
     let serving = Serving::new(&config, authz, stopped)?;
 
-    let mut servers = vec![admin_server(listeners.admin, &serving)];
+    let mut servers = vec![admin_server(listeners.admin, admin_tls, &serving)];
     if let Some(upstream) = &config.upstream {
         let listener = listeners
             .proxy
             .ok_or(StartError::MissingListener("upstream"))?;
-        servers.push(proxy_server(listener, upstream, &config, &serving)?);
+        servers.push(proxy_server(
+            listener, proxy_tls, upstream, &config, &serving,
+        )?);
     }
     let mut health_updater = None;
     if let Some(settings) = config.authz {
@@ -113,14 +137,24 @@ pub async fn run(
             let listener = listeners
                 .authz
                 .ok_or(StartError::MissingListener("authz.listen"))?;
-            servers.push(decision_server(listener, decisions.clone(), &serving));
+            servers.push(decision_server(
+                listener,
+                authz_tls.0,
+                decisions.clone(),
+                &serving,
+            ));
         }
         if settings.grpc_listen.is_some() {
             let listener = listeners
                 .grpc
                 .ok_or(StartError::MissingListener("authz.grpc_listen"))?;
-            let (server, updater) =
-                grpc_server(listener, decisions, settings.grpc_connection_age, &serving);
+            let (server, updater) = grpc_server(
+                listener,
+                authz_tls.1,
+                decisions,
+                settings.grpc_connection_age,
+                &serving,
+            );
             servers.push(server);
             health_updater = Some(updater);
         }
@@ -246,17 +280,23 @@ impl Serving {
 impl Serving {
     /// Serves `listener` on the worker threads, with one handler per worker, in the
     /// budget the proxy and decision listeners share.
-    fn spawn<H, F>(&self, listener: TcpListener, handlers: Vec<H>) -> JoinHandle<()>
+    fn spawn<H, F>(
+        &self,
+        listener: TcpListener,
+        tls: Option<ListenerTls>,
+        handlers: Vec<H>,
+    ) -> JoinHandle<()>
     where
         H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Response<GateBody>> + Send + 'static,
     {
-        self.spawn_with(listener, self.options, handlers)
+        self.spawn_with(listener, tls, self.options, handlers)
     }
 
     fn spawn_with<H, F>(
         &self,
         listener: TcpListener,
+        tls: Option<ListenerTls>,
         options: ServerOptions,
         handlers: Vec<H>,
     ) -> JoinHandle<()>
@@ -266,6 +306,7 @@ impl Serving {
     {
         tokio::spawn(server::serve(
             listener,
+            tls,
             options,
             self.connections.clone(),
             self.workers.clone(),
@@ -276,7 +317,11 @@ impl Serving {
 }
 
 /// `/healthz`, `/readyz` and `/metrics`, served on the runtime that runs the gate.
-fn admin_server(listener: TcpListener, serving: &Serving) -> JoinHandle<()> {
+fn admin_server(
+    listener: TcpListener,
+    tls: Option<ListenerTls>,
+    serving: &Serving,
+) -> JoinHandle<()> {
     let authz = serving.authz.clone();
     let here = Arc::new(Workers::here());
     let handlers = here.each(move |req, _peer| {
@@ -285,6 +330,7 @@ fn admin_server(listener: TcpListener, serving: &Serving) -> JoinHandle<()> {
     });
     tokio::spawn(server::serve(
         listener,
+        tls,
         serving.options,
         serving.admin_connections.clone(),
         here,
@@ -298,6 +344,7 @@ fn admin_server(listener: TcpListener, serving: &Serving) -> JoinHandle<()> {
 /// thread.
 fn proxy_server(
     listener: TcpListener,
+    tls: Option<ListenerTls>,
     upstream: &UpstreamConfig,
     config: &Config,
     serving: &Serving,
@@ -328,12 +375,13 @@ fn proxy_server(
             async move { proxy.handle(req, peer).await }
         }
     });
-    Ok(serving.spawn(listener, handlers))
+    Ok(serving.spawn(listener, tls, handlers))
 }
 
 /// `authz.listen`: `/auth` for nginx, Traefik and Caddy, and Envoy's HTTP `ext_authz`.
 fn decision_server(
     listener: TcpListener,
+    tls: Option<ListenerTls>,
     decisions: Arc<DecisionService>,
     serving: &Serving,
 ) -> JoinHandle<()> {
@@ -341,13 +389,14 @@ fn decision_server(
         let decisions = decisions.clone();
         async move { decisions.handle(req, peer).await }
     });
-    serving.spawn(listener, handlers)
+    serving.spawn(listener, tls, handlers)
 }
 
 /// `authz.grpc_listen`: Envoy's gRPC `ext_authz` and the gRPC health service, with
 /// the task that keeps the health status in step with the keys.
 fn grpc_server(
     listener: TcpListener,
+    tls: Option<ListenerTls>,
     decisions: Arc<DecisionService>,
     connection_age: Option<ConnectionAge>,
     serving: &Serving,
@@ -361,6 +410,104 @@ fn grpc_server(
         http2_connection_age: connection_age,
         ..serving.options
     };
-    let server = serving.spawn_with(listener, options, handlers);
+    let server = serving.spawn_with(listener, tls, options, handlers);
     (server, updater)
+}
+
+/// The TLS listeners of one gate, and the task that swaps in their renewed pairs.
+#[derive(Default)]
+struct TlsListeners(Vec<(&'static str, Arc<ServerTls>)>);
+
+impl TlsListeners {
+    /// Loads `files` for `listener` (checked by `check`, but read again here: the files
+    /// may have changed since) and sets its expiry metric.
+    fn add(
+        &mut self,
+        listener: &'static str,
+        files: Option<&ListenerTlsFiles>,
+        alpn: Alpn,
+        authz: &Authorizer,
+    ) -> Result<Option<ListenerTls>, StartError> {
+        let Some(files) = files else {
+            return Ok(None);
+        };
+        let loaded =
+            crate::tls::load(files, alpn).map_err(|e| StartError::ListenerTls(listener, e))?;
+        let metrics = authz.metrics();
+        metrics.set_tls_expiry(listener, loaded.not_after);
+        tracing::info!(listener, expires = %crate::tls::format_date(loaded.not_after), "TLS on");
+        let tls = Arc::new(ServerTls::new(files.clone(), alpn, loaded));
+        self.0.push((listener, tls.clone()));
+        let handshake_errors = metrics
+            .tls_handshake_errors
+            .get_or_create(&crate::metrics::ListenerLabels { listener })
+            .clone();
+        Ok(Some(ListenerTls {
+            tls,
+            handshake_errors,
+        }))
+    }
+
+    /// Looks at every listener's files each [`crate::tls::POLL`] and on SIGHUP; a
+    /// changed set is loaded, and swapped in only if it loads: a bad pair keeps the old
+    /// one serving, logged and counted (`cognito_gate_tls_reloads_total`).
+    fn watch(self, metrics: Arc<Metrics>) -> Option<AbortOnDrop> {
+        if self.0.is_empty() {
+            return None;
+        }
+        // Installed before the gate serves, so that a SIGHUP is never the default
+        // action (which ends the process).
+        #[cfg(unix)]
+        let mut hangups =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let task = tokio::spawn(async move {
+            let mut seen: Vec<_> = self
+                .0
+                .iter()
+                .map(|(_, tls)| crate::tls::Stamp::of(tls.files()))
+                .collect();
+            loop {
+                #[cfg(unix)]
+                let signalled = async {
+                    match hangups.as_mut() {
+                        Some(h) => h.recv().await.is_some(),
+                        None => std::future::pending().await,
+                    }
+                };
+                #[cfg(not(unix))]
+                let signalled = std::future::pending::<bool>();
+                let forced = tokio::select! {
+                    _ = tokio::time::sleep(crate::tls::POLL) => false,
+                    got = signalled => got,
+                };
+                for ((listener, tls), seen) in self.0.iter().zip(seen.iter_mut()) {
+                    let now = crate::tls::Stamp::of(tls.files());
+                    if now == *seen && !forced {
+                        continue;
+                    }
+                    *seen = now;
+                    match tls.reload() {
+                        Ok(not_after) => {
+                            tracing::info!(listener, expires = %crate::tls::format_date(not_after), "TLS certificate reloaded");
+                            metrics.record_tls_reload(listener, Ok(not_after));
+                        }
+                        Err(error) => {
+                            tracing::error!(listener, %error, "TLS certificate reload failed; the old certificate keeps serving");
+                            metrics.record_tls_reload(listener, Err(()));
+                        }
+                    }
+                }
+            }
+        });
+        Some(AbortOnDrop(task))
+    }
+}
+
+/// Ends a background task when the gate ends.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

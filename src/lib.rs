@@ -40,6 +40,7 @@ mod policy;
 mod rejection;
 mod reload;
 mod revocation;
+mod tls;
 mod token;
 mod wire;
 
@@ -67,5 +68,6 @@ pub mod internals {
     pub use crate::revocation::{
         write as write_revocation, Entry as RevocationEntry, Kind as RevocationKind, RevocationList,
     };
+    pub use crate::tls::{days_from_civil, describe as describe_tls, Alpn, ListenerTlsFiles};
     pub use crate::token::{digest, parse_key_set, KeySet, Remembered, TokenCache, Verifier};
 }

@@ -13,8 +13,9 @@ use tokio::net::TcpListener;
 #[cfg(feature = "dev")]
 use cognito_gate::internals::demo::{self, DemoOptions};
 use cognito_gate::internals::{
-    discover_issuers, explain, explain_token, init_logging, load_policy, probe, raise_fd_limit,
-    rule_text, write_revocation, Caller, RevocationEntry, RevocationKind,
+    describe_tls, discover_issuers, explain, explain_token, init_logging, load_policy, probe,
+    raise_fd_limit, rule_text, write_revocation, Alpn, Caller, ListenerTlsFiles, RevocationEntry,
+    RevocationKind,
 };
 #[cfg(feature = "dev")]
 use cognito_gate::internals::{LogConfig, LogFormat};
@@ -264,14 +265,7 @@ fn parse_time(text: &str) -> Result<f64, String> {
     {
         return Err(bad());
     }
-    // Days from the civil date (proleptic Gregorian), after Howard Hinnant's algorithm.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = cognito_gate::internals::days_from_civil(y, m, d);
     let seconds = (days * 86_400 + h * 3600 + mi * 60 - offset) as f64 + sec;
     Some(seconds).filter(|s| *s >= 0.0).ok_or_else(bad)
 }
@@ -416,28 +410,53 @@ async fn check(config_file: &Path) -> Result<(), String> {
     let discovered = discover_issuers(&config)
         .await
         .map_err(|e| format!("{}: {e}", config_file.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let tls = |files: Option<&ListenerTlsFiles>, alpn: Alpn| -> Result<String, String> {
+        match files {
+            None => Ok(String::new()),
+            Some(files) => describe_tls(files, alpn, now)
+                .map(|text| format!("\n    {text}"))
+                .map_err(|e| format!("{}: {e}", config_file.display())),
+        }
+    };
+    let proxy_tls = tls(config.listen_tls.as_ref(), Alpn::Http)?;
+    let admin_tls = tls(config.admin_listen_tls.as_ref(), Alpn::Http)?;
+    let (authz_tls, grpc_tls) = match &config.authz {
+        Some(a) => (
+            tls(a.listen_tls.as_ref(), Alpn::Http)?,
+            tls(a.grpc_listen_tls.as_ref(), Alpn::H2)?,
+        ),
+        None => (String::new(), String::new()),
+    };
     println!("config {}: ok", config_file.display());
     match &config.upstream {
         Some(upstream) => println!(
-            "  proxy {} -> upstream {}",
+            "  proxy {} -> upstream {}{proxy_tls}",
             config.listen,
             upstream.address()
         ),
         None => println!("  no upstream: decision-only mode"),
     }
-    println!("  admin {}", config.admin_listen);
+    println!("  admin {}{admin_tls}", config.admin_listen);
     if let Some(a) = &config.authz {
         let peers: Vec<String> = a.trusted_peers.iter().map(|n| n.to_string()).collect();
         let peers = peers.join(", ");
         if let Some(listen) = a.listen {
             println!(
-                "  decisions on {listen}: {} (nginx, Traefik, Caddy), {}/... (Envoy), trusted peers {peers}",
+                "  decisions on {listen}: {} (nginx, Traefik, Caddy), {}/... (Envoy), trusted peers {peers}{authz_tls}",
                 a.path, a.envoy_prefix,
             );
         }
         if let Some(grpc) = a.grpc_listen {
+            let transport = if grpc_tls.is_empty() {
+                "h2c"
+            } else {
+                "h2 over TLS"
+            };
             println!(
-                "  decisions on {grpc}: Envoy gRPC ext_authz and grpc.health.v1 (h2c), trusted peers {peers}"
+                "  decisions on {grpc}: Envoy gRPC ext_authz and grpc.health.v1 ({transport}), trusted peers {peers}{grpc_tls}"
             );
         }
     }

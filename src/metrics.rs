@@ -76,6 +76,19 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `proxy`, `authz`, `grpc` or `admin`.
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerResultLabels {
+    pub listener: &'static str,
+    /// `success` or `error`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     commit: &'static str,
@@ -126,6 +139,9 @@ pub struct Metrics {
     pub revocation_reconnects: Counter,
     pub revocation_refusals: Family<ReasonLabels, Counter>,
     pub revocation_malformed: Counter,
+    pub tls_certificate_expiry: Family<ListenerLabels, Gauge>,
+    pub tls_reloads: Family<ListenerResultLabels, Counter>,
+    pub tls_handshake_errors: Family<ListenerLabels, Counter>,
 }
 
 /// Every metric's name starts with this.
@@ -333,6 +349,27 @@ impl Metrics {
                 commit: COMMIT,
             }),
         );
+        let tls_certificate_expiry = Family::<ListenerLabels, Gauge>::default();
+        catalog.add(
+            "tls_certificate_expiry_timestamp_seconds",
+            "Unix time at which the certificate a TLS listener serves expires (its notAfter)",
+            None,
+            tls_certificate_expiry.clone(),
+        );
+        let tls_reloads = Family::<ListenerResultLabels, Counter>::default();
+        catalog.add(
+            "tls_reloads",
+            "Reloads of a TLS listener's certificate and key, by result (an error keeps the old pair)",
+            None,
+            tls_reloads.clone(),
+        );
+        let tls_handshake_errors = Family::<ListenerLabels, Counter>::default();
+        catalog.add(
+            "tls_handshake_errors",
+            "TLS handshakes that failed on a listener (no common protocol, an untrusted or missing client certificate, plaintext sent to a TLS port)",
+            None,
+            tls_handshake_errors.clone(),
+        );
         Metrics {
             registry: catalog.registry,
             listed: catalog.listed,
@@ -356,7 +393,30 @@ impl Metrics {
             revocation_reconnects,
             revocation_refusals,
             revocation_malformed,
+            tls_certificate_expiry,
+            tls_reloads,
+            tls_handshake_errors,
         }
+    }
+
+    /// Counts a TLS listener's reload; a good one also sets its expiry.
+    pub fn record_tls_reload(&self, listener: &'static str, outcome: Result<i64, ()>) {
+        let result = match outcome {
+            Ok(not_after) => {
+                self.set_tls_expiry(listener, not_after);
+                "success"
+            }
+            Err(()) => "error",
+        };
+        self.tls_reloads
+            .get_or_create(&ListenerResultLabels { listener, result })
+            .inc();
+    }
+
+    pub fn set_tls_expiry(&self, listener: &'static str, not_after: i64) {
+        self.tls_certificate_expiry
+            .get_or_create(&ListenerLabels { listener })
+            .set(not_after);
     }
 
     /// Counts one answered request and the gate's own time on it.

@@ -381,9 +381,16 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut out = Vec::new();
-    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 26] = [
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 28] = [
         ("listen", &old.listen, &new.listen),
         ("admin_listen", &old.admin_listen, &new.admin_listen),
+        // The files' contents are reloaded on their own; which files, at a restart.
+        ("listen_tls", &old.listen_tls, &new.listen_tls),
+        (
+            "admin_listen_tls",
+            &old.admin_listen_tls,
+            &new.admin_listen_tls,
+        ),
         (
             "max_header_bytes",
             &old.max_header_bytes,

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Validates the Istio example: the gate's Deployment, Service and ConfigMap against the
 # Kubernetes schemas (kubernetes-validate, strict), the config and policy embedded in
-# the ConfigMap with `cognito-gate check`, and the IstioOperator and
-# AuthorizationPolicy with ../validate-crds.mjs. It does not run a cluster.
+# the ConfigMap with `cognito-gate check`, and the IstioOperator, AuthorizationPolicy
+# and mTLS DestinationRule with ../validate-crds.mjs. It does not run a cluster.
 # Use: deploy/istio/validate.sh [path/to/cognito-gate]
 set -euo pipefail
 here=$(dirname "$0")
@@ -21,4 +21,4 @@ for name, text in data.items():
         out.write(text)
 PY
 COGNITO_GATE_POLICY_FILE="$work/policy.toml" "$bin" check --config "$work/cognito-gate.toml"
-cp ../validate-crds.mjs "$npm_dir/" && node "$npm_dir/validate-crds.mjs" mesh-config.yaml authorization-policy.yaml
+cp ../validate-crds.mjs "$npm_dir/" && node "$npm_dir/validate-crds.mjs" mesh-config.yaml authorization-policy.yaml destination-rule-mtls.yaml

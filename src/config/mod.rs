@@ -2,7 +2,7 @@
 //! defaults, the TOML file and `COGNITO_GATE_*` environment variables (in that order,
 //! `__` separating nested keys), then a validated, typed [`Config`]. Validation reports
 //! every problem at once, each with the key that caused it.
-//! Bottom floor: imports only `path` and `wire` of the gate's own.
+//! Bottom floor: imports only `path`, `wire`, `pem` and `tls` of the gate's own.
 
 mod load;
 mod problems;
@@ -12,6 +12,7 @@ mod redis_url;
 mod tests;
 mod validate;
 
+pub use crate::tls::ListenerTlsFiles;
 pub use problems::{ConfigError, ProblemList};
 pub use raw::*;
 pub use redis_url::RedisUrl;
@@ -31,7 +32,11 @@ pub const ENV_PREFIX: &str = "COGNITO_GATE_";
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `[listen_tls]`: `listen` serves HTTPS (h2 and http/1.1 by ALPN).
+    pub listen_tls: Option<ListenerTlsFiles>,
     pub admin_listen: SocketAddr,
+    /// `[admin_listen_tls]`.
+    pub admin_listen_tls: Option<ListenerTlsFiles>,
     pub policy_file: PathBuf,
     pub max_header_bytes: usize,
     /// From accept to the first complete request head, and between requests on a
@@ -312,8 +317,13 @@ pub enum UpstreamProtocol {
 pub struct AuthzConfig {
     /// The HTTP decision endpoints (forward auth and Envoy's HTTP ext_authz).
     pub listen: Option<SocketAddr>,
-    /// Envoy's gRPC ext_authz service and the gRPC health service, over h2c.
+    /// `[authz.listen_tls]`.
+    pub listen_tls: Option<ListenerTlsFiles>,
+    /// Envoy's gRPC ext_authz service and the gRPC health service, over h2c (or h2
+    /// over TLS with `grpc_listen_tls`).
     pub grpc_listen: Option<SocketAddr>,
+    /// `[authz.grpc_listen_tls]`.
+    pub grpc_listen_tls: Option<ListenerTlsFiles>,
     /// The forward-auth path for nginx `auth_request`, Traefik and Caddy.
     pub path: String,
     /// Envoy `ext_authz` requests arrive as this prefix plus the original path.

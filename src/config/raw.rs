@@ -10,7 +10,11 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     pub listen: String,
+    /// `[listen_tls]`: TLS on `listen`.
+    pub listen_tls: Option<RawListenerTls>,
     pub admin_listen: String,
+    /// `[admin_listen_tls]`: TLS on `admin_listen`.
+    pub admin_listen_tls: Option<RawListenerTls>,
     pub policy_file: String,
     pub max_header_bytes: usize,
     pub header_read_timeout: RawDuration,
@@ -52,7 +56,9 @@ impl Default for RawConfig {
     fn default() -> Self {
         RawConfig {
             listen: "0.0.0.0:8080".into(),
+            listen_tls: None,
             admin_listen: "127.0.0.1:9090".into(),
+            admin_listen_tls: None,
             policy_file: "config/policy.toml".into(),
             max_header_bytes: 16 * 1024,
             header_read_timeout: RawDuration::text("10s"),
@@ -187,6 +193,16 @@ impl Default for RawUpstream {
     }
 }
 
+/// TLS on one listener: its certificate chain and key (PEM), and the CA whose client
+/// certificates it requires, if any.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawListenerTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub client_ca: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawTokenCache {
@@ -205,7 +221,11 @@ impl Default for RawTokenCache {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAuthz {
     pub listen: Option<String>,
+    /// `[authz.listen_tls]`: TLS on `authz.listen`.
+    pub listen_tls: Option<RawListenerTls>,
     pub grpc_listen: Option<String>,
+    /// `[authz.grpc_listen_tls]`: TLS on `authz.grpc_listen`.
+    pub grpc_listen_tls: Option<RawListenerTls>,
     pub path: String,
     pub envoy_prefix: String,
     #[serde(deserialize_with = "list")]
@@ -221,7 +241,9 @@ impl Default for RawAuthz {
     fn default() -> Self {
         RawAuthz {
             listen: None,
+            listen_tls: None,
             grpc_listen: None,
+            grpc_listen_tls: None,
             path: "/auth".into(),
             envoy_prefix: "/envoy".into(),
             trusted_peers: vec!["127.0.0.0/8".into(), "::1/128".into()],
@@ -436,9 +458,13 @@ pub(crate) fn schema() -> figment::value::Dict {
             password_file: Some(String::new()),
             ..RawRevocation::default()
         }),
+        listen_tls: Some(RawListenerTls::default()),
+        admin_listen_tls: Some(RawListenerTls::default()),
         authz: RawAuthz {
             listen: Some(String::new()),
+            listen_tls: Some(RawListenerTls::default()),
             grpc_listen: Some(String::new()),
+            grpc_listen_tls: Some(RawListenerTls::default()),
             ..RawAuthz::default()
         },
         pools: vec![RawPool {

@@ -4,6 +4,7 @@
 
 use super::problems::Problems;
 use super::*;
+use crate::tls::Alpn;
 
 /// The most worker threads `workers` may ask for.
 const MAX_WORKERS: usize = 1024;
@@ -21,6 +22,9 @@ impl TryFrom<RawConfig> for Config {
         if listen == admin_listen && listen.port() != 0 {
             p.add("admin_listen", "must differ from listen");
         }
+        let listen_tls = listener_tls(&mut p, "listen_tls", raw.listen_tls, Alpn::Http);
+        let admin_listen_tls =
+            listener_tls(&mut p, "admin_listen_tls", raw.admin_listen_tls, Alpn::Http);
         if raw.policy_file.is_empty() {
             p.add("policy_file", "must not be empty");
         }
@@ -201,7 +205,9 @@ impl TryFrom<RawConfig> for Config {
         match p.0.is_empty() {
             true => Ok(Config {
                 listen,
+                listen_tls,
                 admin_listen,
+                admin_listen_tls,
                 policy_file: PathBuf::from(raw.policy_file),
                 max_header_bytes: raw.max_header_bytes,
                 header_read_timeout,
@@ -499,6 +505,41 @@ fn convert_upstream(
     })
 }
 
+/// A listener's `[{table}]`: both files are read, the key must be the certificate's
+/// and the client CA must parse, so that `check` finds what the start would.
+fn listener_tls(
+    p: &mut Problems,
+    table: &str,
+    raw: Option<RawListenerTls>,
+    alpn: Alpn,
+) -> Option<ListenerTlsFiles> {
+    let raw = raw?;
+    let mut required = |key: &str, value: Option<String>| match value {
+        Some(v) if !v.is_empty() => Some(PathBuf::from(v)),
+        _ => {
+            p.add(
+                &format!("{table}.{key}"),
+                "is required for TLS on the listener",
+            );
+            None
+        }
+    };
+    let cert_file = required("cert_file", raw.cert_file);
+    let key_file = required("key_file", raw.key_file);
+    let files = ListenerTlsFiles {
+        cert_file: cert_file?,
+        key_file: key_file?,
+        client_ca: raw.client_ca.map(PathBuf::from),
+    };
+    match crate::tls::load(&files, alpn) {
+        Ok(_) => Some(files),
+        Err(e) => {
+            p.add(table, e);
+            None
+        }
+    }
+}
+
 /// The `{table}.ca_file`, `client_cert` and `client_key` of an outbound TLS client,
 /// each file read and parsed now, so that `check` names the one that is wrong.
 fn tls_client_files(
@@ -546,9 +587,33 @@ fn tls_client_files(
 }
 
 fn convert_authz(p: &mut Problems, raw: RawAuthz) -> Option<AuthzConfig> {
+    for (tls, listener, key) in [
+        (
+            raw.listen_tls.is_some(),
+            raw.listen.is_some(),
+            "authz.listen_tls",
+        ),
+        (
+            raw.grpc_listen_tls.is_some(),
+            raw.grpc_listen.is_some(),
+            "authz.grpc_listen_tls",
+        ),
+    ] {
+        if tls && !listener {
+            p.add(
+                key,
+                format!(
+                    "is TLS on {}, which is not set",
+                    key.trim_end_matches("_tls")
+                ),
+            );
+        }
+    }
     if raw.listen.is_none() && raw.grpc_listen.is_none() {
         return None;
     }
+    let listen_tls = listener_tls(p, "authz.listen_tls", raw.listen_tls, Alpn::Http);
+    let grpc_listen_tls = listener_tls(p, "authz.grpc_listen_tls", raw.grpc_listen_tls, Alpn::H2);
     let listen = raw.listen.as_deref().map(|l| p.addr("authz.listen", l));
     let grpc_listen = raw
         .grpc_listen
@@ -596,7 +661,9 @@ fn convert_authz(p: &mut Problems, raw: RawAuthz) -> Option<AuthzConfig> {
     );
     Some(AuthzConfig {
         listen,
+        listen_tls,
         grpc_listen,
+        grpc_listen_tls,
         path: raw.path,
         envoy_prefix: raw.envoy_prefix,
         trusted_peers,

@@ -112,6 +112,7 @@ pub async fn run(
         .map_err(|e| DemoError::Bind(loopback, e))?;
     let echo_task = tokio::spawn(server::serve(
         echo_listener,
+        None,
         options_small,
         limit(),
         app_workers.clone(),
@@ -156,6 +157,7 @@ pub async fn run(
     let auth_for_demo = auth.clone();
     let jwks_task = tokio::spawn(server::serve(
         jwks_listener,
+        None,
         options_small,
         limit(),
         app_workers.clone(),

@@ -317,6 +317,7 @@ pub async fn serve(
     let auth = std::sync::Arc::new(DevAuth::new(issuer, None));
     let task = tokio::spawn(crate::http::server::serve(
         listener,
+        None,
         crate::http::server::ServerOptions::development(),
         std::sync::Arc::new(tokio::sync::Semaphore::new(
             crate::http::server::DEVELOPMENT_CONNECTIONS,

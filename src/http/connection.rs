@@ -29,10 +29,10 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 
 use super::answer::{BoxError, GateBody};
+use super::socket::Socket;
 use crate::backoff::spread;
 use crate::config::ConnectionAge;
 
@@ -50,7 +50,7 @@ pub(super) struct Protocols {
 
 /// The client side of an upgraded HTTP/1.1 connection (WebSocket and the like): the
 /// socket, with any bytes the client sent after its request first.
-pub type ClientTunnel = Prefixed<TcpStream>;
+pub type ClientTunnel = Prefixed<Socket>;
 
 /// Put in the extensions of an HTTP/1.1 request that asks for an upgrade: resolves to
 /// the client's side once the response `101 Switching Protocols` has been sent.
@@ -92,7 +92,7 @@ async fn drained(drain: &mut watch::Receiver<bool>) {
 /// Serves one accepted connection to its end: until the client closes it, an error, an
 /// upgrade, or the drain (`drain` turning true), with `handler` answering each request.
 pub(super) async fn serve<H: Handler>(
-    stream: TcpStream,
+    stream: Socket,
     peer: SocketAddr,
     protocols: &Protocols,
     handler: H,
@@ -104,9 +104,17 @@ pub(super) async fn serve<H: Handler>(
         peer,
         activity: activity.clone(),
     };
-    let Some((first, h2)) = first_bytes(&stream, &mut drain).await else {
-        return;
+    // Under TLS the handshake chose the protocol; in the clear, the first bytes tell.
+    let (first, h2) = match stream.negotiated_h2() {
+        Some(h2) => (Bytes::new(), h2),
+        None => match first_bytes(&stream, &mut drain).await {
+            Some(told) => told,
+            None => return,
+        },
     };
+    // A TLS stream may hold the client's first request already (sent with its last
+    // handshake message): the first pass starts at once, without waiting.
+    let mut wait = stream.negotiated_h2().is_none();
     if h2 {
         let io = TokioIo::new(Prefixed::new(first, stream, activity));
         // Boxed, so that an HTTP/1 connection's task is not sized for it.
@@ -140,7 +148,7 @@ pub(super) async fn serve<H: Handler>(
     let mut stream = stream;
     let mut pending = first;
     loop {
-        if pending.is_empty() {
+        if pending.is_empty() && wait {
             // Between requests the connection holds no buffer: it waits for bytes.
             tokio::select! {
                 biased;
@@ -169,6 +177,8 @@ pub(super) async fn serve<H: Handler>(
                 let (rest, socket) = parts.io.into_inner().into_parts(parts.read_buf);
                 pending = rest;
                 stream = socket;
+                // The pass ended on a read that would block: nothing is held back.
+                wait = true;
             }
             Ended::Upgraded(parts) => {
                 let (rest, socket) = parts.io.into_inner().into_parts(parts.read_buf);
@@ -192,10 +202,7 @@ pub(super) async fn serve<H: Handler>(
 
 /// Waits for the connection's first bytes and tells HTTP/2 with prior knowledge from
 /// HTTP/1: `None` if the client closed, or the drain began, before it could be told.
-async fn first_bytes(
-    stream: &TcpStream,
-    drain: &mut watch::Receiver<bool>,
-) -> Option<(Bytes, bool)> {
+async fn first_bytes(stream: &Socket, drain: &mut watch::Receiver<bool>) -> Option<(Bytes, bool)> {
     let mut read = BytesMut::new();
     loop {
         tokio::select! {
@@ -204,7 +211,7 @@ async fn first_bytes(
             ready = stream.readable() => ready.ok()?,
         }
         let mut chunk = [0u8; 1024];
-        match stream.try_read(&mut chunk) {
+        match stream.try_read_plain(&mut chunk)? {
             Ok(0) => return None,
             Ok(n) => read.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
@@ -221,8 +228,8 @@ async fn first_bytes(
 }
 
 /// hyper's HTTP/1 connection over the socket, and what it hands back.
-type Http1<H> = http1::Connection<TokioIo<Prefixed<TcpStream>>, Answering<H>>;
-type Http1Parts<H> = http1::Parts<TokioIo<Prefixed<TcpStream>>, Answering<H>>;
+type Http1<H> = http1::Connection<TokioIo<Prefixed<Socket>>, Answering<H>>;
+type Http1Parts<H> = http1::Parts<TokioIo<Prefixed<Socket>>, Answering<H>>;
 
 /// How one pass of an HTTP/1 connection ended.
 enum Ended<H> {
@@ -630,7 +637,7 @@ mod tests {
     use crate::http::answer::full_body;
     use hyper_util::rt::TokioTimer;
     use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     fn protocols() -> Protocols {
         let mut http1 = http1::Builder::new();
@@ -661,6 +668,7 @@ mod tests {
         let server = tokio::spawn(async move {
             let (stream, peer) = listener.accept().await.unwrap();
             let (_drain, draining) = watch::channel(false);
+            let stream = Socket::Tcp(stream);
             serve(stream, peer, &protocols(), path_app, watched, draining).await;
         });
         let mut client = TcpStream::connect(addr).await.unwrap();
@@ -711,6 +719,7 @@ mod tests {
             let (stream, peer) = listener.accept().await.unwrap();
             let (_drain, draining) = watch::channel(false);
             let activity = Arc::new(Activity::new());
+            let stream = Socket::Tcp(stream);
             serve(stream, peer, &protocols(), version_app, activity, draining).await;
         });
         let stream = TcpStream::connect(addr).await.unwrap();

@@ -12,4 +12,5 @@ pub(crate) mod grpc;
 pub(crate) mod headers;
 pub(crate) mod proxy;
 pub(crate) mod server;
+pub(crate) mod socket;
 pub(crate) mod workers;

@@ -17,8 +17,18 @@ use tokio::sync::{watch, Semaphore};
 
 use super::answer::GateBody;
 use super::connection::{self, Activity, Protocols};
+use super::socket::Socket;
 use super::workers::Workers;
 use crate::config::ConnectionAge;
+use crate::tls::ServerTls;
+
+/// TLS on one listener: the pair it serves now, and where its failed handshakes are
+/// counted.
+#[derive(Clone)]
+pub struct ListenerTls {
+    pub tls: Arc<ServerTls>,
+    pub handshake_errors: prometheus_client::metrics::counter::Counter,
+}
 
 /// Connections the admin listener accepts on its own budget, so that `/healthz` and
 /// `/readyz` still answer when the proxy and decision listeners are full.
@@ -121,6 +131,7 @@ impl ServerOptions {
 /// may hold what only one thread should use (its pool of connections to the app).
 pub async fn serve<H, F>(
     listener: TcpListener,
+    tls: Option<ListenerTls>,
     options: ServerOptions,
     limit: Arc<Semaphore>,
     workers: Arc<Workers>,
@@ -207,6 +218,11 @@ pub async fn serve<H, F>(
         let protocols = protocols.clone();
         let draining = draining.clone();
         let idle_limit = options.header_read_timeout;
+        // The configuration of the moment: a renewed certificate serves the
+        // connections accepted after its swap.
+        let tls = tls
+            .as_ref()
+            .map(|t| (t.tls.config(), t.handshake_errors.clone()));
         workers.spawn(index, async move {
             let _permit = permit;
             let stream = match TcpStream::from_std(stream) {
@@ -217,8 +233,22 @@ pub async fn serve<H, F>(
                 }
             };
             let activity = Arc::new(Activity::new());
+            let serving = async {
+                let socket = match tls {
+                    None => Socket::Tcp(stream),
+                    Some((config, errors)) => match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
+                        Ok(tls) => Socket::Tls(Box::new(tls)),
+                        Err(e) => {
+                            errors.inc();
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                    },
+                };
+                connection::serve(socket, peer, &protocols, handler, activity.clone(), draining).await;
+            };
             tokio::select! {
-                () = connection::serve(stream, peer, &protocols, handler, activity.clone(), draining) => {}
+                () = serving => {}
                 () = activity.idle_for(idle_limit) => {
                     tracing::debug!(%peer, "no complete request head within header_read_timeout; closing");
                 }

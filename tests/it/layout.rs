@@ -16,6 +16,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("manual", 0),
     ("backoff", 0),
     ("pem", 0),
+    ("tls", 0),
     ("client", 1),
     ("revocation", 1),
     ("token", 2),

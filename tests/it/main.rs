@@ -23,6 +23,7 @@ mod issuers;
 mod keepalive;
 mod keys;
 mod layout;
+mod listen_tls;
 mod operations;
 mod peers;
 mod properties;

@@ -224,11 +224,23 @@ async fn start_envoy(
     gate: SocketAddr,
     gate_port: u16,
 ) -> Option<Peer> {
+    let text =
+        std::fs::read_to_string(format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    start_envoy_with(file, &text, app, gate, gate_port).await
+}
+
+/// [`start_envoy`] with the configuration `text` (named `file` in failures).
+async fn start_envoy_with(
+    file: &str,
+    text: &str,
+    app: SocketAddr,
+    gate: SocketAddr,
+    gate_port: u16,
+) -> Option<Peer> {
     let envoy = find_binary("envoy", ENVOY)?;
     let dir = TempDir::new("envoy");
     let addr = reserve_port().await.addr;
-    let text =
-        std::fs::read_to_string(format!("{}/config/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = text.to_owned();
     let mut conf = text.clone();
     for (from, to) in [
         (8002, addr.port()),
@@ -332,12 +344,21 @@ groups = ["admins"]
 /// The app, a decision-only gate with the shipped rules behind one host rule (the
 /// shipped `[[test]]` tables name no host, so they are left out), and its JWKS.
 async fn backends() -> (Upstream, Gate, JwksServer) {
+    backends_with("").await
+}
+
+/// [`backends`] with `grpc_tls`, the lines of an `[authz.grpc_listen_tls]`.
+async fn backends_with(grpc_tls: &str) -> (Upstream, Gate, JwksServer) {
     let upstream = Upstream::start().await;
     let jwks = JwksServer::start(&[key_a()]).await;
     let shipped = shipped_policy();
     let rules = shipped.split("\n[[test]]").next().unwrap_or_default();
+    let grpc = match grpc_tls {
+        "" => "grpc_listen = \"127.0.0.1:9192\"".to_owned(),
+        tls => format!("grpc_listen = \"127.0.0.1:9192\"\n[authz.grpc_listen_tls]\n{tls}"),
+    };
     let gate = Gate::start(
-        &authz_config(&jwks.url(), "grpc_listen = \"127.0.0.1:9192\""),
+        &authz_config(&jwks.url(), &grpc),
         &format!("{ADMIN_HOST_RULE}{rules}"),
     )
     .await;
@@ -412,6 +433,15 @@ struct Quirks {
     /// them (400), since no Traefik setting removes every spelling.
     refuses_odd_overrides: bool,
 }
+
+/// Envoy's, with the shipped configs: over HTTP and gRPC, in the clear or over mTLS.
+const ENVOY_QUIRKS: Quirks = Quirks {
+    challenge_on_403: true,
+    drops_empty_headers: false,
+    escapes_fragments: false,
+    rejects_underscores: true,
+    refuses_odd_overrides: false,
+};
 
 /// What every peer must guarantee, checked through `peer`.
 async fn exercise(name: &str, peer: &Peer, upstream: &Upstream, quirks: Quirks) {
@@ -1033,13 +1063,7 @@ async fn envoy_http_ext_authz_with_the_shipped_config() {
     let Some(envoy) = start_envoy("envoy.yaml", upstream.addr, gate.authz, 9191).await else {
         return;
     };
-    let quirks = Quirks {
-        challenge_on_403: true,
-        drops_empty_headers: false,
-        escapes_fragments: false,
-        rejects_underscores: true,
-        refuses_odd_overrides: false,
-    };
+    let quirks = ENVOY_QUIRKS;
     exercise("envoy", &envoy, &upstream, quirks).await;
     gate_down("envoy", &envoy, &upstream, gate).await;
 }
@@ -1138,13 +1162,7 @@ async fn envoy_grpc_ext_authz_with_the_shipped_config() {
     let Some(envoy) = start_envoy("envoy-grpc.yaml", upstream.addr, gate.grpc, 9192).await else {
         return;
     };
-    let quirks = Quirks {
-        challenge_on_403: true,
-        drops_empty_headers: false,
-        escapes_fragments: false,
-        rejects_underscores: true,
-        refuses_odd_overrides: false,
-    };
+    let quirks = ENVOY_QUIRKS;
     exercise("envoy-grpc", &envoy, &upstream, quirks).await;
 
     // The same 5 paths x 4 tokens through Envoy over gRPC and over HTTP: the same
@@ -1170,6 +1188,77 @@ async fn envoy_grpc_ext_authz_with_the_shipped_config() {
         }
     }
     gate_down("envoy-grpc", &envoy, &upstream, gate).await;
+}
+
+/// `config/envoy-grpc.yaml` with its gate cluster replaced by the shipped mTLS one
+/// (`config/envoy-grpc-mtls-cluster.yaml`): Envoy checks the gate's certificate and
+/// presents its own, the gate requires it, and every guarantee holds over it.
+#[tokio::test]
+async fn envoy_grpc_ext_authz_over_mutual_tls_with_the_shipped_cluster() {
+    use crate::common::pki::{ca, leaf};
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    let dir = TempDir::new("envoy-mtls");
+    let (gate_ca, peers_ca) = (ca("gate CA"), ca("peers CA"));
+    let server = leaf(&["cognito-gate.internal"], ServerAuth, &gate_ca);
+    let client = leaf(&["envoy"], ClientAuth, &peers_ca);
+    let mut files = Vec::new();
+    for (name, text) in [
+        ("gate-ca.crt", gate_ca.0.pem()),
+        ("peers-ca.crt", peers_ca.0.pem()),
+        ("tls.crt", server.0.pem()),
+        ("tls.key", server.1.serialize_pem()),
+        ("client.crt", client.0.pem()),
+        ("client.key", client.1.serialize_pem()),
+    ] {
+        let path = dir.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        files.push(path.display().to_string());
+    }
+    let (upstream, gate, _jwks) = backends_with(&format!(
+        "cert_file = {:?}\nkey_file = {:?}\nclient_ca = {:?}\n",
+        files[2], files[3], files[1]
+    ))
+    .await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let plain = std::fs::read_to_string(format!("{root}/config/envoy-grpc.yaml")).unwrap();
+    let cluster =
+        std::fs::read_to_string(format!("{root}/config/envoy-grpc-mtls-cluster.yaml")).unwrap();
+    let at = plain
+        .find("    - name: cognito_gate\n")
+        .expect("config/envoy-grpc.yaml ends with the cognito_gate cluster");
+    let mut text = format!("{}{cluster}", &plain[..at]);
+    for (name, path) in [
+        ("gate-ca.crt", &files[0]),
+        ("client.crt", &files[4]),
+        ("client.key", &files[5]),
+    ] {
+        let shipped = format!("/etc/envoy/tls/{name}");
+        assert!(
+            text.contains(&shipped),
+            "the cluster no longer reads {shipped}"
+        );
+        text = text.replace(&shipped, path);
+    }
+    let Some(envoy) = start_envoy_with(
+        "envoy-grpc.yaml + envoy-grpc-mtls-cluster.yaml",
+        &text,
+        upstream.addr,
+        gate.grpc,
+        9192,
+    )
+    .await
+    else {
+        return;
+    };
+    let quirks = ENVOY_QUIRKS;
+    exercise("envoy-grpc-mtls", &envoy, &upstream, quirks).await;
+    let (status, _, metrics) = get(&format!("http://{}/metrics", gate.admin), &[]).await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics
+            .contains("cognito_gate_tls_certificate_expiry_timestamp_seconds{listener=\"grpc\"}"),
+        "{metrics}"
+    );
 }
 
 /// With `cors_preflight = "answer"` behind the shipped Envoy configs (HTTP and gRPC),

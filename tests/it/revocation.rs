@@ -478,7 +478,13 @@ async fn not_ready_until_the_first_load_and_malformed_entries_are_skipped_and_co
         "by",
         "ops",
     ]);
-    wait_ready(admin).await;
+    // The stream reconnects with full-jitter waits of up to 30 s (src/backoff.rs).
+    eventually(
+        Duration::from_secs(35),
+        "ready once redis is back",
+        || async { get(&format!("http://{admin}/readyz"), &[]).await.0 == 200 },
+    )
+    .await;
     eventually(
         Duration::from_secs(3),
         "the good entry is enforced",

@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::pki::{ca, leaf};
 use crate::common::process::*;
 use crate::common::*;
 use bytes::Bytes;
 use http_body_util::Full;
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use rcgen::{ExtendedKeyUsagePurpose, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -31,26 +32,6 @@ struct Pki {
     server: Arc<rustls::ServerConfig>,
     /// The key server's: a certificate for `127.0.0.1`.
     key_server: Arc<rustls::ServerConfig>,
-}
-
-fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    let key = KeyPair::generate().unwrap();
-    (params.self_signed(&key).unwrap(), key)
-}
-
-fn leaf(
-    names: &[&str],
-    usage: ExtendedKeyUsagePurpose,
-    issuer: &(rcgen::Certificate, KeyPair),
-) -> (rcgen::Certificate, KeyPair) {
-    let mut params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    params.extended_key_usages = vec![usage];
-    let key = KeyPair::generate().unwrap();
-    (params.signed_by(&key, &issuer.0, &issuer.1).unwrap(), key)
 }
 
 impl Pki {

@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod pki;
 pub mod process;
 
 use cognito_gate::{Clock, Config, Listeners, Policy};

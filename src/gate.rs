@@ -259,7 +259,10 @@ impl Serving {
         tracing::info!(workers = workers.count(), "worker threads");
         Ok(Serving {
             authz,
-            forwarding: Arc::new(Forwarding::new(config.trusted_proxies.clone())),
+            forwarding: Arc::new(Forwarding::new(
+                config.trusted_proxies.clone(),
+                config.listen_tls.is_some(),
+            )),
             identity: IdentityHeaders::new(&config.headers),
             options: ServerOptions {
                 header_read_timeout: config.header_read_timeout,

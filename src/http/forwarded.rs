@@ -25,6 +25,9 @@ const CLIENT_HEADERS: [&str; 2] = ["forwarded", "x-real-ip"];
 /// `trusted_proxies`, and the source of request ids.
 pub struct Forwarding {
     trusted: Vec<IpNet>,
+    /// `X-Forwarded-Proto` when no trusted peer said it: how the proxy's own listener
+    /// was reached (`https` with `[listen_tls]`).
+    proto: HeaderValue,
     /// A random prefix per process, so that ids from two gates never collide.
     prefix: u64,
     counter: AtomicU64,
@@ -48,12 +51,13 @@ impl Client {
 }
 
 impl Forwarding {
-    pub fn new(trusted: Vec<IpNet>) -> Self {
+    pub fn new(trusted: Vec<IpNet>, tls: bool) -> Self {
         let mut seed = [0u8; 8];
         // A failed RNG leaves a zero prefix: ids stay unique within the process.
         let _ = aws_lc_rs::rand::fill(&mut seed);
         Forwarding {
             trusted,
+            proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
             prefix: u64::from_be_bytes(seed),
             counter: AtomicU64::new(0),
         }
@@ -166,7 +170,7 @@ impl Forwarding {
             headers.insert(X_FORWARDED_FOR, v);
         }
         if !headers.contains_key(X_FORWARDED_PROTO) {
-            headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+            headers.insert(X_FORWARDED_PROTO, self.proto.clone());
         }
         if !headers.contains_key(X_FORWARDED_HOST) {
             if let Some(host) = headers.get(header::HOST).cloned() {
@@ -199,10 +203,13 @@ mod tests {
     use super::*;
 
     fn forwarding() -> Forwarding {
-        Forwarding::new(vec![
-            "10.0.0.0/8".parse().unwrap(),
-            "192.168.1.1/32".parse().unwrap(),
-        ])
+        Forwarding::new(
+            vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "192.168.1.1/32".parse().unwrap(),
+            ],
+            false,
+        )
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -187,6 +187,8 @@ async fn alpn_picks_h2_or_http1_and_a_renewed_certificate_is_served_while_a_brok
         let last = seen.last().unwrap();
         assert_eq!(last.uri, "/orders/7");
         assert_eq!(last.header("x-user-sub").as_deref(), Some("tls-user"));
+        // The app builds its links from how the client reached the gate.
+        assert_eq!(last.header("x-forwarded-proto").as_deref(), Some("https"));
     }
     let (code, out) = curl(&ca_file, &["--http2", "-w", format, &url]).await;
     assert_eq!(code, 0, "{out}");

@@ -21,7 +21,8 @@ use crate::http::forwarded::Forwarding;
 use crate::http::grpc;
 use crate::http::headers::IdentityHeaders;
 use crate::http::proxy::{Credentials, Proxy};
-use crate::http::server::{self, ListenerTls, ServerOptions};
+use crate::http::server::{self, Listen, ListenerTls, ServerOptions, UnixSocketListener};
+use crate::http::socket::Peer;
 use crate::http::workers::{self, Workers};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
@@ -34,6 +35,9 @@ use crate::tls::{Alpn, ListenerTlsFiles, ServerTls};
 /// `authz.grpc_listen` is.
 pub struct Listeners {
     pub proxy: Option<TcpListener>,
+    /// The proxy's Unix socket, for `listen = "unix:/path"` (bound, with its mode and
+    /// owner set, by the caller), in place of `proxy`.
+    pub proxy_socket: Option<tokio::net::UnixListener>,
     pub admin: TcpListener,
     pub authz: Option<TcpListener>,
     pub grpc: Option<TcpListener>,
@@ -118,12 +122,25 @@ pub async fn run(
 
     let mut servers = vec![admin_server(listeners.admin, admin_tls, &serving)];
     if let Some(upstream) = &config.upstream {
-        let listener = listeners
-            .proxy
-            .ok_or(StartError::MissingListener("upstream"))?;
-        servers.push(proxy_server(
-            listener, proxy_tls, upstream, &config, &serving,
-        )?);
+        let server = match (
+            &config.listen_socket,
+            listeners.proxy_socket,
+            listeners.proxy,
+        ) {
+            (Some(socket), Some(listener), _) => {
+                let listener = UnixSocketListener {
+                    listener,
+                    path: Arc::from(socket.path.display().to_string()),
+                };
+                proxy_server(listener, None, Peer::clone, upstream, &config, &serving)?
+            }
+            (None, _, Some(listener)) => {
+                let tcp = |addr: &SocketAddr| Peer::Tcp(*addr);
+                proxy_server(listener, proxy_tls, tcp, upstream, &config, &serving)?
+            }
+            _ => return Err(StartError::MissingListener("upstream")),
+        };
+        servers.push(server);
     }
     let mut health_updater = None;
     if let Some(settings) = config.authz {
@@ -262,6 +279,7 @@ impl Serving {
             forwarding: Arc::new(Forwarding::new(
                 config.trusted_proxies.clone(),
                 config.listen_tls.is_some(),
+                config.trust_unix_peers,
             )),
             identity: IdentityHeaders::new(&config.headers),
             options: ServerOptions {
@@ -283,28 +301,28 @@ impl Serving {
 impl Serving {
     /// Serves `listener` on the worker threads, with one handler per worker, in the
     /// budget the proxy and decision listeners share.
-    fn spawn<H, F>(
+    fn spawn<L: Listen, H, F>(
         &self,
-        listener: TcpListener,
+        listener: L,
         tls: Option<ListenerTls>,
         handlers: Vec<H>,
     ) -> JoinHandle<()>
     where
-        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        H: Fn(Request<Incoming>, L::Peer) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Response<GateBody>> + Send + 'static,
     {
         self.spawn_with(listener, tls, self.options, handlers)
     }
 
-    fn spawn_with<H, F>(
+    fn spawn_with<L: Listen, H, F>(
         &self,
-        listener: TcpListener,
+        listener: L,
         tls: Option<ListenerTls>,
         options: ServerOptions,
         handlers: Vec<H>,
     ) -> JoinHandle<()>
     where
-        H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+        H: Fn(Request<Incoming>, L::Peer) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Response<GateBody>> + Send + 'static,
     {
         tokio::spawn(server::serve(
@@ -345,9 +363,10 @@ fn admin_server(
 /// The reverse proxy: a proxy per worker, each with its own pool of connections to
 /// the app, so that a request and the upstream connection it uses are polled on one
 /// thread.
-fn proxy_server(
-    listener: TcpListener,
+fn proxy_server<L: Listen>(
+    listener: L,
     tls: Option<ListenerTls>,
+    peer: fn(&L::Peer) -> Peer,
     upstream: &UpstreamConfig,
     config: &Config,
     serving: &Serving,
@@ -373,9 +392,10 @@ fn proxy_server(
             serving.forwarding.clone(),
             credentials.clone(),
         ));
-        move |req, peer| {
+        move |req, from: L::Peer| {
             let proxy = proxy.clone();
-            async move { proxy.handle(req, peer).await }
+            let from = peer(&from);
+            async move { proxy.handle(req, from).await }
         }
     });
     Ok(serving.spawn(listener, tls, handlers))

@@ -52,7 +52,7 @@ pub use policy::Policy;
 /// For the binary, the integration tests and the benchmarks: not a stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::config::{LogConfig, LogFormat};
+    pub use crate::config::{LogConfig, LogFormat, UnixSocketListen};
     #[cfg(feature = "dev")]
     pub use crate::dev::{demo, issuer};
     pub use crate::dry_run::{

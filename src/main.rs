@@ -15,7 +15,7 @@ use cognito_gate::internals::demo::{self, DemoOptions};
 use cognito_gate::internals::{
     describe_tls, discover_issuers, explain, explain_token, init_logging, load_policy, probe,
     raise_fd_limit, rule_text, write_revocation, Alpn, Caller, ListenerTlsFiles, RevocationEntry,
-    RevocationKind,
+    RevocationKind, UnixSocketListen,
 };
 #[cfg(feature = "dev")]
 use cognito_gate::internals::{LogConfig, LogFormat};
@@ -369,11 +369,13 @@ async fn run(config_file: PathBuf) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))
     };
+    let socket = config.upstream.as_ref().and(config.listen_socket.as_ref());
     let listeners = Listeners {
-        proxy: match &config.upstream {
-            Some(_) => Some(bind(config.listen).await?),
-            None => None,
+        proxy: match (&config.upstream, socket) {
+            (Some(_), None) => Some(bind(config.listen).await?),
+            _ => None,
         },
+        proxy_socket: socket.map(bind_socket).transpose()?,
         admin: bind(config.admin_listen).await?,
         authz: match config.authz.as_ref().and_then(|a| a.listen) {
             Some(addr) => Some(bind(addr).await?),
@@ -387,7 +389,7 @@ async fn run(config_file: PathBuf) -> Result<(), String> {
     let off = || "off".to_owned();
     let authz = config.authz.as_ref();
     tracing::info!(
-        listen = config.upstream.as_ref().map(|_| config.listen.to_string()).unwrap_or_else(off),
+        listen = config.upstream.as_ref().map(|_| config.listen_text()).unwrap_or_else(off),
         admin = %config.admin_listen,
         upstream = config.upstream.as_ref().map(|u| u.address()).as_deref().unwrap_or("none (decision-only)"),
         authz = authz.and_then(|a| a.listen).map(|l| l.to_string()).unwrap_or_else(off),
@@ -396,11 +398,42 @@ async fn run(config_file: PathBuf) -> Result<(), String> {
         rules = policy.rules().len(),
         "cognito-gate started"
     );
-    cognito_gate::run(config, policy, listeners, Clock::System, shutdown)
-        .await
-        .map_err(|e| e.to_string())?;
+    let socket_file = socket.map(|s| s.path.clone());
+    let ran = cognito_gate::run(config, policy, listeners, Clock::System, shutdown).await;
+    if let Some(path) = socket_file {
+        let _ = std::fs::remove_file(path);
+    }
+    ran.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds the proxy's Unix socket and sets its mode and owner. A socket file that an
+/// earlier run left behind (nobody accepts on it) is replaced; a live socket, or a file
+/// that is not a socket, is an error.
+fn bind_socket(socket: &UnixSocketListen) -> Result<tokio::net::UnixListener, String> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let path = &socket.path;
+    let named = |e: std::io::Error| format!("cannot listen on unix:{}: {e}", path.display());
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(named(std::io::Error::other(
+                "the file exists and is not a socket",
+            )));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(named(std::io::Error::other(
+                "another process serves this socket",
+            )));
+        }
+        std::fs::remove_file(path).map_err(named)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(named)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(socket.mode)).map_err(named)?;
+    if socket.uid.is_some() || socket.gid.is_some() {
+        std::os::unix::fs::chown(path, socket.uid, socket.gid).map_err(named)?;
+    }
+    Ok(listener)
 }
 
 async fn check(config_file: &Path) -> Result<(), String> {
@@ -434,7 +467,7 @@ async fn check(config_file: &Path) -> Result<(), String> {
     match &config.upstream {
         Some(upstream) => println!(
             "  proxy {} -> upstream {}{proxy_tls}",
-            config.listen,
+            config.listen_text(),
             upstream.address()
         ),
         None => println!("  no upstream: decision-only mode"),

@@ -381,8 +381,14 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut out = Vec::new();
-    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 28] = [
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 30] = [
         ("listen", &old.listen, &new.listen),
+        ("listen", &old.listen_socket, &new.listen_socket),
+        (
+            "trusted_proxies",
+            &old.trust_unix_peers,
+            &new.trust_unix_peers,
+        ),
         ("admin_listen", &old.admin_listen, &new.admin_listen),
         // The files' contents are reloaded on their own; which files, at a restart.
         ("listen_tls", &old.listen_tls, &new.listen_tls),
@@ -457,7 +463,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("revocation", &old.revocation, &new.revocation),
     ];
     for (key, a, b) in pairs {
-        if differs(a, b) {
+        if differs(a, b) && !out.contains(&key) {
             out.push(key);
         }
     }

@@ -34,6 +34,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `[listen_tls]`: `listen` serves HTTPS (h2 and http/1.1 by ALPN).
     pub listen_tls: Option<ListenerTlsFiles>,
+    /// `listen = "unix:/path"`: the proxy listens on this Unix domain socket instead
+    /// (and `listen` is unused).
+    pub listen_socket: Option<UnixSocketListen>,
     pub admin_listen: SocketAddr,
     /// `[admin_listen_tls]`.
     pub admin_listen_tls: Option<ListenerTlsFiles>,
@@ -64,6 +67,8 @@ pub struct Config {
     pub forward_token: bool,
     /// Peers (load balancers, CDNs) whose `X-Forwarded-*` and `X-Request-Id` are kept.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `"unix"` in `trusted_proxies`: the peers on `listen`'s Unix socket are trusted.
+    pub trust_unix_peers: bool,
     pub shutdown_timeout: Duration,
     pub max_token_bytes: usize,
     /// Memory for remembering verified tokens; 0 verifies every signature every time.
@@ -86,6 +91,27 @@ pub struct Config {
     /// The file this configuration was loaded from; `None` for TOML text. A gate
     /// whose configuration has a file reloads it on SIGHUP and on change.
     pub source: Option<PathBuf>,
+}
+
+/// `listen = "unix:/path"`, with `listen_socket_mode` and `listen_socket_owner`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixSocketListen {
+    /// Absolute.
+    pub path: PathBuf,
+    /// Permission bits, at most `0o777`.
+    pub mode: u32,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+impl Config {
+    /// Where the proxy listens, as the log and `check` say it.
+    pub fn listen_text(&self) -> String {
+        match &self.listen_socket {
+            Some(socket) => format!("unix:{}", socket.path.display()),
+            None => self.listen.to_string(),
+        }
+    }
 }
 
 /// `cors_preflight`: whether a browser's CORS preflight needs what the policy asks.

@@ -12,6 +12,10 @@ pub struct RawConfig {
     pub listen: String,
     /// `[listen_tls]`: TLS on `listen`.
     pub listen_tls: Option<RawListenerTls>,
+    /// With `listen = "unix:/path"`: the socket file's permission bits (octal).
+    pub listen_socket_mode: String,
+    /// With `listen = "unix:/path"`: `"uid"`, `"uid:gid"` or `":gid"`.
+    pub listen_socket_owner: Option<String>,
     pub admin_listen: String,
     /// `[admin_listen_tls]`: TLS on `admin_listen`.
     pub admin_listen_tls: Option<RawListenerTls>,
@@ -57,6 +61,8 @@ impl Default for RawConfig {
         RawConfig {
             listen: "0.0.0.0:8080".into(),
             listen_tls: None,
+            listen_socket_mode: "0660".into(),
+            listen_socket_owner: None,
             admin_listen: "127.0.0.1:9090".into(),
             admin_listen_tls: None,
             policy_file: "config/policy.toml".into(),

@@ -800,3 +800,47 @@ fn the_configuration_reference_lists_every_key_with_its_default_and_nothing_else
         wrong.join("\n")
     );
 }
+
+#[test]
+fn a_unix_socket_listen_takes_an_absolute_path_octal_mode_and_numeric_owner() {
+    let with = |top: &str| Config::from_toml(&format!("{top}\n{MINIMAL}"));
+    let c = with("listen = \"unix:/run/cognito-gate/gate.sock\"\ntrusted_proxies = [\"unix\", \"10.0.0.0/8\"]")
+        .expect("valid");
+    let socket = c.listen_socket.clone().expect("a socket");
+    assert_eq!(socket.path, Path::new("/run/cognito-gate/gate.sock"));
+    assert_eq!((socket.mode, socket.uid, socket.gid), (0o660, None, None));
+    assert_eq!(c.listen_text(), "unix:/run/cognito-gate/gate.sock");
+    assert!(c.trust_unix_peers);
+    assert_eq!(c.trusted_proxies.len(), 1);
+    let c = with("listen = \"unix:/s.sock\"\nlisten_socket_mode = \"0600\"\nlisten_socket_owner = \"101:102\"")
+        .expect("valid");
+    let socket = c.listen_socket.expect("a socket");
+    assert_eq!(
+        (socket.mode, socket.uid, socket.gid),
+        (0o600, Some(101), Some(102))
+    );
+    let socket = with("listen = \"unix:/s.sock\"\nlisten_socket_owner = \":7\"")
+        .expect("valid")
+        .listen_socket
+        .expect("a socket");
+    assert_eq!((socket.uid, socket.gid), (None, Some(7)));
+    assert!(!Config::from_toml(MINIMAL).expect("valid").trust_unix_peers);
+    for (top, key) in [
+        ("listen = \"unix:run/gate.sock\"", "listen"),
+        ("listen = \"unix:/s.sock\"\nlisten_socket_mode = \"0999\"", "listen_socket_mode"),
+        ("listen = \"unix:/s.sock\"\nlisten_socket_mode = \"1777\"", "listen_socket_mode"),
+        ("listen = \"unix:/s.sock\"\nlisten_socket_owner = \"app\"", "listen_socket_owner"),
+        ("listen = \"unix:/s.sock\"\nlisten_socket_owner = \":\"", "listen_socket_owner"),
+        ("listen_socket_owner = \"1\"", "listen_socket_owner"),
+        (
+            "listen = \"unix:/s.sock\"\n[listen_tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"",
+            "listen_tls",
+        ),
+    ] {
+        let problems = with(top).expect_err(top).problems;
+        assert!(
+            problems.iter().any(|p| p.starts_with(&format!("{key}:"))),
+            "{top}: {problems:?}"
+        );
+    }
+}

@@ -17,10 +17,21 @@ impl TryFrom<RawConfig> for Config {
 
     fn try_from(raw: RawConfig) -> Result<Config, ConfigError> {
         let mut p = Problems(Vec::new());
-        let listen = p.addr("listen", &raw.listen);
+        let listen_socket = unix_listen(&mut p, &raw);
+        let listen = match listen_socket {
+            // Unused: the proxy listens on the socket.
+            Some(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+            None => p.addr("listen", &raw.listen),
+        };
         let admin_listen = p.addr("admin_listen", &raw.admin_listen);
         if listen == admin_listen && listen.port() != 0 {
             p.add("admin_listen", "must differ from listen");
+        }
+        if listen_socket.is_some() && raw.listen_tls.is_some() {
+            p.add(
+                "listen_tls",
+                "applies to a TCP listen address; a Unix socket is served in cleartext",
+            );
         }
         let listen_tls = listener_tls(&mut p, "listen_tls", raw.listen_tls, Alpn::Http);
         let admin_listen_tls =
@@ -107,7 +118,14 @@ impl TryFrom<RawConfig> for Config {
         let reload = ReloadConfig {
             settle: p.duration("reload.settle", &raw.reload.settle, Duration::ZERO),
         };
-        let trusted_proxies = p.networks("trusted_proxies", &raw.trusted_proxies);
+        // `"unix"` names the peers of a Unix socket `listen`, which have no address.
+        let (unix, networks): (Vec<String>, Vec<String>) = raw
+            .trusted_proxies
+            .iter()
+            .cloned()
+            .partition(|t| t == "unix");
+        let trust_unix_peers = !unix.is_empty();
+        let trusted_proxies = p.networks("trusted_proxies", &networks);
         let revocation = raw.revocation.and_then(|r| convert_revocation(&mut p, r));
 
         let authz = convert_authz(&mut p, raw.authz);
@@ -206,6 +224,8 @@ impl TryFrom<RawConfig> for Config {
             true => Ok(Config {
                 listen,
                 listen_tls,
+                listen_socket,
+                trust_unix_peers,
                 admin_listen,
                 admin_listen_tls,
                 policy_file: PathBuf::from(raw.policy_file),
@@ -502,6 +522,70 @@ fn convert_upstream(
         connect_timeout,
         request_timeout,
         idle_timeout,
+    })
+}
+
+/// `listen = "unix:/path"` with its mode and owner; `None` for a TCP address.
+fn unix_listen(p: &mut Problems, raw: &RawConfig) -> Option<UnixSocketListen> {
+    let owner = raw.listen_socket_owner.as_deref();
+    let Some(path) = raw.listen.strip_prefix("unix:") else {
+        if owner.is_some() {
+            p.add(
+                "listen_socket_owner",
+                "applies to listen = \"unix:/path\" only",
+            );
+        }
+        return None;
+    };
+    let path = PathBuf::from(path);
+    if !path.is_absolute() {
+        p.add(
+            "listen",
+            "a Unix socket's path must be absolute: \"unix:/run/cognito-gate/gate.sock\"",
+        );
+        return None;
+    }
+    let mode = raw.listen_socket_mode.trim_start_matches("0o");
+    let mode = match u32::from_str_radix(mode, 8) {
+        Ok(m) if m <= 0o777 && !mode.is_empty() => m,
+        _ => {
+            p.add(
+                "listen_socket_mode",
+                format!(
+                    "{:?} is not octal permission bits like \"0660\"",
+                    raw.listen_socket_mode
+                ),
+            );
+            return None;
+        }
+    };
+    let id = |text: &str| -> Result<Option<u32>, ()> {
+        match text {
+            "" => Ok(None),
+            digits => digits.parse().map(Some).map_err(drop),
+        }
+    };
+    let (uid, gid) = match owner {
+        None => (None, None),
+        Some(owner) => {
+            let (user, group) = owner.split_once(':').unwrap_or((owner, ""));
+            match (id(user), id(group)) {
+                (Ok(uid), Ok(gid)) if uid.is_some() || gid.is_some() => (uid, gid),
+                _ => {
+                    p.add(
+                        "listen_socket_owner",
+                        format!("{owner:?} is not \"uid\", \"uid:gid\" or \":gid\" (numbers)"),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    Some(UnixSocketListen {
+        path,
+        mode,
+        uid,
+        gid,
     })
 }
 

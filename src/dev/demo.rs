@@ -232,6 +232,7 @@ Press Ctrl-C to stop."#,
     );
 
     let listeners = Listeners {
+        proxy_socket: None,
         proxy: Some(proxy_listener),
         admin: admin_listener,
         authz: None,

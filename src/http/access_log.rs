@@ -2,13 +2,12 @@
 //! endpoints share: every request ends in [`record`], which writes its line (the
 //! proxy's through [`respond`], which also writes the refusal).
 
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use http::{Response, StatusCode};
 
 use super::answer::GateBody;
-use super::forwarded::Client;
+use super::forwarded::{Address, Client};
 use crate::authorize::AuthError;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::policy::RuleId;
@@ -103,7 +102,7 @@ pub(crate) fn record(served: &Served<'_>, allowed: bool, outcome: Result<StatusC
         status,
         rule: served.rule,
         sub: served.sub,
-        client: served.client.map(|c| c.address),
+        client: served.client.map(|c| c.address.clone()),
         request_id: served.client.map(Client::request_id),
         reason: reason.as_deref(),
         elapsed,
@@ -124,7 +123,7 @@ struct AccessLine<'a> {
     status: StatusCode,
     rule: Option<&'a RuleId>,
     sub: Option<&'a str>,
-    client: Option<IpAddr>,
+    client: Option<Address>,
     request_id: Option<&'a str>,
     /// Why the gate refused the request; `None` when it did not.
     reason: Option<&'a str>,

@@ -15,7 +15,6 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -91,9 +90,9 @@ async fn drained(drain: &mut watch::Receiver<bool>) {
 
 /// Serves one accepted connection to its end: until the client closes it, an error, an
 /// upgrade, or the drain (`drain` turning true), with `handler` answering each request.
-pub(super) async fn serve<H: Handler>(
+pub(super) async fn serve<H: Handler<P>, P: PeerName>(
     stream: Socket,
-    peer: SocketAddr,
+    peer: P,
     protocols: &Protocols,
     handler: H,
     activity: Arc<Activity>,
@@ -101,7 +100,7 @@ pub(super) async fn serve<H: Handler>(
 ) {
     let service = Answering {
         handler: Arc::new(handler),
-        peer,
+        peer: peer.clone(),
         activity: activity.clone(),
     };
     // Under TLS the handshake chose the protocol; in the clear, the first bytes tell.
@@ -228,24 +227,24 @@ async fn first_bytes(stream: &Socket, drain: &mut watch::Receiver<bool>) -> Opti
 }
 
 /// hyper's HTTP/1 connection over the socket, and what it hands back.
-type Http1<H> = http1::Connection<TokioIo<Prefixed<Socket>>, Answering<H>>;
-type Http1Parts<H> = http1::Parts<TokioIo<Prefixed<Socket>>, Answering<H>>;
+type Http1<H, P> = http1::Connection<TokioIo<Prefixed<Socket>>, Answering<H, P>>;
+type Http1Parts<H, P> = http1::Parts<TokioIo<Prefixed<Socket>>, Answering<H, P>>;
 
 /// How one pass of an HTTP/1 connection ended.
-enum Ended<H> {
+enum Ended<H, P> {
     /// Closed by us in hyper's idle state, at a message boundary: the connection goes
     /// on, with `read_buf` as the start of the next request.
-    Idle(Http1Parts<H>),
+    Idle(Http1Parts<H, P>),
     /// A `101` was sent: the socket belongs to the tunnel.
-    Upgraded(Http1Parts<H>),
+    Upgraded(Http1Parts<H, P>),
     /// hyper closed it (the client asked to, HTTP/1.0, an unread body, the drain).
-    Closed(Http1Parts<H>),
+    Closed(Http1Parts<H, P>),
     Failed(hyper::Error),
 }
 
 /// One hyper HTTP/1 connection over the socket, polled until it ends or is idle.
-struct Pass<H: Handler> {
-    conn: Option<Box<Http1<H>>>,
+struct Pass<H: Handler<P>, P: PeerName> {
+    conn: Option<Box<Http1<H, P>>>,
     activity: Arc<Activity>,
     /// Requests finished on the connection before this pass began.
     finished_before: u64,
@@ -254,8 +253,8 @@ struct Pass<H: Handler> {
     draining: bool,
 }
 
-impl<H: Handler> Pass<H> {
-    fn new(conn: Http1<H>, activity: &Arc<Activity>) -> Self {
+impl<H: Handler<P>, P: PeerName> Pass<H, P> {
+    fn new(conn: Http1<H, P>, activity: &Arc<Activity>) -> Self {
         activity.passes.fetch_add(1, Ordering::Relaxed);
         Pass {
             conn: Some(Box::new(conn)),
@@ -276,7 +275,7 @@ impl<H: Handler> Pass<H> {
         }
     }
 
-    fn end(&mut self, result: hyper::Result<()>, idle: bool) -> Poll<Ended<H>> {
+    fn end(&mut self, result: hyper::Result<()>, idle: bool) -> Poll<Ended<H, P>> {
         let Some(conn) = self.conn.take() else {
             return Poll::Pending;
         };
@@ -294,10 +293,10 @@ impl<H: Handler> Pass<H> {
     }
 }
 
-impl<H: Handler> Future for Pass<H> {
-    type Output = Ended<H>;
+impl<H: Handler<P>, P: PeerName> Future for Pass<H, P> {
+    type Output = Ended<H, P>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended<H>> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Ended<H, P>> {
         let this = self.get_mut();
         let Some(conn) = this.conn.as_mut() else {
             return Poll::Pending;
@@ -326,16 +325,24 @@ impl<H: Handler> Future for Pass<H> {
     }
 }
 
+/// Who is at the other end of a connection, as handlers get it and logs name it.
+pub(crate) trait PeerName:
+    Clone + std::fmt::Display + Send + Sync + Unpin + 'static
+{
+}
+
+impl<P: Clone + std::fmt::Display + Send + Sync + Unpin + 'static> PeerName for P {}
+
 /// What answers a connection's requests.
-pub(super) trait Handler:
-    Fn(Request<Incoming>, SocketAddr) -> <Self as Handler>::Answer + Send + Sync + 'static
+pub(super) trait Handler<P>:
+    Fn(Request<Incoming>, P) -> <Self as Handler<P>>::Answer + Send + Sync + 'static
 {
     type Answer: Future<Output = Response<GateBody>> + Send + 'static;
 }
 
-impl<H, F> Handler for H
+impl<H, F, P> Handler<P> for H
 where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, P) -> F + Send + Sync + 'static,
     F: Future<Output = Response<GateBody>> + Send + 'static,
 {
     type Answer = F;
@@ -343,23 +350,23 @@ where
 
 /// The hyper service of one connection: counts each request in flight, gives an
 /// upgrade request its [`ClientUpgrade`], and notes a `101`.
-pub(super) struct Answering<H> {
+pub(super) struct Answering<H, P> {
     handler: Arc<H>,
-    peer: SocketAddr,
+    peer: P,
     activity: Arc<Activity>,
 }
 
-impl<H> Clone for Answering<H> {
+impl<H, P: Clone> Clone for Answering<H, P> {
     fn clone(&self) -> Self {
         Answering {
             handler: self.handler.clone(),
-            peer: self.peer,
+            peer: self.peer.clone(),
             activity: self.activity.clone(),
         }
     }
 }
 
-impl<H: Handler> Service<Request<Incoming>> for Answering<H> {
+impl<H: Handler<P>, P: PeerName> Service<Request<Incoming>> for Answering<H, P> {
     type Response = Response<Tracked>;
     type Error = std::convert::Infallible;
     type Future = Answer<H::Answer>;
@@ -375,7 +382,7 @@ impl<H: Handler> Service<Request<Incoming>> for Answering<H> {
         Answer {
             // hyper keeps the slot for a request's future for the connection's whole
             // life: boxed, the slot is a pointer, freed when the answer is done.
-            answer: Box::pin((self.handler)(req, self.peer)),
+            answer: Box::pin((self.handler)(req, self.peer.clone())),
             busy: Some(busy),
         }
     }
@@ -636,6 +643,7 @@ mod tests {
     use super::*;
     use crate::http::answer::full_body;
     use hyper_util::rt::TokioTimer;
+    use std::net::SocketAddr;
     use tokio::io::AsyncReadExt;
     use tokio::net::{TcpListener, TcpStream};
 

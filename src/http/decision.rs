@@ -16,6 +16,7 @@ use super::access_log::{record, Served};
 use super::answer::{full_body, GateBody};
 use super::forwarded::{Client, Forwarding};
 use super::headers::{has_odd_spelling, verified_alb_data, IdentityHeaders, ROUTING_OVERRIDES};
+use super::socket::Peer;
 use crate::authorize::{AuthError, Authorizer, RequestFacts};
 use crate::config::AuthzConfig;
 use crate::cors;
@@ -176,7 +177,7 @@ impl DecisionService {
         let (endpoint, original) = match self.original_request(&req, peer) {
             Ok(found) => found,
             Err(rejection) => {
-                let client = self.forwarding.client(req.headers(), peer);
+                let client = self.forwarding.client(req.headers(), &Peer::Tcp(peer));
                 let served = self.served(
                     "authz",
                     req.method().as_str(),
@@ -222,7 +223,9 @@ impl DecisionService {
     ) -> Verdict {
         let client = match via {
             Via::Peer(peer) => self.forwarding.client_via(headers, peer, true),
-            Via::Downstream(client) => self.forwarding.client(headers, SocketAddr::new(client, 0)),
+            Via::Downstream(client) => self
+                .forwarding
+                .client(headers, &Peer::Tcp(SocketAddr::new(client, 0))),
         };
         let decision = self
             .authz

@@ -3,12 +3,14 @@
 //! balancer, and what it says about the client is worth keeping; from anyone else the
 //! same headers are forgeries, and are replaced with what the gate saw.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
 
+use super::socket::Peer;
 use crate::wire::{folded_starts_with, same_folded_name};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -28,9 +30,28 @@ pub struct Forwarding {
     /// `X-Forwarded-Proto` when no trusted peer said it: how the proxy's own listener
     /// was reached (`https` with `[listen_tls]`).
     proto: HeaderValue,
+    /// `"unix"` in `trusted_proxies`: the peers on the proxy's Unix socket.
+    trust_unix: bool,
     /// A random prefix per process, so that ids from two gates never collide.
     prefix: u64,
     counter: AtomicU64,
+}
+
+/// Where a request came from: an IP address, or a process on the proxy's Unix socket
+/// (named by the socket's path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Address {
+    Ip(IpAddr),
+    Unix(Arc<str>),
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Address::Ip(ip) => ip.fmt(f),
+            Address::Unix(path) => write!(f, "unix:{path}"),
+        }
+    }
 }
 
 /// Who sent a request, as far as the gate can tell, and its request id.
@@ -38,7 +59,7 @@ pub struct Forwarding {
 pub struct Client {
     /// The first untrusted hop: the peer, or from a trusted peer, the right-most
     /// `X-Forwarded-For` address that is not itself a trusted proxy.
-    pub address: IpAddr,
+    pub address: Address,
     pub peer_trusted: bool,
     /// The trusted peer's `X-Request-Id`, or one the gate made.
     pub request_id: HeaderValue,
@@ -51,13 +72,14 @@ impl Client {
 }
 
 impl Forwarding {
-    pub fn new(trusted: Vec<IpNet>, tls: bool) -> Self {
+    pub fn new(trusted: Vec<IpNet>, tls: bool, trust_unix: bool) -> Self {
         let mut seed = [0u8; 8];
         // A failed RNG leaves a zero prefix: ids stay unique within the process.
         let _ = aws_lc_rs::rand::fill(&mut seed);
         Forwarding {
             trusted,
             proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+            trust_unix,
             prefix: u64::from_be_bytes(seed),
             counter: AtomicU64::new(0),
         }
@@ -69,20 +91,30 @@ impl Forwarding {
     }
 
     /// The client and the request id of a request from `peer`.
-    pub fn client(&self, headers: &HeaderMap, peer: SocketAddr) -> Client {
-        let peer_ip = peer.ip().to_canonical();
-        self.client_via(headers, peer_ip, self.trusts(peer_ip))
+    pub fn client(&self, headers: &HeaderMap, peer: &Peer) -> Client {
+        match peer {
+            Peer::Tcp(addr) => {
+                let ip = addr.ip().to_canonical();
+                self.client_of(headers, Address::Ip(ip), self.trusts(ip))
+            }
+            Peer::Unix(path) => {
+                self.client_of(headers, Address::Unix(path.clone()), self.trust_unix)
+            }
+        }
     }
 
     /// The client and the request id of a request that `peer_ip` relayed, which is
     /// trusted (`peer_trusted`) or not. A decision endpoint's peer is trusted by
     /// `authz.trusted_peers`; its copy of the client's headers says who the client is.
     pub fn client_via(&self, headers: &HeaderMap, peer_ip: IpAddr, peer_trusted: bool) -> Client {
-        let peer_ip = peer_ip.to_canonical();
+        self.client_of(headers, Address::Ip(peer_ip.to_canonical()), peer_trusted)
+    }
+
+    fn client_of(&self, headers: &HeaderMap, peer: Address, peer_trusted: bool) -> Client {
         let client = if peer_trusted {
-            self.client_behind(headers, peer_ip)
+            self.client_behind(headers, peer)
         } else {
-            peer_ip
+            peer
         };
         let kept = peer_trusted
             .then(|| single(headers, &X_REQUEST_ID))
@@ -99,7 +131,7 @@ impl Forwarding {
 
     /// Walks `X-Forwarded-For` from the right, past trusted proxies, to the client.
     /// An entry that is not an address stops the walk at the hop after it.
-    fn client_behind(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+    fn client_behind(&self, headers: &HeaderMap, peer: Address) -> Address {
         let mut client = peer;
         let hops: Vec<&str> = headers
             .get_all(X_FORWARDED_FOR)
@@ -112,8 +144,9 @@ impl Forwarding {
             let Ok(ip) = hop.parse::<IpAddr>() else {
                 break;
             };
-            client = ip.to_canonical();
-            if !self.trusts(client) {
+            let ip = ip.to_canonical();
+            client = Address::Ip(ip);
+            if !self.trusts(ip) {
                 break;
             }
         }
@@ -137,7 +170,9 @@ impl Forwarding {
     /// (written from what the gate saw when absent); from anyone else every spelling of
     /// `X-Forwarded-*`, `Forwarded` and `X-Real-IP` goes, and the gate writes its own.
     /// Other spellings than the exact ones never pass. `X-Request-Id` is the client's.
-    pub fn rewrite(&self, headers: &mut HeaderMap, peer: SocketAddr, client: &Client) {
+    /// A Unix socket's peer has no address: `X-Forwarded-For` then holds only what a
+    /// trusted peer sent, and is absent from an untrusted one.
+    pub fn rewrite(&self, headers: &mut HeaderMap, peer: &Peer, client: &Client) {
         // Header names are lower case here, so this is the exact spelling only.
         let exact = |name: &str| name.starts_with("x-forwarded-") || CLIENT_HEADERS.contains(&name);
         let doomed: Vec<HeaderName> = headers
@@ -155,19 +190,25 @@ impl Forwarding {
             headers.remove(name);
         }
 
-        let peer_ip = peer.ip().to_canonical().to_string();
         let prior: Vec<&str> = headers
             .get_all(X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
-        let forwarded_for = if prior.is_empty() {
-            peer_ip
-        } else {
-            format!("{}, {peer_ip}", prior.join(", "))
-        };
-        if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
-            headers.insert(X_FORWARDED_FOR, v);
+        let mut hops = prior.join(", ");
+        if let Peer::Tcp(addr) = peer {
+            let peer_ip = addr.ip().to_canonical().to_string();
+            hops = if hops.is_empty() {
+                peer_ip
+            } else {
+                format!("{hops}, {peer_ip}")
+            };
+        }
+        headers.remove(X_FORWARDED_FOR);
+        if let Ok(v) = HeaderValue::from_str(&hops) {
+            if !hops.is_empty() {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
         }
         if !headers.contains_key(X_FORWARDED_PROTO) {
             headers.insert(X_FORWARDED_PROTO, self.proto.clone());
@@ -201,6 +242,7 @@ fn is_sane_id(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn forwarding() -> Forwarding {
         Forwarding::new(
@@ -208,6 +250,7 @@ mod tests {
                 "10.0.0.0/8".parse().unwrap(),
                 "192.168.1.1/32".parse().unwrap(),
             ],
+            false,
             false,
         )
     }
@@ -241,7 +284,7 @@ mod tests {
             ("::ffff:203.0.113.50", "1.2.3.4", "203.0.113.50"),
         ];
         for (from, chain, want) in cases {
-            let client = f.client(&xff(chain), peer(from));
+            let client = f.client(&xff(chain), &Peer::Tcp(peer(from)));
             assert_eq!(client.address.to_string(), want, "{from} {chain}");
         }
     }
@@ -250,19 +293,22 @@ mod tests {
     fn request_ids_are_kept_from_trusted_peers_only_and_otherwise_made() {
         let f = forwarding();
         let h = headers(&[("x-request-id", "abc-123")]);
-        assert_eq!(f.client(&h, peer("10.0.0.5")).request_id(), "abc-123");
-        let made = f.client(&h, peer("203.0.113.50"));
+        assert_eq!(
+            f.client(&h, &Peer::Tcp(peer("10.0.0.5"))).request_id(),
+            "abc-123"
+        );
+        let made = f.client(&h, &Peer::Tcp(peer("203.0.113.50")));
         assert_ne!(made.request_id(), "abc-123");
         assert_eq!(made.request_id().len(), 32);
         assert!(made.request_id().bytes().all(|b| b.is_ascii_hexdigit()));
         let first: u128 = u128::from_str_radix(made.request_id(), 16).unwrap();
-        let next = f.client(&h, peer("203.0.113.50"));
+        let next = f.client(&h, &Peer::Tcp(peer("203.0.113.50")));
         let second: u128 = u128::from_str_radix(next.request_id(), 16).unwrap();
         // Same process prefix, next counter value.
         assert_eq!(second, first + 1);
         let bad = headers(&[("x-request-id", "has \"quotes\"")]);
         assert_ne!(
-            f.client(&bad, peer("10.0.0.5")).request_id(),
+            f.client(&bad, &Peer::Tcp(peer("10.0.0.5"))).request_id(),
             "has \"quotes\""
         );
     }
@@ -298,8 +344,8 @@ mod tests {
         };
 
         let mut h = headers(&sent);
-        let client = f.client(&h, peer("203.0.113.50"));
-        f.rewrite(&mut h, peer("203.0.113.50"), &client);
+        let client = f.client(&h, &Peer::Tcp(peer("203.0.113.50")));
+        f.rewrite(&mut h, &Peer::Tcp(peer("203.0.113.50")), &client);
         let id = client.request_id().to_owned();
         assert_eq!(
             names(&h),
@@ -314,8 +360,8 @@ mod tests {
         );
 
         let mut h = headers(&sent);
-        let client = f.client(&h, peer("10.0.0.5"));
-        f.rewrite(&mut h, peer("10.0.0.5"), &client);
+        let client = f.client(&h, &Peer::Tcp(peer("10.0.0.5")));
+        f.rewrite(&mut h, &Peer::Tcp(peer("10.0.0.5")), &client);
         assert_eq!(
             names(&h),
             [
@@ -330,5 +376,33 @@ mod tests {
                 "x-request-id: client-chosen",
             ]
         );
+    }
+
+    #[test]
+    fn a_unix_socket_peer_has_no_address_and_is_believed_only_when_trusted() {
+        let socket = Peer::Unix(Arc::from("/run/cognito-gate/gate.sock"));
+        let sent = [
+            ("x-forwarded-for", "198.51.100.7, 10.0.0.5"),
+            ("x-forwarded-proto", "https"),
+        ];
+        // Untrusted: nothing it says about the client is kept, and no address is made up.
+        let f = forwarding();
+        let mut h = headers(&sent);
+        let client = f.client(&h, &socket);
+        assert_eq!(
+            client.address.to_string(),
+            "unix:/run/cognito-gate/gate.sock"
+        );
+        f.rewrite(&mut h, &socket, &client);
+        assert_eq!(h.get("x-forwarded-for"), None);
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "http");
+        // Trusted (`trusted_proxies = ["unix"]`): its chain is walked and kept as sent.
+        let f = Forwarding::new(vec!["10.0.0.0/8".parse().unwrap()], false, true);
+        let mut h = headers(&sent);
+        let client = f.client(&h, &socket);
+        assert_eq!(client.address.to_string(), "198.51.100.7");
+        f.rewrite(&mut h, &socket, &client);
+        assert_eq!(h.get("x-forwarded-for").unwrap(), "198.51.100.7, 10.0.0.5");
+        assert_eq!(h.get("x-forwarded-proto").unwrap(), "https");
     }
 }

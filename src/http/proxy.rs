@@ -1,6 +1,5 @@
 //! The reverse proxy: authorize, rewrite headers, stream to the upstream and back.
 
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +24,7 @@ use super::headers::{
     drop_h2c_offer, remove_hop_by_hop, strip_cookies, strip_folded, verified_alb_data,
     wants_upgrade, IdentityHeaders, ROUTING_OVERRIDES,
 };
+use super::socket::Peer;
 use crate::authorize::{AuthError, Authorizer, RequestFacts};
 use crate::client::{error_chain, AppClient, UpstreamConnectors};
 use crate::config::{UpstreamConfig, UpstreamProtocol};
@@ -77,11 +77,11 @@ impl Proxy {
     }
 
     /// Handles one request end to end: authorize, forward, answer and log.
-    pub async fn handle(&self, mut req: Request<Incoming>, peer: SocketAddr) -> Response<GateBody> {
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: Peer) -> Response<GateBody> {
         let started = Instant::now();
         let metrics = self.authz.metrics();
         let _in_flight = metrics.in_flight();
-        let client = self.forwarding.client(req.headers(), peer);
+        let client = self.forwarding.client(req.headers(), &peer);
         let grpc = is_grpc(req.headers());
         // With `cors_preflight = "answer"`, an allowed origin's answer gets the CORS
         // headers, whoever wrote it.
@@ -120,7 +120,7 @@ impl Proxy {
         let outcome = match &decision.outcome {
             Ok(path) => {
                 let target = Target {
-                    peer,
+                    peer: &peer,
                     path,
                     identity,
                     rule,
@@ -320,7 +320,7 @@ impl Proxy {
     fn rewrite_headers(
         &self,
         headers: &mut http::HeaderMap,
-        peer: SocketAddr,
+        peer: &Peer,
         client: &Client,
         identity: Option<&Identity>,
         upgrade: bool,
@@ -347,7 +347,7 @@ impl Proxy {
 
 /// Where an allowed request goes and what the gate knows of it.
 struct Target<'a> {
-    peer: SocketAddr,
+    peer: &'a Peer,
     /// The canonical path the policy judged.
     path: &'a str,
     /// The caller; none on an `anyone` rule.

@@ -12,12 +12,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 
 use super::answer::GateBody;
-use super::connection::{self, Activity, Protocols};
-use super::socket::Socket;
+use super::connection::{self, Activity, PeerName, Protocols};
+use super::socket::{Peer, Socket};
 use super::workers::Workers;
 use crate::config::ConnectionAge;
 use crate::tls::ServerTls;
@@ -88,6 +88,65 @@ pub fn raise_fd_limit() -> Option<u64> {
     Some(limit.rlim_cur)
 }
 
+/// A bound socket the accept loop takes connections from: TCP, or the proxy's Unix
+/// socket.
+pub(crate) trait Listen: Send + 'static {
+    /// What a handler is told of the other end.
+    type Peer: PeerName;
+    /// An accepted connection on its way to a worker's runtime.
+    type Accepted: Send + 'static;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Accepted, Self::Peer)>> + Send;
+    /// The connection, on the worker's runtime.
+    fn adopt(accepted: Self::Accepted) -> std::io::Result<Socket>;
+    /// The listener, as the log names it.
+    fn name(&self) -> String;
+}
+
+impl Listen for TcpListener {
+    type Peer = SocketAddr;
+    type Accepted = std::net::TcpStream;
+
+    async fn accept(&self) -> std::io::Result<(std::net::TcpStream, SocketAddr)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        // The socket leaves this runtime's reactor here and joins the worker's there.
+        Ok((stream.into_std()?, peer))
+    }
+
+    fn adopt(accepted: std::net::TcpStream) -> std::io::Result<Socket> {
+        TcpStream::from_std(accepted).map(Socket::Tcp)
+    }
+
+    fn name(&self) -> String {
+        self.local_addr()
+            .map_or_else(|_| "?".to_owned(), |a| a.to_string())
+    }
+}
+
+/// `listen = "unix:/path"`: the proxy's Unix socket, whose peers are named by its path.
+pub struct UnixSocketListener {
+    pub listener: UnixListener,
+    pub path: Arc<str>,
+}
+
+impl Listen for UnixSocketListener {
+    type Peer = Peer;
+    type Accepted = std::os::unix::net::UnixStream;
+
+    async fn accept(&self) -> std::io::Result<(Self::Accepted, Peer)> {
+        let (stream, _) = self.listener.accept().await?;
+        Ok((stream.into_std()?, Peer::Unix(self.path.clone())))
+    }
+
+    fn adopt(accepted: Self::Accepted) -> std::io::Result<Socket> {
+        UnixStream::from_std(accepted).map(Socket::Unix)
+    }
+
+    fn name(&self) -> String {
+        format!("unix:{}", self.path)
+    }
+}
+
 /// Per-listener connection settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerOptions {
@@ -129,8 +188,8 @@ impl ServerOptions {
 /// Each accepted connection goes to one of `workers` in turn and is served there, to
 /// the end, by that worker's handler: `handlers[i]` runs on worker `i`, so a handler
 /// may hold what only one thread should use (its pool of connections to the app).
-pub async fn serve<H, F>(
-    listener: TcpListener,
+pub async fn serve<L, H, F>(
+    listener: L,
     tls: Option<ListenerTls>,
     options: ServerOptions,
     limit: Arc<Semaphore>,
@@ -138,7 +197,8 @@ pub async fn serve<H, F>(
     handlers: Vec<H>,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    H: Fn(Request<Incoming>, SocketAddr) -> F + Clone + Send + Sync + 'static,
+    L: Listen,
+    H: Fn(Request<Incoming>, L::Peer) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<GateBody>> + Send + 'static,
 {
     let mut http1 = http1::Builder::new();
@@ -162,10 +222,10 @@ pub async fn serve<H, F>(
     // Every connection holds a receiver: the drain sets it, and waits for all of them
     // to be dropped.
     let (drain, draining) = watch::channel(false);
-    let local = listener.local_addr().ok();
+    let local = listener.name();
     if handlers.len() != workers.count() {
         // A build defect; serving with another worker's handler would share its pool.
-        tracing::error!(listener = ?local, handlers = handlers.len(), workers = workers.count(),
+        tracing::error!(listener = %local, handlers = handlers.len(), workers = workers.count(),
             "one handler per worker is needed; not serving this listener");
         return;
     }
@@ -174,7 +234,7 @@ pub async fn serve<H, F>(
             Ok(permit) => permit,
             Err(_) => {
                 tracing::warn!(
-                    listener = ?local,
+                    listener = %local,
                     "connection limit reached (max_connections); new connections wait"
                 );
                 tokio::select! {
@@ -201,19 +261,10 @@ pub async fn serve<H, F>(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
         let index = workers.next();
         // Checked above: there is one handler per worker.
         let Some(handler) = handlers.get(index).cloned() else {
             break;
-        };
-        // The socket leaves this runtime's reactor here and joins the worker's there.
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "cannot hand the connection to a worker");
-                continue;
-            }
         };
         let protocols = protocols.clone();
         let draining = draining.clone();
@@ -225,8 +276,8 @@ pub async fn serve<H, F>(
             .map(|t| (t.tls.config(), t.handshake_errors.clone()));
         workers.spawn(index, async move {
             let _permit = permit;
-            let stream = match TcpStream::from_std(stream) {
-                Ok(stream) => stream,
+            let socket = match L::adopt(stream) {
+                Ok(socket) => socket,
                 Err(e) => {
                     tracing::debug!(%peer, error = %e, "a worker cannot take the connection");
                     return;
@@ -234,18 +285,22 @@ pub async fn serve<H, F>(
             };
             let activity = Arc::new(Activity::new());
             let serving = async {
-                let socket = match tls {
-                    None => Socket::Tcp(stream),
-                    Some((config, errors)) => match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
-                        Ok(tls) => Socket::Tls(Box::new(tls)),
-                        Err(e) => {
-                            errors.inc();
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
+                let socket = match (tls, socket) {
+                    (None, socket) => socket,
+                    (Some((config, errors)), Socket::Tcp(stream)) => {
+                        match tokio_rustls::TlsAcceptor::from(config).accept(stream).await {
+                            Ok(tls) => Socket::Tls(Box::new(tls)),
+                            Err(e) => {
+                                errors.inc();
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
                         }
-                    },
+                    }
+                    // `check` refuses TLS on a Unix socket; never serve it in clear.
+                    (Some(_), _) => return,
                 };
-                connection::serve(socket, peer, &protocols, handler, activity.clone(), draining).await;
+                connection::serve(socket, peer.clone(), &protocols, handler, activity.clone(), draining).await;
             };
             tokio::select! {
                 () = serving => {}

@@ -1,19 +1,40 @@
-//! A client connection's socket, whatever carries it: TCP or TLS over TCP. One type,
-//! so that every listener is served by the same connection code and an upgrade's
-//! tunnel takes either.
+//! A client connection's socket, whatever carries it: TCP, TLS over TCP, or a Unix
+//! domain socket; and who is at its other end. One type, so that every listener is
+//! served by the same connection code and an upgrade's tunnel takes any of them.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::server::TlsStream;
 
 pub enum Socket {
     Tcp(TcpStream),
     /// Boxed: rustls's connection state is large, and most sockets are not TLS.
     Tls(Box<TlsStream<TcpStream>>),
+    Unix(UnixStream),
+}
+
+/// The other end of a client connection: a TCP peer's address, or a process on the
+/// proxy's Unix socket (named by the socket's path: a Unix peer has no address).
+#[derive(Debug, Clone)]
+pub enum Peer {
+    Tcp(SocketAddr),
+    Unix(Arc<str>),
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Tcp(addr) => addr.fmt(f),
+            Peer::Unix(path) => write!(f, "unix:{path}"),
+        }
+    }
 }
 
 impl Socket {
@@ -24,6 +45,7 @@ impl Socket {
         match self {
             Socket::Tcp(s) => s.readable().await,
             Socket::Tls(s) => s.get_ref().0.readable().await,
+            Socket::Unix(s) => s.readable().await,
         }
     }
 
@@ -33,6 +55,7 @@ impl Socket {
         match self {
             Socket::Tcp(s) => Some(s.try_read(buf)),
             Socket::Tls(_) => None,
+            Socket::Unix(s) => Some(s.try_read(buf)),
         }
     }
 
@@ -55,6 +78,7 @@ impl AsyncRead for Socket {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Socket::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -68,6 +92,7 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Socket::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+            Socket::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -79,6 +104,7 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Socket::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+            Socket::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -86,6 +112,7 @@ impl AsyncWrite for Socket {
         match self {
             Socket::Tcp(s) => s.is_write_vectored(),
             Socket::Tls(s) => s.is_write_vectored(),
+            Socket::Unix(s) => s.is_write_vectored(),
         }
     }
 
@@ -93,6 +120,7 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_flush(cx),
             Socket::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+            Socket::Unix(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
@@ -100,6 +128,7 @@ impl AsyncWrite for Socket {
         match self.get_mut() {
             Socket::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Socket::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+            Socket::Unix(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -443,6 +443,7 @@ impl Gate {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let listeners = Listeners {
+                proxy_socket: None,
                 proxy: Some(proxy),
                 admin,
                 authz: Some(authz),

@@ -493,16 +493,23 @@ impl TlsListeners {
                 #[cfg(unix)]
                 let signalled = async {
                     match hangups.as_mut() {
-                        Some(h) => h.recv().await.is_some(),
+                        Some(h) => h.recv().await,
                         None => std::future::pending().await,
                     }
                 };
                 #[cfg(not(unix))]
-                let signalled = std::future::pending::<bool>();
+                let signalled = std::future::pending::<Option<()>>();
                 let forced = tokio::select! {
-                    _ = tokio::time::sleep(crate::tls::POLL) => false,
-                    got = signalled => got,
+                    _ = tokio::time::sleep(crate::tls::POLL) => Some(false),
+                    got = signalled => got.map(|()| true),
                 };
+                // The signal stream ended (the runtime is stopping): poll the files only,
+                // rather than wake on its end at once, again and again.
+                #[cfg(unix)]
+                if forced.is_none() {
+                    hangups = None;
+                }
+                let forced = forced.unwrap_or(false);
                 for ((listener, tls), seen) in self.0.iter().zip(seen.iter_mut()) {
                     let now = crate::tls::Stamp::of(tls.files());
                     if now == *seen && !forced {

@@ -204,10 +204,13 @@ impl Forwarding {
                 format!("{hops}, {peer_ip}")
             };
         }
-        headers.remove(X_FORWARDED_FOR);
-        if let Ok(v) = HeaderValue::from_str(&hops) {
-            if !hops.is_empty() {
+        match HeaderValue::from_str(&hops) {
+            // `insert` replaces every line of the header with the one value.
+            Ok(v) if !hops.is_empty() => {
                 headers.insert(X_FORWARDED_FOR, v);
+            }
+            _ => {
+                headers.remove(X_FORWARDED_FOR);
             }
         }
         if !headers.contains_key(X_FORWARDED_PROTO) {

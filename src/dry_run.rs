@@ -394,6 +394,7 @@ pub async fn explain_token(
         &config.jwks,
         client,
         metrics,
+        crate::trace::Tracing::off(),
         None,
     )
     .await;

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -29,6 +30,7 @@ use crate::policy::Policy;
 use crate::reload;
 use crate::revocation::{self, RevocationList};
 use crate::tls::{Alpn, ListenerTlsFiles, ServerTls};
+use crate::trace::Tracing;
 
 /// The sockets the gate serves on, bound by the caller (port 0 in tests). `proxy` is
 /// used when `upstream` is configured, `authz` when `authz.listen` is, and `grpc` when
@@ -56,6 +58,8 @@ pub enum StartError {
     MissingListener(&'static str),
     #[error("cannot start the worker threads: {0}")]
     Workers(std::io::Error),
+    #[error("tracing cannot start: {0}")]
+    Tracing(#[from] crate::trace::ExportError),
 }
 
 /// Runs the gate until `shutdown` completes, then drains in-flight requests for at
@@ -69,6 +73,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::new());
+    let tracing = Tracing::start(config.tracing.as_ref(), metrics.clone())?;
     let jwks_client = jwks_client(&config)?;
     // The revocation list is loaded and followed in the background; until the first
     // load, `/readyz` is 503 and tokens get 503 `revocation_unavailable`.
@@ -92,6 +97,7 @@ pub async fn run(
         jwks_client.clone(),
         metrics,
         revocation.as_ref().map(|(list, _)| list.clone()),
+        tracing.clone(),
     )
     .await;
     let _reloader = config
@@ -189,6 +195,8 @@ pub async fn run(
     if let Some((_, follower)) = revocation {
         follower.abort();
     }
+    // The last requests' spans go out, if the collector takes them soon.
+    tracing.shutdown(Duration::from_secs(5)).await;
     // Every connection has drained or been cut off at the deadline; the threads end.
     drop(serving);
     Ok(())
@@ -228,8 +236,9 @@ async fn decision_core(
     jwks_client: JwksClient,
     metrics: Arc<Metrics>,
     revocation: Option<Arc<RevocationList>>,
+    tracing: Tracing,
 ) -> Arc<Authorizer> {
-    let state = State::build(config, policy, jwks_client, metrics.clone(), None).await;
+    let state = State::build(config, policy, jwks_client, metrics.clone(), &tracing, None).await;
     Arc::new(Authorizer::new(
         state,
         clock,
@@ -242,6 +251,7 @@ async fn decision_core(
         },
         metrics,
         revocation,
+        tracing,
     ))
 }
 

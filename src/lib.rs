@@ -7,7 +7,8 @@
 //!
 //! - `config`, `path`, `wire`, `metrics`: settings, canonical paths, header-name
 //!   facts, the Prometheus metrics.
-//! - `client`: the outbound HTTP client (key fetches, the upstream).
+//! - `client`: the outbound HTTP client (key fetches, the upstream); `trace`: the
+//!   OpenTelemetry spans and their export.
 //! - `token`: identity, verification, signing keys, the verified-token cache.
 //! - `policy`: rules, routing and grants (pure).
 //! - `authorize`: the one decision core.
@@ -42,6 +43,7 @@ mod reload;
 mod revocation;
 mod tls;
 mod token;
+mod trace;
 mod wire;
 
 pub use authorize::Clock;

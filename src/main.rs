@@ -537,6 +537,23 @@ async fn check(config_file: &Path) -> Result<(), String> {
             alb.key_url
         );
     }
+    if let Some(tracing) = &config.tracing {
+        println!(
+            "  traces to {} (OTLP/gRPC) as {}: {}% of new traces{}, queue {} spans{}",
+            tracing.endpoint,
+            tracing.service_name,
+            tracing.sampling.ratio * 100.0,
+            match tracing.sampling.follow_parent {
+                true => ", a trusted parent's choice followed",
+                false => "",
+            },
+            tracing.queue_size,
+            match tracing.record_subject {
+                true => ", sub recorded",
+                false => "",
+            }
+        );
+    }
     println!(
         "policy {}: ok, {} rules",
         config.policy_file.display(),

@@ -65,7 +65,8 @@ pub struct FetchLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
-    /// `revoked`, `signed_out` or `unavailable`.
+    /// `revoked`, `signed_out` or `unavailable`; for dropped spans, `queue_full` or
+    /// `export_failed`.
     pub reason: &'static str,
 }
 
@@ -142,6 +143,8 @@ pub struct Metrics {
     pub tls_certificate_expiry: Family<ListenerLabels, Gauge>,
     pub tls_reloads: Family<ListenerResultLabels, Counter>,
     pub tls_handshake_errors: Family<ListenerLabels, Counter>,
+    pub trace_spans_exported: Counter,
+    trace_spans_dropped: Family<ReasonLabels, Counter>,
 }
 
 /// Every metric's name starts with this.
@@ -370,6 +373,20 @@ impl Metrics {
             None,
             tls_handshake_errors.clone(),
         );
+        let trace_spans_exported = Counter::default();
+        catalog.add(
+            "trace_spans_exported",
+            "Spans the OpenTelemetry collector accepted",
+            None,
+            trace_spans_exported.clone(),
+        );
+        let trace_spans_dropped = Family::<ReasonLabels, Counter>::default();
+        catalog.add(
+            "trace_spans_dropped",
+            "Spans that were never exported: the queue was full (queue_full), or the collector did not take their batch (export_failed)",
+            None,
+            trace_spans_dropped.clone(),
+        );
         Metrics {
             registry: catalog.registry,
             listed: catalog.listed,
@@ -396,7 +413,16 @@ impl Metrics {
             tls_certificate_expiry,
             tls_reloads,
             tls_handshake_errors,
+            trace_spans_exported,
+            trace_spans_dropped,
         }
+    }
+
+    /// Counts `count` spans lost for `reason` (`queue_full` or `export_failed`).
+    pub fn trace_spans_dropped(&self, reason: &'static str, count: u64) {
+        self.trace_spans_dropped
+            .get_or_create(&ReasonLabels { reason })
+            .inc_by(count);
     }
 
     /// Counts a TLS listener's reload; a good one also sets its expiry.

@@ -292,6 +292,7 @@ impl Reloading {
             policy,
             self.jwks_client.clone(),
             self.authz.metrics().clone(),
+            self.authz.tracing(),
             Some(&current),
         )
         .await;
@@ -381,7 +382,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     let differs =
         |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
     let mut out = Vec::new();
-    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 30] = [
+    let pairs: [(&'static str, &dyn std::fmt::Debug, &dyn std::fmt::Debug); 31] = [
         ("listen", &old.listen, &new.listen),
         ("listen", &old.listen_socket, &new.listen_socket),
         (
@@ -461,6 +462,7 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
         ("reload", &old.reload, &new.reload),
         ("cors", &old.cors, &new.cors),
         ("revocation", &old.revocation, &new.revocation),
+        ("tracing", &old.tracing, &new.tracing),
     ];
     for (key, a, b) in pairs {
         if differs(a, b) && !out.contains(&key) {

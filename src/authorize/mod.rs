@@ -25,7 +25,8 @@ use crate::metrics::Metrics;
 use crate::path::{self, PathError};
 use crate::policy::{normalize_host, Governing, Policy, RuleId};
 use crate::revocation::{Denial, RevocationList};
-use crate::token::{Identity, TokenError, Verified, VerifyError};
+use crate::token::{Identity, PoolId, Source, TokenError, Verified, VerifyError};
+use crate::trace::Tracing;
 use crate::wire::{forwarded_elements, upgrade_allowed, FORWARDED};
 
 /// Why `authorize` refused a request.
@@ -378,6 +379,8 @@ pub struct Authorizer {
     metrics: Arc<Metrics>,
     /// `[revocation]`: checked for every verified token, remembered ones included.
     revocation: Option<Arc<RevocationList>>,
+    /// The spans of every listener and key fetch (off without `[tracing]`).
+    tracing: Tracing,
 }
 
 impl Authorizer {
@@ -387,6 +390,7 @@ impl Authorizer {
         admission: Admission,
         metrics: Arc<Metrics>,
         revocation: Option<Arc<RevocationList>>,
+        tracing: Tracing,
     ) -> Self {
         Authorizer {
             state: ArcSwap::from_pointee(state),
@@ -394,6 +398,39 @@ impl Authorizer {
             admission,
             metrics,
             revocation,
+            tracing,
+        }
+    }
+
+    pub fn tracing(&self) -> &Tracing {
+        &self.tracing
+    }
+
+    /// Where a verified identity's token came from, for its span: `("pool", user pool
+    /// id)`, `("issuer", issuer URL)` or `("alb", region)`.
+    pub fn source_of(&self, identity: &Identity) -> (&'static str, String) {
+        let state = self.state();
+        match identity.source {
+            Source::Pool(PoolId(i)) => match state.pools.get(i) {
+                Some(pool) => ("pool", pool.user_pool_id.clone()),
+                None => (
+                    "issuer",
+                    state
+                        .issuers
+                        .get(i.saturating_sub(state.pools.len()))
+                        .map(|issuer| issuer.issuer.clone())
+                        .unwrap_or_default(),
+                ),
+            },
+            Source::Alb(i) => (
+                "alb",
+                state
+                    .alb
+                    .as_ref()
+                    .and_then(|alb| alb.albs().get(i))
+                    .map(|alb| alb.region.clone())
+                    .unwrap_or_default(),
+            ),
         }
     }
 

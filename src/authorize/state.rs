@@ -9,6 +9,7 @@ use crate::config::{Config, IssuerConfig, PoolConfig};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::token::{AlbVerifier, KeyStore, Refreshers, Verifier};
+use crate::trace::Tracing;
 
 /// What one policy and one set of pools decide with: swapped whole on a reload, so
 /// that a request in flight finishes under the state it started with.
@@ -34,6 +35,7 @@ impl State {
         policy: Policy,
         jwks_client: JwksClient,
         metrics: Arc<Metrics>,
+        tracing: &Tracing,
         seed: Option<&State>,
     ) -> State {
         // The claims the policy's conditions and `[headers.claims]` read.
@@ -96,6 +98,7 @@ impl State {
             &config.jwks,
             jwks_client,
             metrics.clone(),
+            tracing.clone(),
             seed.map(|old| &old.keys),
         )
         .await;

@@ -5,6 +5,7 @@
 //! Bottom floor: imports only `path`, `wire`, `pem` and `tls` of the gate's own.
 
 mod load;
+mod otel;
 mod problems;
 mod raw;
 mod redis_url;
@@ -13,6 +14,7 @@ mod tests;
 mod validate;
 
 pub use crate::tls::ListenerTlsFiles;
+pub use otel::TracingConfig;
 pub use problems::{ConfigError, ProblemList};
 pub use raw::*;
 pub use redis_url::RedisUrl;
@@ -88,6 +90,8 @@ pub struct Config {
     pub reload: ReloadConfig,
     /// `[revocation]`: the shared revocation list; `None` when revocation is off.
     pub revocation: Option<RevocationConfig>,
+    /// `[tracing]`: OpenTelemetry traces; `None` when tracing is off.
+    pub tracing: Option<TracingConfig>,
     /// The file this configuration was loaded from; `None` for TOML text. A gate
     /// whose configuration has a file reloads it on SIGHUP and on change.
     pub source: Option<PathBuf>,

@@ -54,6 +54,8 @@ pub struct RawConfig {
     pub reload: RawReload,
     /// `[revocation]`: the shared revocation list in Redis.
     pub revocation: Option<RawRevocation>,
+    /// `[tracing]`: OpenTelemetry traces, off until a collector is named.
+    pub tracing: RawTracing,
 }
 
 impl Default for RawConfig {
@@ -92,6 +94,41 @@ impl Default for RawConfig {
             log: RawLog::default(),
             reload: RawReload::default(),
             revocation: None,
+            tracing: RawTracing::default(),
+        }
+    }
+}
+
+/// `[tracing]`: where spans go (OTLP over gRPC), how many are kept, and what they say.
+/// Each unset key falls back to its standard `OTEL_*` variable.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTracing {
+    /// The collector's OTLP/gRPC endpoint, `http://host:4317` or `https://...`.
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces kept, 0.0 to 1.0; a trusted parent's choice is followed.
+    pub sampler_ratio: Option<f64>,
+    pub service_name: Option<String>,
+    /// Whether the server span names the caller (`enduser.id`).
+    pub record_subject: bool,
+    /// Spans waiting for export; beyond it they are dropped and counted.
+    pub queue_size: usize,
+    /// The CA bundle (PEM) an `https://` collector's certificate must chain to.
+    pub ca_file: Option<String>,
+    /// How long one export may take.
+    pub export_timeout: Option<RawDuration>,
+}
+
+impl Default for RawTracing {
+    fn default() -> Self {
+        RawTracing {
+            otlp_endpoint: None,
+            sampler_ratio: None,
+            service_name: None,
+            record_subject: false,
+            queue_size: 2048,
+            ca_file: None,
+            export_timeout: None,
         }
     }
 }
@@ -464,6 +501,14 @@ pub(crate) fn schema() -> figment::value::Dict {
             password_file: Some(String::new()),
             ..RawRevocation::default()
         }),
+        tracing: RawTracing {
+            otlp_endpoint: Some(String::new()),
+            sampler_ratio: Some(1.0),
+            service_name: Some(String::new()),
+            ca_file: Some(String::new()),
+            export_timeout: Some(RawDuration::text("")),
+            ..RawTracing::default()
+        },
         listen_tls: Some(RawListenerTls::default()),
         admin_listen_tls: Some(RawListenerTls::default()),
         authz: RawAuthz {

@@ -127,6 +127,8 @@ impl TryFrom<RawConfig> for Config {
         let trust_unix_peers = !unix.is_empty();
         let trusted_proxies = p.networks("trusted_proxies", &networks);
         let revocation = raw.revocation.and_then(|r| convert_revocation(&mut p, r));
+        let tracing =
+            super::otel::convert_tracing(&mut p, raw.tracing, &|name| std::env::var(name).ok());
 
         let authz = convert_authz(&mut p, raw.authz);
         if let Some(a) = &authz {
@@ -255,6 +257,7 @@ impl TryFrom<RawConfig> for Config {
                 log,
                 reload,
                 revocation,
+                tracing,
                 source: None,
             }),
             false => Err(ConfigError::config(p.0)),

@@ -12,6 +12,7 @@ use crate::authorize::AuthError;
 use crate::metrics::{Metrics, RequestLabels};
 use crate::policy::RuleId;
 use crate::rejection::{Fault, Rejection};
+use crate::trace::{Outcome, RequestSpan};
 
 /// What is known about a request when it is answered.
 pub(crate) struct Served<'a> {
@@ -32,6 +33,8 @@ pub(crate) struct Served<'a> {
     /// A gRPC request (`content-type: application/grpc...`): refused the way gRPC
     /// clients understand.
     pub grpc: bool,
+    /// The request's server span, ended here with the outcome.
+    pub span: &'a RequestSpan,
 }
 
 /// Turns the proxy's outcome into the response and writes the request's access-log
@@ -81,6 +84,12 @@ pub(crate) fn record(served: &Served<'_>, allowed: bool, outcome: Result<StatusC
         }
     };
     let elapsed = served.started.elapsed();
+    served.span.end(&Outcome {
+        decision,
+        status: status.as_u16(),
+        rule: served.rule.map_or("-", |rule| &**rule.label()),
+        reason: reason.as_deref(),
+    });
     served.metrics.record_request(
         &RequestLabels {
             endpoint: served.endpoint,

@@ -23,6 +23,7 @@ use crate::cors;
 use crate::path::PathError;
 use crate::rejection::Rejection;
 use crate::token::{Identity, ALB_DATA};
+use crate::trace::{RequestSpan, Tracing};
 
 /// Envoy removes the request headers this response header names (comma-separated).
 const ENVOY_HEADERS_TO_REMOVE: &str = "x-envoy-auth-headers-to-remove";
@@ -43,7 +44,7 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Endpoint::ForwardAuth => "forward_auth",
             Endpoint::Envoy => "ext_authz",
@@ -174,16 +175,26 @@ impl DecisionService {
     pub async fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<GateBody> {
         let started = Instant::now();
         let _in_flight = self.authz.metrics().in_flight();
+        // The peer is one of `authz.trusted_peers`: its trace is continued.
+        let tracing = self.authz.tracing();
         let (endpoint, original) = match self.original_request(&req, peer) {
             Ok(found) => found,
             Err(rejection) => {
                 let client = self.forwarding.client(req.headers(), &Peer::Tcp(peer));
+                let span = tracing.server(
+                    "authz",
+                    req.method().as_str(),
+                    req.uri().path(),
+                    req.headers(),
+                    true,
+                );
                 let served = self.served(
                     "authz",
                     req.method().as_str(),
                     req.uri().path(),
                     Some(&client),
                     started,
+                    &span,
                 );
                 record(&served, false, Err(&rejection));
                 return self.render(Verdict {
@@ -195,6 +206,13 @@ impl DecisionService {
                 });
             }
         };
+        let span = tracing.server(
+            endpoint.name(),
+            original.method.as_str(),
+            original.path(),
+            req.headers(),
+            true,
+        );
         let verdict = self
             .decide(
                 endpoint,
@@ -202,6 +220,7 @@ impl DecisionService {
                 req.headers(),
                 Via::Peer(peer.ip()),
                 started,
+                &span,
             )
             .await;
         self.render(verdict)
@@ -220,6 +239,7 @@ impl DecisionService {
         headers: &HeaderMap,
         via: Via,
         started: Instant,
+        span: &RequestSpan,
     ) -> Verdict {
         let client = match via {
             Via::Peer(peer) => self.forwarding.client_via(headers, peer, true),
@@ -227,23 +247,25 @@ impl DecisionService {
                 .forwarding
                 .client(headers, &Peer::Tcp(SocketAddr::new(client, 0))),
         };
-        let decision = self
-            .authz
-            .authorize(RequestFacts {
-                method: &original.method,
-                path: original.path(),
-                query: original.query(),
-                host: original.host.as_ref().and_then(|h| h.to_str().ok()),
-                headers,
-                // `/auth` judges X-Forwarded-Host itself; the peer decides what the
-                // app gets.
-                forwarded_host_reaches_app: false,
-                // The peer passes the client's `Forwarded` on to the app.
-                forwarded_reaches_app: true,
-                answers_preflight: endpoint != Endpoint::ForwardAuth,
-            })
-            .await;
+        let authorizing = self.authz.authorize(RequestFacts {
+            method: &original.method,
+            path: original.path(),
+            query: original.query(),
+            host: original.host.as_ref().and_then(|h| h.to_str().ok()),
+            headers,
+            // `/auth` judges X-Forwarded-Host itself; the peer decides what the
+            // app gets.
+            forwarded_host_reaches_app: false,
+            // The peer passes the client's `Forwarded` on to the app.
+            forwarded_reaches_app: true,
+            answers_preflight: endpoint != Endpoint::ForwardAuth,
+        });
+        let decision = span.scope(authorizing).await;
         let identity = decision.identity.as_deref();
+        if let Some(identity) = identity.filter(|_| span.is_recording()) {
+            let (kind, name) = self.authz.source_of(identity);
+            span.identity(kind, &name, &identity.sub);
+        }
         let preflight = matches!(decision.outcome, Err(AuthError::PreflightAnswered));
         let outcome = match decision.outcome {
             Ok(_) => Ok(self.grant(endpoint, identity, headers)),
@@ -258,6 +280,7 @@ impl DecisionService {
                 original.path(),
                 Some(&client),
                 started,
+                span,
             )
         };
         record(
@@ -293,8 +316,9 @@ impl DecisionService {
         path: &str,
         rejection: Rejection,
         started: Instant,
+        span: &RequestSpan,
     ) -> Verdict {
-        let served = self.served(endpoint.name(), method, path, None, started);
+        let served = self.served(endpoint.name(), method, path, None, started, span);
         record(&served, false, Err(&rejection));
         Verdict {
             endpoint,
@@ -374,6 +398,7 @@ impl DecisionService {
         path: &'a str,
         client: Option<&'a Client>,
         started: Instant,
+        span: &'a RequestSpan,
     ) -> Served<'a> {
         Served {
             endpoint,
@@ -386,7 +411,12 @@ impl DecisionService {
             client,
             metrics: self.authz.metrics(),
             grpc: false,
+            span,
         }
+    }
+
+    pub(crate) fn tracing(&self) -> &Tracing {
+        self.authz.tracing()
     }
 
     pub(crate) fn metrics(&self) -> &crate::metrics::Metrics {

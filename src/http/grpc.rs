@@ -31,6 +31,7 @@ use super::answer::{BoxError, GateBody};
 use super::decision::{DecisionService, Endpoint, OriginalRequest, Verdict, Via};
 use crate::authorize::Authorizer;
 use crate::rejection::Rejection;
+use crate::trace::RequestSpan;
 
 const AUTHORIZATION: &str = "/envoy.service.auth.v3.Authorization/";
 const HEALTH: &str = "/grpc.health.v1.Health/";
@@ -199,10 +200,30 @@ impl Authorization for ExtAuthz {
             Some(client) => Via::Downstream(client),
             None => Via::Peer(peer),
         };
+        // Envoy's own trace (the call's metadata, not the client's headers) is
+        // continued: the peer is one of `authz.trusted_peers`.
+        let tracing = self.decisions.tracing();
+        let span = match tracing.is_on() {
+            true => {
+                let (method, path) = http
+                    .map(|h| (h.method.as_str(), h.path.as_str()))
+                    .unwrap_or(("-", "-"));
+                let metadata = request.metadata().clone().into_headers();
+                tracing.server(Endpoint::EnvoyGrpc.name(), method, path, &metadata, true)
+            }
+            false => RequestSpan::NONE,
+        };
         let verdict = match http.map(original_request) {
             Some(Ok((original, headers))) => {
                 self.decisions
-                    .decide(Endpoint::EnvoyGrpc, &original, &headers, via, started)
+                    .decide(
+                        Endpoint::EnvoyGrpc,
+                        &original,
+                        &headers,
+                        via,
+                        started,
+                        &span,
+                    )
                     .await
             }
             Some(Err(rejection)) => {
@@ -210,7 +231,7 @@ impl Authorization for ExtAuthz {
                     .map(|h| (h.method.as_str(), h.path.as_str()))
                     .unwrap_or_default();
                 self.decisions
-                    .refuse(Endpoint::EnvoyGrpc, method, path, rejection, started)
+                    .refuse(Endpoint::EnvoyGrpc, method, path, rejection, started, &span)
             }
             None => self.decisions.refuse(
                 Endpoint::EnvoyGrpc,
@@ -218,6 +239,7 @@ impl Authorization for ExtAuthz {
                 "-",
                 Rejection::MissingOriginalRequest,
                 started,
+                &span,
             ),
         };
         Ok(tonic::Response::new(check_response(verdict)))

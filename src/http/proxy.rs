@@ -33,6 +33,7 @@ use crate::metrics::KindLabels;
 use crate::policy::RuleId;
 use crate::rejection::Rejection;
 use crate::token::{Identity, ALB_DATA};
+use crate::trace::RequestSpan;
 
 /// The reverse proxy in front of the app. Holds the pooled client to the upstream.
 pub struct Proxy {
@@ -95,25 +96,35 @@ impl Proxy {
         let method = req.method().clone();
         // A Uri clone shares its bytes: no copy of the path just for the log line.
         let uri = req.uri().clone();
-        let decision = self
-            .authz
-            .authorize(RequestFacts {
-                method: &method,
-                path: uri.path(),
-                query: uri.query(),
-                host: uri.authority().map(|a| a.as_str()).or_else(|| {
-                    req.headers()
-                        .get(header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                }),
-                headers: req.headers(),
-                forwarded_host_reaches_app: client.peer_trusted,
-                forwarded_reaches_app: client.peer_trusted,
-                answers_preflight: true,
-            })
-            .await;
+        // A trusted proxy's trace is continued; anyone else's `traceparent` is not.
+        let span = self.authz.tracing().server(
+            "proxy",
+            method.as_str(),
+            uri.path(),
+            req.headers(),
+            client.peer_trusted,
+        );
+        let authorizing = self.authz.authorize(RequestFacts {
+            method: &method,
+            path: uri.path(),
+            query: uri.query(),
+            host: uri.authority().map(|a| a.as_str()).or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+            }),
+            headers: req.headers(),
+            forwarded_host_reaches_app: client.peer_trusted,
+            forwarded_reaches_app: client.peer_trusted,
+            answers_preflight: true,
+        });
+        let decision = span.scope(authorizing).await;
         let rule = decision.rule.as_ref();
         let identity = decision.identity.as_deref();
+        if let Some(identity) = identity.filter(|_| span.is_recording()) {
+            let (kind, name) = self.authz.source_of(identity);
+            span.identity(kind, &name, &identity.sub);
+        }
         let allowed = decision.outcome.is_ok();
         let preflight = matches!(decision.outcome, Err(AuthError::PreflightAnswered));
         let mut waited = Duration::ZERO;
@@ -125,6 +136,7 @@ impl Proxy {
                     identity,
                     rule,
                     client: &client,
+                    span: &span,
                 };
                 self.forward(req, target, &mut waited).await
             }
@@ -141,6 +153,7 @@ impl Proxy {
             client: Some(&client),
             metrics,
             grpc,
+            span: &span,
         };
         let mut response = respond(served, allowed, outcome);
         if let Some(cors) = &cors {
@@ -163,6 +176,7 @@ impl Proxy {
             identity,
             rule,
             client,
+            span,
         } = target;
         // Only an HTTP/1.1 connection served here can be upgraded; anywhere else the
         // upgrade headers are dropped as hop-by-hop and the request goes on as is.
@@ -208,6 +222,9 @@ impl Proxy {
             identity,
             upgrade.is_some(),
         );
+        // The app continues the gate's trace, from the span of this call.
+        let call = span.upstream(parts.method.as_str(), || self.upstream.address());
+        call.inject(&mut parts.headers);
         let protocol = parts.headers.get(header::UPGRADE).cloned();
         parts.uri = uri;
         parts.version = if h2 {
@@ -244,18 +261,22 @@ impl Proxy {
         let mut response = match sent {
             Ok(Ok(response)) => {
                 metrics.upstream_duration.observe(waited.as_secs_f64());
+                call.end_call(Ok(response.status().as_u16()));
                 response
             }
             Ok(Err(_)) if broken.load(Ordering::Relaxed) => {
+                call.end_call(Err("client_body"));
                 tracing::debug!("the client's request body was malformed or cut off");
                 return Err(Rejection::BadRequestBody);
             }
             Ok(Err(e)) => {
+                call.end_call(Err("connect"));
                 failed("connect");
                 tracing::warn!(error = %error_chain(&e), upstream = %self.upstream.address(), "upstream request failed");
                 return Err(Rejection::UpstreamUnreachable);
             }
             Err(_) => {
+                call.end_call(Err("timeout"));
                 failed("timeout");
                 tracing::warn!(upstream = %self.upstream.address(), timeout = ?self.upstream.request_timeout, "upstream timed out");
                 return Err(Rejection::UpstreamTimeout);
@@ -354,6 +375,8 @@ struct Target<'a> {
     identity: Option<&'a Identity>,
     rule: Option<&'a RuleId>,
     client: &'a Client,
+    /// The request's server span, parent of the call to the app.
+    span: &'a RequestSpan,
 }
 
 /// The app's response body, relayed as it streams.

@@ -9,6 +9,7 @@
 //!   lives for the cooldown. `get_with` runs one refetch for all concurrent misses,
 //!   and while the entry lives, further misses reuse its outcome instead of fetching.
 
+use crate::trace::{RequestSpan, Tracing};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -237,6 +238,8 @@ struct Inner {
     /// issuers' discovery documents, with their metric labels.
     sources: Vec<KeySource>,
     metrics: Arc<Metrics>,
+    /// A span per fetch, when tracing is on.
+    tracing: Tracing,
     client: Client<JwksConnector, Empty<Bytes>>,
     settings: JwksConfig,
     current: Cache<PoolId, Arc<KeySet>>,
@@ -289,6 +292,7 @@ impl KeyStore {
         settings: &JwksConfig,
         client: Client<JwksConnector, Empty<Bytes>>,
         metrics: Arc<Metrics>,
+        tracing: Tracing,
         seed: Option<&KeyStore>,
     ) -> (KeyStore, Refreshers) {
         let store = KeyStore {
@@ -312,6 +316,7 @@ impl KeyStore {
                     }))
                     .collect(),
                 metrics,
+                tracing,
                 client,
                 settings: settings.clone(),
                 current: Cache::builder().build(),
@@ -403,11 +408,25 @@ impl Inner {
             return Err(JwksError::Request(format!("no pool {pool}")));
         };
         let (url, name) = (&source.url, &source.name);
+        let span = match self.tracing.is_on() {
+            true => self.tracing.key_fetch(name, &url.to_string()),
+            false => RequestSpan::NONE,
+        };
         let fetched =
             match tokio::time::timeout(self.settings.fetch_timeout, self.fetch(source)).await {
                 Ok(result) => result,
                 Err(_) => Err(JwksError::Timeout(self.settings.fetch_timeout)),
             };
+        match &fetched {
+            Ok(set) => {
+                span.note(
+                    "cognito_gate.keys",
+                    i64::try_from(set.len()).unwrap_or(i64::MAX),
+                );
+                span.end_call(Ok(200));
+            }
+            Err(e) => span.end_call(Err(&e.to_string())),
+        }
         let result = if fetched.is_ok() { "success" } else { "error" };
         self.metrics
             .jwks_fetches

@@ -24,7 +24,12 @@ pub(crate) async fn channel(gate: &Gate) -> Channel {
         .unwrap()
 }
 
-fn check_request(method: &str, path: &str, headers: &[(&str, &str)], raw: bool) -> CheckRequest {
+pub(crate) fn check_request(
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    raw: bool,
+) -> CheckRequest {
     let mut http = HttpRequest {
         method: method.to_owned(),
         path: path.to_owned(),
@@ -111,8 +116,13 @@ pub(crate) async fn check(
 /// A gate with the proxy, the HTTP decision endpoints and the gRPC service, and the
 /// app it proxies to.
 pub(crate) async fn grpc_gate(jwks: &str) -> (Gate, Upstream) {
+    grpc_gate_with(jwks, "").await
+}
+
+/// The same, with `extra` at the configuration's top level.
+pub(crate) async fn grpc_gate_with(jwks: &str, extra: &str) -> (Gate, Upstream) {
     let upstream = Upstream::start().await;
-    let text = config(&upstream.url(), jwks, "").replace(
+    let text = config(&upstream.url(), jwks, extra).replace(
         "[upstream]",
         "[authz]\nlisten = \"127.0.0.1:9191\"\ngrpc_listen = \"127.0.0.1:9192\"\n[upstream]",
     );

@@ -51,15 +51,6 @@ async fn grpc_app() -> std::net::SocketAddr {
     addr
 }
 
-fn tokio_stream_of(
-    listener: TcpListener,
-) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    futures_util::stream::unfold(listener, |listener| async move {
-        let accepted = listener.accept().await.map(|(s, _)| s);
-        Some((accepted, listener))
-    })
-}
-
 async fn grpc_gate(upstream: &str, protocol: &str) -> Gate {
     let jwks = JwksServer::start(&[key_a()]).await;
     let text = config(upstream, &jwks.url(), "").replace(

@@ -19,6 +19,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("tls", 0),
     ("client", 1),
     ("revocation", 1),
+    ("trace", 1),
     ("token", 2),
     ("policy", 3),
     ("authorize", 4),

@@ -29,5 +29,6 @@ mod peers;
 mod properties;
 mod proxy;
 mod revocation;
+mod traces;
 mod unix;
 mod upstream_tls;

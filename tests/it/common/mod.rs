@@ -656,3 +656,13 @@ pub fn equivalence_tokens() -> [Option<String>; 4] {
         Some("Bearer x.y.z".to_owned()),
     ]
 }
+
+/// A listener as the stream of connections tonic's server takes.
+pub fn tokio_stream_of(
+    listener: TcpListener,
+) -> impl futures_util::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(s, _)| s);
+        Some((accepted, listener))
+    })
+}

@@ -61,7 +61,8 @@ impl State {
                     config.token_cache_bytes,
                     metrics.clone(),
                 )
-                .keeping(claims.clone()),
+                .keeping(claims.clone())
+                .tracing(tracing.clone()),
             )),
         };
         let same_sources =

@@ -265,18 +265,18 @@ impl Proxy {
                 response
             }
             Ok(Err(_)) if broken.load(Ordering::Relaxed) => {
-                call.end_call(Err("client_body"));
+                call.end_call(Err(("client_body", "the client's request body broke")));
                 tracing::debug!("the client's request body was malformed or cut off");
                 return Err(Rejection::BadRequestBody);
             }
             Ok(Err(e)) => {
-                call.end_call(Err("connect"));
+                call.end_call(Err(("connect", "the app could not be reached")));
                 failed("connect");
                 tracing::warn!(error = %error_chain(&e), upstream = %self.upstream.address(), "upstream request failed");
                 return Err(Rejection::UpstreamUnreachable);
             }
             Err(_) => {
-                call.end_call(Err("timeout"));
+                call.end_call(Err(("timeout", "the app did not answer in time")));
                 failed("timeout");
                 tracing::warn!(upstream = %self.upstream.address(), timeout = ?self.upstream.request_timeout, "upstream timed out");
                 return Err(Rejection::UpstreamTimeout);

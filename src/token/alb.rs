@@ -37,7 +37,7 @@ use serde_json::Value;
 
 use super::cache::{digest, recall, remember, Remembered, TokenCache};
 use super::identity::{Identity, Source, TokenUse, Verified};
-use super::keys::{download, JwksError};
+use super::keys::{download, end_fetch_span, JwksError};
 use super::verify::{
     check_time, compact_parts, groups_claim, keep_claims, number_claim, string_claim, Present,
     TokenError, VerifyError,
@@ -45,6 +45,7 @@ use super::verify::{
 use crate::client::{own_jwks_client, JwksClient, JwksConnector};
 use crate::config::AlbConfig;
 use crate::metrics::{FetchLabels, Metrics};
+use crate::trace::Tracing;
 
 /// The header an ALB writes its signed user claims to.
 pub const ALB_DATA: &str = "x-amzn-oidc-data";
@@ -122,6 +123,8 @@ pub struct AlbVerifier {
     /// Headers that passed, by digest; `None` when `token_cache.max_bytes` is 0.
     remembered: Option<TokenCache>,
     metrics: Arc<Metrics>,
+    /// A span per key fetch, when tracing is on.
+    tracing: Tracing,
 }
 
 impl AlbVerifier {
@@ -153,7 +156,14 @@ impl AlbVerifier {
             failed: Cache::builder().time_to_live(cooldown).build(),
             remembered: TokenCache::new(cache_bytes),
             metrics,
+            tracing: Tracing::off(),
         }
+    }
+
+    /// Traces each key fetch with `tracing`.
+    pub fn tracing(mut self, tracing: Tracing) -> Self {
+        self.tracing = tracing;
+        self
     }
 
     /// Keeps these claims in each identity, for the policy's `claims` conditions.
@@ -352,6 +362,8 @@ impl AlbVerifier {
         let uri: Uri = url
             .parse()
             .map_err(|_| JwksError::Request(format!("{url:?} is not a URL")))?;
+        let pool = format!("alb:{}", alb.region);
+        let span = self.tracing.key_fetch("alb key fetch", &pool, url);
         let client = match own {
             None => Ok(&self.client),
             Some(Ok(client)) => Ok(client),
@@ -371,8 +383,9 @@ impl AlbVerifier {
                 Err(_) => Err(JwksError::Timeout(self.fetch_timeout)),
             },
         };
+        end_fetch_span(&span, &fetched);
         let label = FetchLabels {
-            pool: Arc::from(format!("alb:{}", alb.region)),
+            pool: Arc::from(pool),
             result: if fetched.is_ok() { "success" } else { "error" },
         };
         self.metrics.jwks_fetches.get_or_create(&label).inc();

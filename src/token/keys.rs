@@ -100,6 +100,29 @@ pub enum JwksError {
     Malformed(String),
 }
 
+impl JwksError {
+    /// A word for the kind of failure: a span's `error.type`.
+    fn kind(&self) -> &'static str {
+        match self {
+            JwksError::Request(_) => "request",
+            JwksError::Timeout(_) => "timeout",
+            JwksError::Status(_) => "status",
+            JwksError::TooLarge(_) => "too_large",
+            JwksError::Malformed(_) => "malformed",
+        }
+    }
+}
+
+/// Ends a key fetch's span with what the fetch came to: the key server's status, or
+/// the failure's kind.
+pub(super) fn end_fetch_span<T>(span: &RequestSpan, fetched: &Result<T, JwksError>) {
+    match fetched {
+        Ok(_) => span.end_call(Ok(200)),
+        Err(JwksError::Status(status)) => span.end_call(Ok(status.as_u16())),
+        Err(e) => span.end_call(Err((e.kind(), &e.to_string()))),
+    }
+}
+
 /// Why no key could be found for a token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyLookupError {
@@ -409,7 +432,7 @@ impl Inner {
         };
         let (url, name) = (&source.url, &source.name);
         let span = match self.tracing.is_on() {
-            true => self.tracing.key_fetch(name, &url.to_string()),
+            true => self.tracing.key_fetch("jwks fetch", name, &url.to_string()),
             false => RequestSpan::NONE,
         };
         let fetched =
@@ -417,16 +440,13 @@ impl Inner {
                 Ok(result) => result,
                 Err(_) => Err(JwksError::Timeout(self.settings.fetch_timeout)),
             };
-        match &fetched {
-            Ok(set) => {
-                span.note(
-                    "cognito_gate.keys",
-                    i64::try_from(set.len()).unwrap_or(i64::MAX),
-                );
-                span.end_call(Ok(200));
-            }
-            Err(e) => span.end_call(Err(&e.to_string())),
+        if let Ok(set) = &fetched {
+            span.note(
+                "cognito_gate.keys",
+                i64::try_from(set.len()).unwrap_or(i64::MAX),
+            );
         }
+        end_fetch_span(&span, &fetched);
         let result = if fetched.is_ok() { "success" } else { "error" };
         self.metrics
             .jwks_fetches

@@ -145,16 +145,17 @@ impl Tracing {
         }))
     }
 
-    /// A client span for fetching `pool`'s keys from `url`, the child of the request
-    /// that asked for them, or a root of its own for a periodic refresh.
-    pub fn key_fetch(&self, pool: &str, url: &str) -> RequestSpan {
+    /// A client span `name` (`jwks fetch`, `alb key fetch`) for fetching `pool`'s keys
+    /// from `url`: the child of the request that asked for them, or a root of its own
+    /// for a periodic refresh.
+    pub fn key_fetch(&self, name: &'static str, pool: &str, url: &str) -> RequestSpan {
         let Some(active) = &self.0 else {
             return RequestSpan::NONE;
         };
         let parent = Context::current();
         let span = active
             .tracer
-            .span_builder("jwks fetch")
+            .span_builder(name)
             .with_kind(SpanKind::Client)
             .with_attributes([
                 KeyValue::new("cognito_gate.pool", pool.to_owned()),
@@ -275,8 +276,8 @@ impl RequestSpan {
     }
 
     /// Ends a client span (the app's answer, or a key fetch): `Ok` with the status
-    /// it answered, or the error that stopped it.
-    pub fn end_call(&self, result: Result<u16, &str>) {
+    /// it answered, or `(error.type, description)` of what stopped it.
+    pub fn end_call(&self, result: Result<u16, (&'static str, &str)>) {
         let Some(open) = &self.0 else {
             return;
         };
@@ -291,9 +292,9 @@ impl RequestSpan {
                     span.set_status(Status::error(""));
                 }
             }
-            Err(error) => {
-                span.set_attribute(KeyValue::new("error.type", error.to_owned()));
-                span.set_status(Status::error(error.to_owned()));
+            Err((kind, description)) => {
+                span.set_attribute(KeyValue::new("error.type", kind));
+                span.set_status(Status::error(description.to_owned()));
             }
         }
         span.end();

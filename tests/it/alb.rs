@@ -101,11 +101,16 @@ fn data(header: &Value, payload: &Value) -> String {
 /// A gate with a Cognito pool and one `[[alb]]`, in front of an upstream, serving the
 /// decision endpoints too.
 async fn alb_gate(keys: &KeyServer, policy: &str) -> (Gate, Upstream) {
+    alb_gate_with(keys, policy, "").await
+}
+
+/// The same, with `extra` at the configuration's top level.
+async fn alb_gate_with(keys: &KeyServer, policy: &str, extra: &str) -> (Gate, Upstream) {
     let upstream = Upstream::start().await;
     let jwks = JwksServer::start(&[key_a()]).await;
     let text = format!(
         "{}\n[[alb]]\nregion = \"eu-west-1\"\nsigners = [\"{ARN}\"]\nkey_url = \"http://{}/{{kid}}\"\nclient_ids = [\"{ALB_CLIENT}\"]\nissuer = \"{ISSUER}\"\n",
-        config(&upstream.url(), &jwks.url(), ""),
+        config(&upstream.url(), &jwks.url(), extra),
         keys.addr
     )
     .replace(
@@ -707,4 +712,34 @@ async fn a_load_balancer_header_reaches_the_app_only_where_the_gate_verified_it(
     let (status, answer, _) = decide("/app", alice.clone()).await;
     assert_eq!(status, 200);
     assert_eq!(answer["x-amzn-oidc-data"], alice.as_str());
+}
+
+#[tokio::test]
+async fn a_load_balancers_key_fetch_is_a_span_of_the_request_that_needed_it() {
+    let receiver = crate::traces::Receiver::start().await;
+    let keys = KeyServer::start(false).await;
+    let table = format!("[tracing]\notlp_endpoint = \"{}\"\n", receiver.endpoint());
+    let (gate, _upstream) = alb_gate_with(&keys, POLICY, &table).await;
+    let alice = data(&header(), &payload("alice", &["admins"]));
+    assert_eq!(
+        status(&gate, "/admin/reports", &[("x-amzn-oidc-data", &alice)]).await,
+        200
+    );
+    let server = receiver
+        .span("the request's span", |s| s.name == "proxy GET")
+        .await;
+    assert_eq!(server.attr("cognito_gate.alb"), Some("eu-west-1"));
+    assert_eq!(server.attr("cognito_gate.decision"), Some("allow"));
+    let fetch = receiver
+        .span("the key fetch's span", |s| s.name == "alb key fetch")
+        .await;
+    assert_eq!(fetch.parent_span_id, server.span_id);
+    assert_eq!(fetch.trace_id, server.trace_id);
+    assert_eq!(fetch.attr("cognito_gate.pool"), Some("alb:eu-west-1"));
+    assert_eq!(
+        fetch.attr("url.full"),
+        Some(format!("http://{}/{KID}", keys.addr).as_str())
+    );
+    assert_eq!(fetch.attr("http.response.status_code"), Some("200"));
+    assert_eq!(keys.fetches(), 1);
 }

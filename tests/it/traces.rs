@@ -25,12 +25,12 @@ use tokio::sync::oneshot;
 
 /// One span as the collector got it.
 #[derive(Debug, Clone)]
-struct Got {
-    name: String,
-    kind: SpanKind,
-    trace_id: String,
-    span_id: String,
-    parent_span_id: String,
+pub(crate) struct Got {
+    pub name: String,
+    pub kind: SpanKind,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: String,
     attributes: HashMap<String, String>,
     /// The resource's attributes (`service.name`, ...).
     resource: HashMap<String, String>,
@@ -39,7 +39,7 @@ struct Got {
 }
 
 impl Got {
-    fn attr(&self, key: &str) -> Option<&str> {
+    pub fn attr(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
     }
 }
@@ -108,14 +108,14 @@ impl TraceService for Collector {
 }
 
 /// A running OTLP receiver on loopback; stops when dropped.
-struct Receiver {
+pub(crate) struct Receiver {
     addr: std::net::SocketAddr,
     collector: Collector,
     _stop: oneshot::Sender<()>,
 }
 
 impl Receiver {
-    async fn start() -> Receiver {
+    pub async fn start() -> Receiver {
         Receiver::start_on(TcpListener::bind("127.0.0.1:0").await.unwrap())
     }
 
@@ -140,7 +140,7 @@ impl Receiver {
         }
     }
 
-    fn endpoint(&self) -> String {
+    pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
@@ -150,7 +150,7 @@ impl Receiver {
 
     /// Waits (the gate sends a batch a second after its first span) until a span
     /// matches `wanted`.
-    async fn span(&self, what: &str, wanted: impl Fn(&Got) -> bool) -> Got {
+    pub async fn span(&self, what: &str, wanted: impl Fn(&Got) -> bool) -> Got {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(span) = self.spans().into_iter().find(&wanted) {

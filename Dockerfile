@@ -43,6 +43,12 @@ CMD ["dev-issuer", "--listen", "0.0.0.0:9400"]
 
 # The production image: the default target.
 FROM gcr.io/distroless/cc-debian12:nonroot
+# The version agrees with Cargo.toml and CHANGELOG.md (tests/it/release.rs checks it).
+LABEL org.opencontainers.image.title="cognito-gate" \
+      org.opencontainers.image.description="Authorization sidecar that verifies Amazon Cognito tokens and enforces a path policy" \
+      org.opencontainers.image.version="0.1.0" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+COPY LICENSE-MIT LICENSE-APACHE /usr/share/doc/cognito-gate/
 COPY --from=build /src/target/release/cognito-gate /usr/local/bin/cognito-gate
 COPY config/container.toml /etc/cognito-gate/cognito-gate.toml
 COPY config/policy.toml /etc/cognito-gate/policy.toml

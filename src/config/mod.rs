@@ -442,7 +442,13 @@ pub struct HeadersConfig {
     pub user_groups: HeaderName,
     pub forward_authorization: bool,
     /// `[headers.claims]`: each header carries the named claim of the caller's token.
+    /// With `preset = "oauth2-proxy"`, also `X-Auth-Request-Email` (claim `email`).
     pub claims: Vec<(HeaderName, Box<str>)>,
+    /// More headers carrying `sub` (`headers.preset`: `X-Auth-Request-User`,
+    /// `X-Forwarded-User`).
+    pub also_sub: Vec<HeaderName>,
+    /// More headers carrying the groups (`X-Auth-Request-Groups`, `X-Forwarded-Groups`).
+    pub also_groups: Vec<HeaderName>,
 }
 
 #[derive(Debug, Clone)]

@@ -434,6 +434,8 @@ pub struct RawHeaders {
     pub forward_authorization: bool,
     /// `[headers.claims]`: header name to claim name.
     pub claims: std::collections::BTreeMap<String, String>,
+    /// Another proxy's header names written as well: `"oauth2-proxy"`.
+    pub preset: Option<String>,
 }
 
 impl Default for RawHeaders {
@@ -443,6 +445,7 @@ impl Default for RawHeaders {
             user_groups: "X-User-Groups".into(),
             forward_authorization: true,
             claims: std::collections::BTreeMap::new(),
+            preset: None,
         }
     }
 }
@@ -501,6 +504,10 @@ pub(crate) fn schema() -> figment::value::Dict {
             password_file: Some(String::new()),
             ..RawRevocation::default()
         }),
+        headers: RawHeaders {
+            preset: Some(String::new()),
+            ..RawHeaders::default()
+        },
         tracing: RawTracing {
             otlp_endpoint: Some(String::new()),
             sampler_ratio: Some(1.0),

@@ -844,3 +844,48 @@ fn a_unix_socket_listen_takes_an_absolute_path_octal_mode_and_numeric_owner() {
         );
     }
 }
+
+#[test]
+fn the_oauth2_proxy_preset_adds_its_names_and_refuses_clashes() {
+    let with = |headers: &str| Config::from_toml(&format!("{MINIMAL}\n[headers]\n{headers}"));
+    let c = with("preset = \"oauth2-proxy\"").expect("valid");
+    let names = |list: &[HeaderName]| list.iter().map(|h| h.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        names(&c.headers.also_sub),
+        ["x-auth-request-user", "x-forwarded-user"]
+    );
+    assert_eq!(
+        names(&c.headers.also_groups),
+        ["x-auth-request-groups", "x-forwarded-groups"]
+    );
+    assert_eq!(
+        c.headers.claims,
+        [(
+            HeaderName::from_static("x-auth-request-email"),
+            "email".into()
+        )]
+    );
+    let plain = Config::from_toml(MINIMAL).expect("valid");
+    assert!(plain.headers.also_sub.is_empty() && plain.headers.claims.is_empty());
+    for (headers, key) in [
+        ("preset = \"pomerium\"", "headers.preset"),
+        (
+            "preset = \"oauth2-proxy\"\nuser_sub = \"X_Forwarded_User\"",
+            "headers.user_sub",
+        ),
+        (
+            "preset = \"oauth2-proxy\"\nuser_groups = \"x-auth-request-email\"",
+            "headers.user_groups",
+        ),
+        (
+            "preset = \"oauth2-proxy\"\n[headers.claims]\n\"X-Auth-Request-Email\" = \"email\"",
+            "headers.claims",
+        ),
+    ] {
+        let problems = with(headers).expect_err(headers).problems;
+        assert!(
+            problems.iter().any(|p| p.starts_with(key)),
+            "{headers}: {problems:?}"
+        );
+    }
+}

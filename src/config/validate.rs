@@ -1122,7 +1122,39 @@ fn convert_headers(p: &mut Problems, raw: RawHeaders) -> HeadersConfig {
     }
     let user_sub = name(p, "headers.user_sub", &raw.user_sub);
     let user_groups = name(p, "headers.user_groups", &raw.user_groups);
-    let mut claims: Vec<(HeaderName, Box<str>)> = Vec::with_capacity(raw.claims.len());
+    // oauth2-proxy's names (its `--set-xauthrequest` and `--pass-user-headers`), for an
+    // app that reads them: `sub` as the user, the groups, and the `email` claim.
+    let (also_sub, also_groups, preset_claims): (Vec<&str>, Vec<&str>, Vec<(&str, &str)>) =
+        match raw.preset.as_deref() {
+            None => (Vec::new(), Vec::new(), Vec::new()),
+            Some("oauth2-proxy") => (
+                vec!["x-auth-request-user", "x-forwarded-user"],
+                vec!["x-auth-request-groups", "x-forwarded-groups"],
+                vec![("x-auth-request-email", "email")],
+            ),
+            Some(other) => {
+                p.add(
+                    "headers.preset",
+                    format!("{other:?} is not a preset; the one there is is \"oauth2-proxy\""),
+                );
+                (Vec::new(), Vec::new(), Vec::new())
+            }
+        };
+    let also_sub: Vec<HeaderName> = also_sub.into_iter().map(HeaderName::from_static).collect();
+    let also_groups: Vec<HeaderName> = also_groups
+        .into_iter()
+        .map(HeaderName::from_static)
+        .collect();
+    let mut claims: Vec<(HeaderName, Box<str>)> = preset_claims
+        .into_iter()
+        .map(|(h, c)| (HeaderName::from_static(h), c.into()))
+        .collect();
+    let preset_names: Vec<HeaderName> = also_sub
+        .iter()
+        .chain(&also_groups)
+        .chain(claims.iter().map(|(h, _)| h))
+        .cloned()
+        .collect();
     for (header, claim) in &raw.claims {
         let key = format!("headers.claims.{header:?}");
         let h = name(p, &key, header);
@@ -1131,6 +1163,7 @@ fn convert_headers(p: &mut Problems, raw: RawHeaders) -> HeadersConfig {
         }
         let taken = [&user_sub, &user_groups]
             .into_iter()
+            .chain(also_sub.iter().chain(&also_groups))
             .chain(claims.iter().map(|(other, _)| other))
             .find(|other| crate::wire::same_folded_name(h.as_str(), other.as_str()));
         if let Some(other) = taken {
@@ -1144,11 +1177,27 @@ fn convert_headers(p: &mut Problems, raw: RawHeaders) -> HeadersConfig {
     if crate::wire::same_folded_name(user_sub.as_str(), user_groups.as_str()) {
         p.add("headers.user_groups", "must differ from headers.user_sub");
     }
+    for (key, own) in [
+        ("headers.user_sub", &user_sub),
+        ("headers.user_groups", &user_groups),
+    ] {
+        if let Some(other) = preset_names
+            .iter()
+            .find(|other| crate::wire::same_folded_name(own.as_str(), other.as_str()))
+        {
+            p.add(
+                key,
+                format!("reads as {other}, which headers.preset writes"),
+            );
+        }
+    }
     HeadersConfig {
         user_sub,
         user_groups,
         forward_authorization: raw.forward_authorization,
         claims,
+        also_sub,
+        also_groups,
     }
 }
 

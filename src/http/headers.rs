@@ -144,6 +144,9 @@ pub fn strip_cookies(headers: &mut HeaderMap, names: &[Box<str>]) {
 pub struct IdentityHeaders {
     pub sub: HeaderName,
     pub groups: HeaderName,
+    /// `headers.preset`'s other names for `sub` and for the groups.
+    pub also_sub: Vec<HeaderName>,
+    pub also_groups: Vec<HeaderName>,
     /// `[headers.claims]`: headers that carry a claim of the caller's token.
     pub claims: Vec<(HeaderName, Box<str>)>,
     /// Other headers that an app would read as an identity and that the gate never
@@ -159,6 +162,8 @@ impl IdentityHeaders {
         IdentityHeaders {
             sub: config.user_sub.clone(),
             groups: config.user_groups.clone(),
+            also_sub: config.also_sub.clone(),
+            also_groups: config.also_groups.clone(),
             claims: config.claims.clone(),
             unverified: ALB_HEADERS
                 .iter()
@@ -167,10 +172,13 @@ impl IdentityHeaders {
         }
     }
 
-    /// The headers the gate writes for an identity: sub, groups, then the claims'.
+    /// The headers the gate writes for an identity: sub, groups, the preset's, then
+    /// the claims'.
     pub fn written(&self) -> impl Iterator<Item = &HeaderName> {
         [&self.sub, &self.groups]
             .into_iter()
+            .chain(&self.also_sub)
+            .chain(&self.also_groups)
             .chain(self.claims.iter().map(|(h, _)| h))
     }
 
@@ -199,11 +207,16 @@ impl IdentityHeaders {
 
     /// Writes the identity headers. Call [`IdentityHeaders::strip`] first.
     pub fn inject(&self, headers: &mut HeaderMap, identity: &Identity) {
-        headers.insert(
-            self.sub.clone(),
-            encode_value(std::iter::once(&identity.sub)),
-        );
-        headers.insert(self.groups.clone(), encode_value(identity.groups.iter()));
+        let sub = encode_value(std::iter::once(&identity.sub));
+        for name in &self.also_sub {
+            headers.insert(name.clone(), sub.clone());
+        }
+        headers.insert(self.sub.clone(), sub);
+        let groups = encode_value(identity.groups.iter());
+        for name in &self.also_groups {
+            headers.insert(name.clone(), groups.clone());
+        }
+        headers.insert(self.groups.clone(), groups);
         for (header, claim) in &self.claims {
             let items = claim_items(identity.claims.get(claim));
             headers.insert(header.clone(), encode_value(items.iter()));
@@ -347,6 +360,8 @@ mod tests {
         let ids = IdentityHeaders {
             sub: HeaderName::from_static("x-user-sub"),
             groups: HeaderName::from_static("x-user-groups"),
+            also_sub: Vec::new(),
+            also_groups: Vec::new(),
             claims: vec![(HeaderName::from_static("x-user-email"), "email".into())],
             unverified: vec![HeaderName::from_static("x-amzn-oidc-identity")],
         };

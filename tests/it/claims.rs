@@ -249,3 +249,107 @@ async fn claims_reach_the_app_as_headers_and_forged_ones_never_do() {
     );
     assert_eq!(answer["x-user-email"], "alice@example.com");
 }
+
+#[tokio::test]
+async fn the_oauth2_proxy_preset_writes_its_headers_and_strips_every_spelling_of_them() {
+    let upstream = Upstream::start().await;
+    let jwks = JwksServer::start(&[key_a()]).await;
+    let text = format!(
+        "{}\n[headers]\npreset = \"oauth2-proxy\"\n",
+        config(&upstream.url(), &jwks.url(), "").replace(
+            "[upstream]",
+            "[authz]\nlisten = \"127.0.0.1:9191\"\n[upstream]",
+        )
+    );
+    let gate = Gate::start(&text, POLICY).await;
+    gate.wait_ready(Duration::from_secs(10)).await;
+    let mut claims = access_claims("alice", &["admins", "ops"]);
+    claims["email"] = json!("alice@example.com");
+    let alice = format!("Bearer {}", token(key_a(), &claims));
+    let forged = [
+        ("x-auth-request-user", "mallory"),
+        ("X_Auth_Request_User", "mallory"),
+        ("x-forwarded-user", "mallory"),
+        ("x.forwarded.user", "mallory"),
+        ("X-Auth-Request-Groups", "admins"),
+        ("x_forwarded_groups", "admins"),
+        ("X-AUTH-REQUEST-EMAIL", "ceo@example.com"),
+    ];
+    let names = [
+        "x-auth-request-user",
+        "x-forwarded-user",
+        "x-auth-request-groups",
+        "x-forwarded-groups",
+        "x-auth-request-email",
+    ];
+
+    // Every forged spelling is replaced by the verified values.
+    let mut headers = vec![("authorization", alice.as_str())];
+    headers.extend(forged);
+    let (status, _, _) = get(&gate.url("/admin/x"), &headers).await;
+    assert_eq!(status, 200);
+    let seen = upstream.last();
+    let expected = [
+        ("x-auth-request-user", "alice"),
+        ("x-forwarded-user", "alice"),
+        ("x-auth-request-groups", "admins,ops"),
+        ("x-forwarded-groups", "admins,ops"),
+        ("x-auth-request-email", "alice@example.com"),
+    ];
+    for (name, value) in expected {
+        assert_eq!(
+            seen.identity_like(name),
+            [(name.to_owned(), value.to_owned())],
+            "{name}"
+        );
+    }
+    // The gate's own headers are still written.
+    assert_eq!(seen.header("x-user-sub").as_deref(), Some("alice"));
+
+    // A public path: every forged spelling is gone and nothing is written.
+    let (status, _, _) = get(&gate.url("/public/x"), &forged).await;
+    assert_eq!(status, 200);
+    let seen = upstream.last();
+    for name in names {
+        assert!(seen.identity_like(name).is_empty(), "{name}: {seen:?}");
+    }
+    // A forged one without a token on a protected path: refused, as always.
+    let (status, _, _) = get(&gate.url("/admin/x"), &forged).await;
+    assert_eq!(status, 401);
+
+    // nginx auth_request gets them on /auth, as from oauth2-proxy's /oauth2/auth.
+    let (status, answer, _) = get(
+        &format!("http://{}/auth", gate.authz),
+        &[
+            ("x-original-method", "GET"),
+            ("x-original-uri", "/admin/x"),
+            ("authorization", &alice),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200);
+    for (name, value) in expected {
+        assert_eq!(answer[name], value, "{name}");
+    }
+    // Envoy is told to remove each forged spelling the client sent.
+    let mut headers = vec![("authorization", alice.as_str())];
+    headers.extend(forged);
+    let (status, answer, _) = get(&format!("http://{}/envoy/admin/x", gate.authz), &headers).await;
+    assert_eq!(status, 200);
+    let removed: Vec<String> = answer["x-envoy-auth-headers-to-remove"]
+        .to_str()
+        .unwrap()
+        .split(", ")
+        .map(str::to_owned)
+        .collect();
+    for spelling in [
+        "x_auth_request_user",
+        "x.forwarded.user",
+        "x_forwarded_groups",
+    ] {
+        assert!(
+            removed.iter().any(|r| r == spelling),
+            "{spelling} not in {removed:?}"
+        );
+    }
+}

@@ -28,6 +28,7 @@ mod operations;
 mod peers;
 mod properties;
 mod proxy;
+mod release;
 mod revocation;
 mod traces;
 mod unix;
